@@ -1,0 +1,85 @@
+"""Order parameters of the synergy–redundancy organisation, for the difficulty phase sweep.
+
+Each maps one (N, N, 16) atoms array (one difficulty level, or one bootstrap/prompt subset) to a
+scalar; higher = more synergy-dominated:
+
+  balance            mean over all off-diagonal pairs of sts / (sts + rtr)  (ranking.pair_balance)
+  core_contrast      middle-layer minus periphery mean of the per-head balance, unscaled
+                     (profile.core_contrast with scale=False). Not the rank score and no min–max
+                     scaling: both are relative within one level, so they could not show the
+                     whole network becoming more synergistic; the balance lies in [0, 1] on an
+                     absolute scale, and so the contrast in [-1, 1].
+  syn_gt_red         fraction of heads whose synergy (mean sts) exceeds their redundancy (mean rtr)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from synergy_jax.analysis import profile, ranking
+
+NAMES = ("balance", "core_contrast", "syn_gt_red")
+
+
+def order_parameters(atoms: np.ndarray, num_layers: int, num_heads: int, *,
+                     band: tuple[float, float] = (1 / 3, 2 / 3),
+                     negative: str = "clip") -> dict[str, float]:
+  """{"balance", "core_contrast", "syn_gt_red"} for one atoms array (see module docstring).
+
+  ``core_contrast`` is NaN for models with fewer than 3 layers (no middle and periphery).
+  """
+  a = ranking.check_atoms(atoms)
+  if a.shape[0] != num_layers * num_heads:
+    raise ValueError(f"atoms has {a.shape[0]} units but {num_layers} layers × {num_heads} heads "
+                     f"= {num_layers * num_heads}")
+  pb = ranking.pair_balance(a, negative=negative)
+  hb = ranking.partner_mean(pb)
+  syn = ranking.partner_mean(ranking.atom_matrix(a, "sts"))
+  red = ranking.partner_mean(ranking.atom_matrix(a, "rtr"))
+  ok = np.isfinite(syn) & np.isfinite(red)
+  mid = profile.middle_layers(num_layers, band)
+  contrast = (profile.core_contrast(hb, num_layers, num_heads, band=band, scale=False)
+              if mid.any() and not mid.all() else float("nan"))
+  return {
+      "balance": float(np.nanmean(pb)) if np.isfinite(pb).any() else float("nan"),
+      "core_contrast": contrast,
+      "syn_gt_red": float(np.mean(syn[ok] > red[ok])) if ok.any() else float("nan"),
+  }
+
+
+def bootstrap_order_parameters(acts: np.ndarray, num_layers: int, num_heads: int, *,
+                               n_boot: int = 200, level: float = 0.95, seed: int = 0,
+                               estimator=None, progress=None, band=(1 / 3, 2 / 3),
+                               **estimator_kwargs) -> dict[str, dict]:
+  """Order parameters of one level with percentile bootstrap CIs over prompts.
+
+  Each replicate resamples the P prompts with replacement and recomputes all-pairs ΦID on them
+  (the atoms pool over prompts, so there is no cheaper exact route); cost = (n_boot + 1)
+  estimator calls.
+
+  Args:
+    acts: (P, N, T) activations of the level's prompts.
+    estimator: ``f(acts, **kw) -> (N, N, 16)``; default ``phiid.all_pairs``.
+  Returns:
+    {name: {"estimate", "ci_low", "ci_high", "ci_level", "n_boot", "samples" (n_boot,)}}.
+  """
+  from synergy_jax.analysis.stats import bootstrap_indices, percentile_interval
+  a = np.asarray(acts)
+  if a.ndim != 3:
+    raise ValueError(f"acts must be (P, N, T), got {a.shape}")
+  if estimator is None:
+    from synergy_jax import phiid
+    estimator = phiid.all_pairs
+
+  def ops(x):
+    o = order_parameters(np.asarray(estimator(x, **estimator_kwargs)), num_layers, num_heads,
+                         band=band)
+    return np.array([o[k] for k in NAMES])
+
+  est = ops(a)
+  idx = bootstrap_indices(a.shape[0], n_boot, seed)
+  it = range(n_boot)
+  samples = np.stack([ops(a[idx[b]]) for b in (progress(it) if progress else it)])
+  lo, hi = percentile_interval(samples, level)
+  return {k: {"estimate": float(est[i]), "ci_low": float(lo[i]), "ci_high": float(hi[i]),
+              "ci_level": level, "n_boot": n_boot, "samples": samples[:, i]}
+          for i, k in enumerate(NAMES)}

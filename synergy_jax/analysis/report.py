@@ -1,0 +1,88 @@
+"""One call from atoms (and activations) to the profile experiment's results and head table.
+
+``profile_report`` gathers ranking, layer profile, core contrast, diagnostics, graph metrics and
+(optionally) the surrogate summary into a JSON-able dict, and ``head_table`` gives the per-unit
+columns of ``head_scores.csv``. Experiments only need to write them (``synergy_jax.results``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from synergy_jax.analysis import diagnostics, graph, profile, ranking
+from synergy_jax.analysis.surrogates import SurrogateResult
+
+
+def head_table(scores: ranking.HeadScores, num_heads: int, *,
+               surrogate: SurrogateResult | None = None,
+               autocorr: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """Columns (each (N,)) of the per-unit table: unit, layer, head, synergy, redundancy (nats),
+  synergy_rank, redundancy_rank, rank_score, balance, then for each tested atom a of the
+  surrogate test ``<a>_z``, ``<a>_p``, ``<a>_q`` (BH-adjusted), ``<a>_significant``, and
+  ``autocorr_lag1`` if given."""
+  n = scores.synergy.shape[0]
+  unit = np.arange(n)
+  layer, head = np.divmod(unit, num_heads)
+  cols = {"unit": unit, "layer": layer, "head": head, "synergy": scores.synergy,
+          "redundancy": scores.redundancy, "synergy_rank": scores.synergy_rank,
+          "redundancy_rank": scores.redundancy_rank, "rank_score": scores.rank_score,
+          "balance": scores.balance}
+  if surrogate is not None:
+    if surrogate.head_z.shape[0] != n:
+      raise ValueError(f"surrogate result has {surrogate.head_z.shape[0]} units, scores have {n}")
+    for a, name in enumerate(surrogate.atoms):
+      cols[f"{name}_z"] = surrogate.head_z[:, a]
+      cols[f"{name}_p"] = surrogate.head_p[:, a]
+      cols[f"{name}_q"] = surrogate.head_q[:, a]
+      cols[f"{name}_significant"] = surrogate.head_significant[:, a].astype(int)
+  if autocorr is not None:
+    cols["autocorr_lag1"] = np.asarray(autocorr)
+  return cols
+
+
+def profile_report(atoms: np.ndarray, num_layers: int, num_heads: int, *,
+                   acts: np.ndarray | None = None, surrogate: SurrogateResult | None = None,
+                   graph_fraction: float = 0.1, n_perm: int = 1000, seed: int = 0,
+                   band: tuple[float, float] = (1 / 3, 2 / 3)):
+  """Results of the profile experiment.
+
+  Args:
+    atoms: (N, N, 16) from ``phiid.all_pairs``; N = num_layers * num_heads.
+    acts: (P, N, T) activations, for the autocorrelation diagnostic (optional).
+    surrogate: a ``surrogate_test`` result (optional).
+  Returns:
+    (results dict, head table columns, HeadScores). results has "units", "layer_profile" (mean
+    min–max scaled rank score per layer, one value per layer), "layer_profile_detail",
+    "core_contrast", "syn_red_spearman", "autocorr_syn_spearman" (if acts), "graph",
+    "surrogates" (if given).
+  """
+  n = num_layers * num_heads
+  a = ranking.check_atoms(atoms)
+  if a.shape[0] != n:
+    raise ValueError(f"atoms has {a.shape[0]} units, expected {num_layers} layers × {num_heads} "
+                     f"heads = {n}")
+  hs = ranking.head_scores(a)
+  prof = {k: profile.layer_profile(getattr(hs, k), num_layers, num_heads).to_dict()
+          for k in ("rank_score", "balance")}
+  mid = profile.middle_layers(num_layers, band)
+  contrast = {k: (profile.core_contrast(getattr(hs, k), num_layers, num_heads, band=band)
+                  if mid.any() and not mid.all() else None) for k in ("rank_score", "balance")}
+  diag = diagnostics.diagnostics(hs.synergy, hs.redundancy, acts, n_perm=n_perm, seed=seed)
+  graphs = graph.compare_graphs(a, fraction=graph_fraction)
+  out = {
+      "units": {"n_units": n, "num_layers": num_layers, "num_heads": num_heads,
+                "numbering": "unit = layer * num_heads + head",
+                "excluded": [{"unit": u, "layer": u // num_heads, "head": u % num_heads}
+                             for u in hs.excluded]},
+      "layer_profile": prof["rank_score"]["mean"],
+      "layer_profile_detail": prof,
+      "core_contrast": {"band": list(band), **contrast},
+      "syn_red_spearman": diag["syn_red_spearman"],
+      "graph": graphs,
+  }
+  if acts is not None:
+    out["autocorr_syn_spearman"] = diag["autocorr_syn_spearman"]
+  if surrogate is not None:
+    out["surrogates"] = surrogate.summary()
+  table = head_table(hs, num_heads, surrogate=surrogate,
+                     autocorr=diag.get("autocorr_lag1"))
+  return out, table, hs

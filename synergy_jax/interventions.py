@@ -1,0 +1,356 @@
+"""Interventions on attention heads: ablation masks, behaviour divergence, head sets for noise.
+
+Behaviour divergence (Urbina-Rodriguez, Mediano et al. 2026): heads are zero-ablated in a given
+order (most synergistic first, most redundant first, random), and for each ablated fraction the
+ablated model scores the original model's own generated continuation (``models.score``, teacher
+forcing, so differences do not compound). The divergence is
+
+  D(f) = mean over prompts of [ mean over valid continuation tokens of KL(p_orig ‖ p_ablated) ]
+
+in nats, with KL(p ‖ q) = Σ_v p_v (log p_v − log q_v). Every prompt weighs the same regardless
+of its number of valid tokens.
+
+Axis letters: B prompts (batch), T continuation positions, V vocabulary, L layers, H heads per
+layer, F ablation fractions, M masks (orders × fractions), O orders, N = L·H units.
+Head masks are (L, H) arrays with 1 = keep, 0 = ablate; unit = layer * num_heads + head.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synergy_jax.analysis.ranking import n_selected, random_orders, redundant_order, \
+    synergistic_order
+from synergy_jax.analysis.stats import percentile_interval
+
+
+# --------------------------------------------------------------------------------------------------
+# KL divergence
+# --------------------------------------------------------------------------------------------------
+
+
+def kl_per_position(logp: jax.Array, logq: jax.Array) -> jax.Array:
+  """KL(p ‖ q) in nats at each position, from log-probabilities.
+
+  Args:
+    logp: (B, T, V) log-probs of the original model; logq: (B, T, V) of the ablated model.
+  Returns:
+    (B, T) KL. Terms with p_v = 0 contribute exactly 0 (also when log q_v = −inf); identical
+    inputs give exactly 0.
+  """
+  if logp.shape != logq.shape:
+    raise ValueError(f"log-prob shapes differ: original {logp.shape} vs ablated {logq.shape}")
+  # bf16 models: exp and the sum over V lose too much precision below float32.
+  logp = logp.astype(jnp.promote_types(logp.dtype, jnp.float32))
+  logq = logq.astype(logp.dtype)
+  p = jnp.exp(logp)
+  diff = jnp.where(p > 0, logp - logq, 0.0)  # avoids 0 · (−inf − −inf) = NaN
+  return jnp.sum(jnp.where(p > 0, p * diff, 0.0), axis=-1)
+
+
+def kl_per_prompt(logp: jax.Array, logq: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+  """(B,) mean over valid positions of KL(p ‖ q); NaN for a prompt with no valid position.
+
+  Args:
+    valid: (B, T) bool/0-1 mask of real (non-padding) continuation tokens; None = all valid.
+  """
+  kl = kl_per_position(logp, logq)  # (B, T)
+  if valid is None:
+    valid = jnp.ones(kl.shape, bool)
+  valid = jnp.asarray(valid).astype(bool)
+  if valid.shape != kl.shape:
+    raise ValueError(f"valid mask has shape {valid.shape}, expected (B, T) = {kl.shape}")
+  n = valid.sum(-1)
+  tot = jnp.where(valid, kl, 0.0).sum(-1)
+  return jnp.where(n > 0, tot / jnp.maximum(n, 1), jnp.nan)
+
+
+def mean_kl(logp: jax.Array, logq: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+  """Scalar: mean over prompts (with >= 1 valid token) of :func:`kl_per_prompt`."""
+  return jnp.nanmean(kl_per_prompt(logp, logq, valid))
+
+
+# --------------------------------------------------------------------------------------------------
+# Masks and orders
+# --------------------------------------------------------------------------------------------------
+
+
+def check_order(order, n_units: int) -> np.ndarray:
+  """Returns ``order`` as an int array after checking it is a permutation of range(n_units)."""
+  o = np.asarray(order)
+  if o.shape != (n_units,) or o.dtype.kind not in "iu":
+    raise ValueError(f"order must be an integer array of shape ({n_units},), got {o.dtype} {o.shape}")
+  if not np.array_equal(np.sort(o), np.arange(n_units)):
+    missing = np.setdiff1d(np.arange(n_units), o)[:5].tolist()
+    raise ValueError(f"order is not a permutation of the {n_units} units (missing e.g. {missing})")
+  return o
+
+
+def head_masks(order, fractions: Sequence[float], num_layers: int, num_heads: int) -> np.ndarray:
+  """(F, L, H) float32 masks; mask f ablates (sets 0) the first round(f·N) units of ``order``.
+
+  round halves up (see ``ranking.n_selected``). ``order`` must be a permutation of range(N).
+  """
+  n = num_layers * num_heads
+  o = check_order(order, n)
+  pos = np.empty(n, dtype=np.int64)
+  pos[o] = np.arange(n)  # position of each unit in the order
+  k = np.array([n_selected(float(f), n) for f in fractions])  # (F,)
+  keep = pos[None, :] >= k[:, None]  # (F, N)
+  return keep.reshape(len(k), num_layers, num_heads).astype(np.float32)
+
+
+def units_mask(units, num_layers: int, num_heads: int) -> np.ndarray:
+  """(L, H) float32 mask ablating exactly ``units`` (1 elsewhere)."""
+  n = num_layers * num_heads
+  u = np.asarray(units, dtype=np.int64).ravel()
+  if np.any((u < 0) | (u >= n)):
+    bad = int(u[(u < 0) | (u >= n)][0])
+    raise ValueError(f"unit {bad} out of range for {num_layers} layers × {num_heads} heads")
+  m = np.ones(n, np.float32)
+  m[u] = 0.0
+  return m.reshape(num_layers, num_heads)
+
+
+# --------------------------------------------------------------------------------------------------
+# Behaviour divergence
+# --------------------------------------------------------------------------------------------------
+
+
+def _default_score_fn():
+  from synergy_jax import models  # lazy: keeps this module importable without the model stack
+  return models.score
+
+
+def _model_shape(model, num_layers, num_heads):
+  cfg = getattr(model, "config", None)
+  num_layers = num_layers if num_layers is not None else getattr(cfg, "num_layers", None)
+  num_heads = num_heads if num_heads is not None else getattr(cfg, "num_heads", None)
+  if num_layers is None or num_heads is None:
+    raise ValueError("num_layers/num_heads not given and model.config lacks them")
+  return int(num_layers), int(num_heads)
+
+
+def _split_model(model):
+  """(params, rebuild): trace the params pytree instead of baking it into the compiled function."""
+  if dataclasses.is_dataclass(model) and hasattr(model, "params"):
+    return model.params, lambda p: dataclasses.replace(model, params=p)
+  return None, lambda p: model
+
+
+_TRACE_ERRORS = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
+                 jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
+
+
+def make_divergence_fn(model, *, score_fn: Callable | None = None,
+                       batch_size: int | None = None) -> Callable:
+  """Builds ``f(tokens, prompt_lengths, masks, valid=None) -> (M, B)`` per-prompt divergences.
+
+  All M masks of a call are evaluated in one compiled function: the masks are traced and mapped
+  with ``vmap`` (``batch_size=None``) or ``lax.map`` in chunks of ``batch_size`` masks (bounds
+  memory: each chunk holds (chunk, B, T, V) log-probs). New masks, orders or seeds of the same
+  count never recompile.
+
+  Tokens: if ``score_fn`` can trace its token inputs (a pure-jax scorer), tokens and lengths are
+  traced too and new batches of the same shape reuse the compilation. ``models.score`` pads on
+  the host (it needs concrete tokens); then the batch is closed over and each *batch* compiles
+  once (fractions and orders still share that one compilation). This is detected on the first
+  call.
+
+  Args:
+    model: passed to ``score_fn``; if it is a dataclass with ``params``, the params are traced
+      rather than baked into the compiled function as constants.
+    score_fn: ``score(model, tokens, prompt_lengths, *, head_mask) -> obj with .logprobs
+      (B, T, V)``; default ``synergy_jax.models.score``.
+  Returned function's args: tokens (B, S) int, prompt_lengths (B,) int, masks (M, L, H) float,
+    valid (B, T) bool or None. Masks with nothing ablated (all ones) give exactly 0: the ablated
+    model is then the original model by definition, so any computed value would only be
+    floating-point non-determinism.
+  """
+  score_fn = score_fn or _default_score_fn()
+  params, rebuild = _split_model(model)
+
+  def run(params, tokens, prompt_lengths, masks, valid):
+    mdl = rebuild(params)
+    ones = jnp.ones(masks.shape[1:], masks.dtype)  # (L, H)
+    base = score_fn(mdl, tokens, prompt_lengths, head_mask=ones).logprobs  # (B, T, V)
+
+    def one(mask):  # (L, H) -> (B,)
+      lq = score_fn(mdl, tokens, prompt_lengths, head_mask=mask).logprobs
+      kl = kl_per_prompt(base, lq, valid)
+      return jnp.where(jnp.all(mask == 1), jnp.zeros_like(kl), kl)
+
+    if batch_size is None:
+      return jax.vmap(one)(masks)
+    return jax.lax.map(one, masks, batch_size=batch_size)
+
+  traced = jax.jit(run)
+  state = {"traceable": True}
+
+  def f(tokens, prompt_lengths, masks, valid=None):
+    masks = jnp.asarray(masks, jnp.float32)
+    if masks.ndim != 3:
+      raise ValueError(f"masks must be (M, L, H), got shape {masks.shape}")
+    valid = None if valid is None else jnp.asarray(valid, bool)
+    if state["traceable"]:
+      try:
+        return traced(params, jnp.asarray(tokens), jnp.asarray(prompt_lengths), masks, valid)
+      except _TRACE_ERRORS:
+        state["traceable"] = False  # scorer needs concrete tokens: close over this batch
+    tok, lens = np.asarray(tokens), np.asarray(prompt_lengths)
+    closed = jax.jit(lambda prm, m, v: run(prm, tok, lens, m, v))
+    return closed(params, masks, valid)
+
+  return f
+
+
+@dataclasses.dataclass(frozen=True)
+class DivergenceCurve:
+  """fractions (F,); mean (F,) divergence in nats; per_prompt (F, B)."""
+  fractions: np.ndarray
+  mean: np.ndarray
+  per_prompt: np.ndarray
+
+  @property
+  def auc(self) -> float:
+    return auc(self.fractions, self.mean)
+
+
+def behaviour_divergence(model, tokens, prompt_lengths, order, fractions, *,
+                         score_fn: Callable | None = None, valid=None,
+                         num_layers: int | None = None, num_heads: int | None = None,
+                         batch_size: int | None = None) -> DivergenceCurve:
+  """Divergence curve for one unit order over all ``fractions`` in one compiled call.
+
+  Args:
+    tokens: (B, S) prompt + generated continuation of the original model.
+    prompt_lengths: (B,) prompt lengths.
+    order: (N,) permutation of units, ablated first to last.
+    fractions: (F,) fractions of units ablated, in [0, 1].
+    valid: (B, T) mask of real continuation tokens (T = ``score``'s logprobs length).
+  """
+  curves = divergence_curves(model, tokens, prompt_lengths, {"order": np.asarray(order)[None]},
+                             fractions, score_fn=score_fn, valid=valid, num_layers=num_layers,
+                             num_heads=num_heads, batch_size=batch_size)
+  c = curves["order"]
+  return DivergenceCurve(c.fractions, c.mean[0], c.per_prompt[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderCurves:
+  """Curves for O orders: fractions (F,), mean (O, F), per_prompt (O, F, B)."""
+  fractions: np.ndarray
+  mean: np.ndarray
+  per_prompt: np.ndarray
+
+  @property
+  def auc(self) -> np.ndarray:
+    """(O,) area under each curve."""
+    return np.array([auc(self.fractions, m) for m in self.mean])
+
+
+def divergence_curves(model, tokens, prompt_lengths, orders: Mapping[str, np.ndarray], fractions,
+                      *, score_fn: Callable | None = None, valid=None,
+                      num_layers: int | None = None, num_heads: int | None = None,
+                      batch_size: int | None = None,
+                      divergence_fn: Callable | None = None) -> dict[str, OrderCurves]:
+  """Divergence curves of several named groups of orders, all masks in one compiled call.
+
+  Args:
+    orders: {name: (O, N) or (N,) unit orders}, e.g. {"synergistic": o1, "redundant": o2,
+      "random": (5, N)}.
+    divergence_fn: a function from :func:`make_divergence_fn` to reuse across batches.
+  Returns:
+    {name: OrderCurves}.
+  """
+  num_layers, num_heads = _model_shape(model, num_layers, num_heads)
+  fr = np.asarray(fractions, dtype=np.float64)
+  if fr.ndim != 1 or fr.size == 0:
+    raise ValueError(f"fractions must be a non-empty 1-D sequence, got shape {fr.shape}")
+  names, blocks, sizes = [], [], []
+  for name, o in orders.items():
+    o = np.atleast_2d(np.asarray(o))
+    blocks.extend(head_masks(row, fr, num_layers, num_heads) for row in o)
+    names.append(name)
+    sizes.append(o.shape[0])
+  masks = np.concatenate(blocks)  # (sum O · F, L, H)
+  fn = divergence_fn or make_divergence_fn(model, score_fn=score_fn, batch_size=batch_size)
+  per = np.asarray(fn(tokens, prompt_lengths, masks, valid))  # (M, B)
+  out, start = {}, 0
+  for name, n_o in zip(names, sizes):
+    block = per[start:start + n_o * fr.size].reshape(n_o, fr.size, -1)
+    start += n_o * fr.size
+    with np.errstate(invalid="ignore"):
+      mean = np.nanmean(block, -1)
+    out[name] = OrderCurves(fr, mean, block)
+  return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Summaries
+# --------------------------------------------------------------------------------------------------
+
+
+def auc(fractions, curve) -> float:
+  """Area under a curve over ablated fraction (trapezoid rule); fractions strictly increasing."""
+  x = np.asarray(fractions, dtype=np.float64)
+  y = np.asarray(curve, dtype=np.float64)
+  if x.shape != y.shape or x.ndim != 1:
+    raise ValueError(f"fractions and curve must be 1-D of equal length, got {x.shape}, {y.shape}")
+  if np.any(np.diff(x) <= 0):
+    raise ValueError("fractions must be strictly increasing for an AUC")
+  return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+
+
+def auc_ratio(target_auc: float, random_aucs, *, n_boot: int = 1000, level: float = 0.95,
+              seed: int = 0) -> dict:
+  """Ratio AUC(target) / mean AUC(random orders), with a percentile CI over random orders.
+
+  The CI resamples the random orders with replacement (their mean AUC is the only random
+  quantity); with few random orders (e.g. 5) the interval is coarse, and the report says so via
+  ``n_random``.
+  """
+  r = np.asarray(random_aucs, dtype=np.float64).ravel()
+  if r.size < 2:
+    raise ValueError(f"auc_ratio needs >= 2 random orders, got {r.size}")
+  if r.mean() <= 0:
+    raise ValueError(f"mean random-order AUC is {r.mean()}; the ratio is undefined")
+  idx = np.random.default_rng(seed).integers(0, r.size, size=(n_boot, r.size))
+  boot = target_auc / r[idx].mean(1)
+  lo, hi = percentile_interval(boot, level)
+  return {"ratio": float(target_auc / r.mean()), "ci_low": float(lo), "ci_high": float(hi),
+          "ci_level": level, "target_auc": float(target_auc), "random_auc_mean": float(r.mean()),
+          "random_auc_sd": float(r.std(ddof=1)), "n_random": int(r.size)}
+
+
+def ablation_orders(score, *, n_random: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
+  """{"synergistic": (N,), "redundant": (N,), "random": (n_random, N)} unit orders from a score
+  where higher = more synergistic (rank score or balance)."""
+  s = np.asarray(score)
+  return {"synergistic": synergistic_order(s), "redundant": redundant_order(s),
+          "random": random_orders(s.size, n_random, seed)}
+
+
+def perturbation_head_sets(score, num_layers: int, num_heads: int, *, fraction: float = 0.25,
+                           n_random: int = 5, seed: int = 0) -> dict:
+  """Head sets for Gaussian perturbation (``models.perturb_heads``).
+
+  Returns:
+    {"synergistic": (k, 2), "redundant": (k, 2), "random": [n_random × (k, 2)]} arrays of
+    (layer, head) rows, k = round(fraction · N), plus "*_units" entries with unit indices.
+  """
+  s = np.asarray(score)
+  n = num_layers * num_heads
+  if s.shape != (n,):
+    raise ValueError(f"score must be ({n},) for {num_layers} layers × {num_heads} heads, got {s.shape}")
+  k = n_selected(fraction, n)
+  units = {"synergistic": synergistic_order(s)[:k], "redundant": redundant_order(s)[:k]}
+  rnd = [o[:k] for o in random_orders(n, n_random, seed)]
+  lh = lambda u: np.stack(np.divmod(np.sort(u), num_heads), -1)
+  return {"synergistic": lh(units["synergistic"]), "redundant": lh(units["redundant"]),
+          "random": [lh(u) for u in rnd], "synergistic_units": np.sort(units["synergistic"]),
+          "redundant_units": np.sort(units["redundant"]), "random_units": [np.sort(u) for u in rnd]}

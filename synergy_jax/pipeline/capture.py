@@ -1,0 +1,91 @@
+"""Prompts → generated tokens and per-head activity, the units' time series.
+
+Activity is the paper's: the L2 norm of each head's attention output (before the output
+projection) at every generated token. Units are numbered unit = layer * num_heads + head.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+
+from synergy_jax import models
+
+
+@dataclasses.dataclass(frozen=True)
+class Activity:
+  """acts (P, N, T) float32 head-output norms; tokens (P, T) generated ids; prompt_ids: list of
+  P token lists; texts: the P decoded continuations."""
+  acts: np.ndarray
+  tokens: np.ndarray
+  prompt_ids: list
+  texts: list
+  num_layers: int
+  num_heads: int
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+  """Token ids of each prompt (with the tokenizer's special tokens, e.g. BOS).
+
+  Raises ValueError naming the prompt index of an empty prompt or one that encodes to no tokens.
+  """
+  out = []
+  for i, text in enumerate(prompts):
+    if not isinstance(text, str) or not text.strip():
+      raise ValueError(f"prompt {i} is empty or not a string: {text!r}")
+    ids = list(tokenizer(text)["input_ids"])
+    if not ids:
+      raise ValueError(f"prompt {i} ({text[:40]!r}) encodes to no tokens")
+    out.append([int(t) for t in ids])
+  return out
+
+
+def left_pad(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+  """(B, S) ids and 0/1 attention mask, each row right-aligned (left padding)."""
+  width = max(len(t) for t in token_lists)
+  ids = np.full((len(token_lists), width), pad_id, np.int32)
+  mask = np.zeros((len(token_lists), width), np.int32)
+  for b, toks in enumerate(token_lists):
+    ids[b, width - len(toks):] = toks
+    mask[b, width - len(toks):] = 1
+  return ids, mask
+
+
+def collect_activity(model: "models.Model", tokenizer, prompts: Sequence[str], *,
+                     max_new_tokens: int = 100, batch_size: int = 8, greedy: bool = True,
+                     temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+                     head_mask=None, progress: Callable | None = None) -> Activity:
+  """Generates ``max_new_tokens`` tokens per prompt and records every head's output norm.
+
+  Prompts go through ``models.generate`` in batches of ``batch_size`` with left padding; the last
+  batch is filled up with copies of its final prompt (then dropped) so that every batch has the
+  same shape and the decode loop compiles once per prompt-length bucket. Generation never stops at
+  EOS, so every prompt yields exactly ``max_new_tokens`` samples per unit, as in the study.
+
+  Returns:
+    Activity with acts (P, L * H, T).
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if not prompts:
+    raise ValueError("no prompts given")
+  cfg = model.config
+  token_lists = encode_prompts(tokenizer, prompts)
+  pad = cfg.pad_token_id if cfg.pad_token_id is not None else 0
+  starts = range(0, len(token_lists), batch_size)
+  acts, toks = [], []
+  for b, start in enumerate(progress(starts) if progress else starts):
+    chunk = token_lists[start:start + batch_size]
+    n_real = len(chunk)
+    chunk = chunk + [chunk[-1]] * (batch_size - n_real)
+    ids, mask = left_pad(chunk, pad)
+    rng = None if greedy else seed * 1_000_003 + b
+    out = models.generate(model, ids, mask, max_new_tokens=max_new_tokens, greedy=greedy,
+                          temperature=temperature, top_p=top_p, rng=rng, head_mask=head_mask)
+    norms = np.asarray(out.head_norms, np.float32)[:n_real]  # (B, L, H, T)
+    acts.append(norms.reshape(n_real, cfg.num_layers * cfg.num_heads, max_new_tokens))
+    toks.append(np.asarray(out.tokens)[:n_real])
+  tokens = np.concatenate(toks)
+  texts = [tokenizer.decode(row, skip_special_tokens=True) for row in tokens]
+  return Activity(np.concatenate(acts), tokens, token_lists, texts, cfg.num_layers, cfg.num_heads)

@@ -1,0 +1,257 @@
+"""Figures of the study (matplotlib, Agg canvas only: no display, no pyplot global state).
+
+Every function returns a ``matplotlib.figure.Figure`` and, given ``save=PATH``, also writes it
+atomically (``results.save_figure``). Inputs are plain arrays so the functions work on results
+loaded back from a run directory.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib import cm, colors
+
+from synergy_jax import results
+
+COLORS = {"synergistic": "#c0392b", "redundant": "#2471a3", "random": "#7f8c8d",
+          "trained": "#c0392b", "random_init": "#7f8c8d"}
+
+
+def _figure(ncols: int = 1, nrows: int = 1, size=(5.0, 4.0)):
+  fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(nrows, ncols, squeeze=False)
+  return fig, axes
+
+
+def _finish(fig, save):
+  if save is not None:
+    results.save_figure(fig, save)
+  return fig
+
+
+def _layer_lines(ax, num_layers: int, num_heads: int):
+  for layer in range(1, num_layers):
+    pos = layer * num_heads - 0.5
+    ax.axhline(pos, color="white", lw=0.6)
+    ax.axvline(pos, color="white", lw=0.6)
+  ticks = np.arange(num_layers) * num_heads + (num_heads - 1) / 2
+  ax.set_xticks(ticks, [str(i) for i in range(num_layers)])
+  ax.set_yticks(ticks, [str(i) for i in range(num_layers)])
+  ax.set_xlabel("unit (grouped by layer), source y")
+  ax.set_ylabel("unit (grouped by layer), source x")
+
+
+def pair_heatmaps(matrices: Mapping[str, np.ndarray], num_heads: int, *, save=None,
+                  cmap: str = "viridis") -> Figure:
+  """Unit × unit heatmaps, e.g. {"synergy (sts)": (N, N), "redundancy (rtr)": (N, N)} in nats,
+  with white lines between layers. Diagonal (NaN) is left blank."""
+  fig, axes = _figure(len(matrices), 1, (4.6, 4.0))
+  for ax, (title, m) in zip(axes[0], matrices.items()):
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] % num_heads:
+      raise ValueError(f"heatmap {title!r}: need (N, N) with N a multiple of {num_heads}, got {m.shape}")
+    im = ax.imshow(m, cmap=cmap, interpolation="nearest")
+    _layer_lines(ax, m.shape[0] // num_heads, num_heads)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="nats")
+  return _finish(fig, save)
+
+
+def head_rank_heatmap(scores: np.ndarray, num_layers: int, num_heads: int, *,
+                      title: str = "rank(synergy) − rank(redundancy)", save=None) -> Figure:
+  """Layer × head heatmap of per-head scores (N,) with a diverging colour map centred at 0."""
+  s = np.asarray(scores, dtype=np.float64)
+  if s.shape != (num_layers * num_heads,):
+    raise ValueError(f"scores must be ({num_layers * num_heads},), got {s.shape}")
+  grid = s.reshape(num_layers, num_heads)
+  fig, axes = _figure(1, 1, (max(3.0, 0.35 * num_heads + 2), max(3.0, 0.3 * num_layers + 1.5)))
+  ax = axes[0, 0]
+  lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+  im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+  ax.set_xlabel("head")
+  ax.set_ylabel("layer")
+  ax.set_title(title)
+  fig.colorbar(im, ax=ax, label="synergistic ← → (red = synergistic)")
+  return _finish(fig, save)
+
+
+def layer_profiles(profiles: Mapping[str, object], *, title: str = "layer profile",
+                   ylabel: str = "min–max scaled score", save=None) -> Figure:
+  """Layer profiles (e.g. {"trained": LayerProfile, "random init": LayerProfile}) over depth.
+
+  Each value is a LayerProfile or a dict with "depth", "mean" and optionally "sd"; the band is
+  mean ± sd across the layer's heads.
+  """
+  fig, axes = _figure(1, 1, (5.5, 4.0))
+  ax = axes[0, 0]
+  for i, (label, p) in enumerate(profiles.items()):
+    d = p if isinstance(p, Mapping) else p.to_dict()
+    x, m = np.asarray(d["depth"]), np.asarray(d["mean"])
+    color = COLORS.get(label.replace(" ", "_"), f"C{i}")
+    ax.plot(x, m, "o-", color=color, label=label)
+    if d.get("sd") is not None:
+      sd = np.asarray(d["sd"])
+      ax.fill_between(x, m - sd, m + sd, color=color, alpha=0.2, lw=0)
+  ax.set_xlabel("normalised depth")
+  ax.set_ylabel(ylabel)
+  ax.set_xlim(-0.02, 1.02)
+  ax.set_title(title)
+  ax.legend()
+  return _finish(fig, save)
+
+
+def emergence_profiles(steps: Sequence[int], means: Sequence[np.ndarray], depth: np.ndarray, *,
+                       save=None, ylabel: str = "min–max scaled score") -> Figure:
+  """One layer-profile curve per training checkpoint, coloured by training step (colour bar)."""
+  steps = np.asarray(steps)
+  if len(means) != steps.size:
+    raise ValueError(f"{len(means)} profiles for {steps.size} steps")
+  fig, axes = _figure(1, 1, (6.0, 4.0))
+  ax = axes[0, 0]
+  norm = colors.Normalize(vmin=float(steps.min()), vmax=float(max(steps.max(), steps.min() + 1)))
+  cmap = matplotlib.colormaps["viridis"]
+  for s, m in zip(steps, means):
+    ax.plot(depth, m, "-", color=cmap(norm(s)), lw=1.5)
+  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="training step")
+  ax.set_xlabel("normalised depth")
+  ax.set_ylabel(ylabel)
+  ax.set_title("layer profile during training")
+  return _finish(fig, save)
+
+
+def diagnostics_scatter(synergy, redundancy, autocorr=None, *, rho_syn_red: float | None = None,
+                        rho_ac_syn: float | None = None, save=None) -> Figure:
+  """Per-head synergy vs redundancy (and lag-1 autocorrelation vs synergy), Spearman ρ in titles."""
+  n = 1 if autocorr is None else 2
+  fig, axes = _figure(n, 1, (4.2, 3.8))
+  ax = axes[0, 0]
+  ax.scatter(redundancy, synergy, s=12, alpha=0.7)
+  ax.set_xlabel("redundancy (mean rtr, nats)")
+  ax.set_ylabel("synergy (mean sts, nats)")
+  ax.set_title("synergy vs redundancy" + (f" (ρ = {rho_syn_red:.2f})" if rho_syn_red is not None
+                                          else ""))
+  if autocorr is not None:
+    ax = axes[0, 1]
+    ax.scatter(autocorr, synergy, s=12, alpha=0.7, color="C1")
+    ax.set_xlabel("lag-1 autocorrelation")
+    ax.set_ylabel("synergy (mean sts, nats)")
+    ax.set_title("autocorrelation vs synergy" + (f" (ρ = {rho_ac_syn:.2f})"
+                                                  if rho_ac_syn is not None else ""))
+  return _finish(fig, save)
+
+
+def graph_metrics_bar(metrics: Mapping[str, Mapping[str, float]], *,
+                      keys: Sequence[str] = ("efficiency", "modularity"), save=None) -> Figure:
+  """Grouped bars: one group per metric, one bar per graph (e.g. synergy vs redundancy)."""
+  names = list(metrics)
+  fig, axes = _figure(1, 1, (4.5, 3.6))
+  ax = axes[0, 0]
+  width = 0.8 / max(len(names), 1)
+  for i, name in enumerate(names):
+    vals = [float(metrics[name][k]) for k in keys]
+    color = {"synergy": COLORS["synergistic"], "redundancy": COLORS["redundant"]}.get(name, f"C{i}")
+    ax.bar(np.arange(len(keys)) + i * width, vals, width, label=name, color=color)
+  ax.set_xticks(np.arange(len(keys)) + width * (len(names) - 1) / 2, list(keys))
+  ax.set_title("graph of top edges")
+  ax.legend()
+  return _finish(fig, save)
+
+
+def _with_ci(ax, x, mean, low=None, high=None, **kw):
+  line, = ax.plot(x, mean, "o-", **kw)
+  if low is not None and high is not None:
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, lw=0)
+  return line
+
+
+def phase_sweep(levels, order_parameter: Mapping[str, np.ndarray], susceptibility,
+                accuracy: Mapping[str, np.ndarray] | None = None, *,
+                order_name: str = "order parameter", fit_curve=None, threshold=None,
+                threshold_ci=None, save=None) -> Figure:
+  """Order parameter (mean, ci_low, ci_high) with CIs, susceptibility and accuracy vs difficulty.
+
+  Args:
+    levels: (K,) difficulty levels.
+    order_parameter: {"mean": (K,), "ci_low": (K,), "ci_high": (K,)}.
+    susceptibility: (K,) variance across prompts per level.
+    accuracy: optional {"mean", "ci_low", "ci_high"} per level, in [0, 1].
+    fit_curve: optional (x (M,), y (M,)) fitted logistic drawn over the order parameter.
+    threshold, threshold_ci: drawn as a vertical line and band when a transition is supported.
+  """
+  lv = np.asarray(levels, dtype=np.float64)
+  n = 3 if accuracy is not None else 2
+  fig, axes = _figure(n, 1, (4.2, 3.6))
+  ax = axes[0, 0]
+  _with_ci(ax, lv, order_parameter["mean"], order_parameter.get("ci_low"),
+           order_parameter.get("ci_high"), color="C3", label="data (95% CI)")
+  if fit_curve is not None:
+    ax.plot(fit_curve[0], fit_curve[1], "k--", lw=1, label="logistic fit")
+  for a in axes[0]:
+    if threshold is not None:
+      a.axvline(threshold, color="k", lw=0.8)
+      if threshold_ci is not None:
+        a.axvspan(threshold_ci[0], threshold_ci[1], color="k", alpha=0.08)
+  ax.set_xlabel("difficulty")
+  ax.set_ylabel(order_name)
+  ax.legend(fontsize=8)
+  ax = axes[0, 1]
+  ax.plot(lv, susceptibility, "s-", color="C0")
+  ax.set_xlabel("difficulty")
+  ax.set_ylabel("susceptibility (variance across prompts)")
+  if accuracy is not None:
+    ax = axes[0, 2]
+    _with_ci(ax, lv, accuracy["mean"], accuracy.get("ci_low"), accuracy.get("ci_high"), color="C2")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("difficulty")
+    ax.set_ylabel("exact-match accuracy")
+  return _finish(fig, save)
+
+
+def divergence_curves(fractions, synergistic, redundant, random, *, save=None,
+                      ylabel: str = "KL(original ‖ ablated), nats") -> Figure:
+  """Behaviour divergence vs ablated fraction; random orders as mean ± sd band (random (R, F))."""
+  fr = np.asarray(fractions)
+  rnd = np.atleast_2d(np.asarray(random, dtype=np.float64))
+  fig, axes = _figure(1, 1, (5.0, 3.8))
+  ax = axes[0, 0]
+  ax.plot(fr, synergistic, "o-", color=COLORS["synergistic"], label="most synergistic first")
+  ax.plot(fr, redundant, "o-", color=COLORS["redundant"], label="most redundant first")
+  m, sd = rnd.mean(0), (rnd.std(0, ddof=1) if rnd.shape[0] > 1 else np.zeros(rnd.shape[1]))
+  ax.plot(fr, m, "-", color=COLORS["random"], label=f"random ({rnd.shape[0]} orders, ±sd)")
+  ax.fill_between(fr, m - sd, m + sd, color=COLORS["random"], alpha=0.25, lw=0)
+  ax.set_xlabel("fraction of heads ablated")
+  ax.set_ylabel(ylabel)
+  ax.legend(fontsize=8)
+  return _finish(fig, save)
+
+
+def perturbation_accuracy(sigmas, levels, accuracy: Mapping[str, np.ndarray], *,
+                          ci: Mapping[str, tuple] | None = None, save=None) -> Figure:
+  """Accuracy vs noise σ, one panel per difficulty level, one line per condition.
+
+  Args:
+    sigmas: (S,) noise scales; levels: (K,) difficulty levels.
+    accuracy: {condition: (S, K) mean accuracy}, e.g. synergistic / redundant / random.
+    ci: optional {condition: ((S, K) low, (S, K) high)}.
+  """
+  sg, lv = np.asarray(sigmas), list(levels)
+  fig, axes = _figure(len(lv), 1, (3.2, 3.0))
+  for k, ax in enumerate(axes[0]):
+    for i, (cond, acc) in enumerate(accuracy.items()):
+      acc = np.asarray(acc)
+      if acc.shape != (sg.size, len(lv)):
+        raise ValueError(f"accuracy[{cond!r}] must be (S, K) = ({sg.size}, {len(lv)}), got {acc.shape}")
+      lo_hi = ci.get(cond) if ci else None
+      _with_ci(ax, sg, acc[:, k], None if lo_hi is None else np.asarray(lo_hi[0])[:, k],
+               None if lo_hi is None else np.asarray(lo_hi[1])[:, k],
+               color=COLORS.get(cond, f"C{i}"), label=cond)
+    ax.set_title(f"level {lv[k]}")
+    ax.set_xlabel("noise σ")
+    ax.set_ylim(-0.02, 1.02)
+  axes[0, 0].set_ylabel("accuracy")
+  axes[0, 0].legend(fontsize=7)
+  return _finish(fig, save)
