@@ -1,0 +1,80 @@
+"""Capture and model specs: batching never changes a prompt's activity; errors name culprits."""
+import numpy as np
+import pytest
+
+from synergy_jax import models, training
+from synergy_jax.pipeline import capture, specs
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  """A random model with the default architecture (shrunk) and the default tokenizer, saved and
+  loaded the way users load models."""
+  cfg = training.default_model_config(hidden_size=32, intermediate_size=64, num_layers=3,
+                                      num_heads=4, head_dim=8)
+  path = tmp_path_factory.mktemp("tiny")
+  models.save(models.init(cfg, seed=3), path)
+  training.save_tokenizer(path)
+  return models.load(path), models.load_tokenizer(path)
+
+
+PROMPTS = ["The cat sat on", "Add 2 and 3:", "A", "Once upon a time there was a", "Hi"]
+
+
+def test_acts_shape_and_unit_order(tiny):
+  model, tok = tiny
+  act = capture.collect_activity(model, tok, PROMPTS[:2], max_new_tokens=7, batch_size=2)
+  assert act.acts.shape == (2, 3 * 4, 7)
+  assert act.tokens.shape == (2, 7)
+  # unit = layer * num_heads + head: compare against generate's (B, L, H, T) directly.
+  ids, mask = capture.left_pad(capture.encode_prompts(tok, PROMPTS[:2]), 0)
+  out = models.generate(model, ids, mask, max_new_tokens=7)
+  norms = np.asarray(out.head_norms)
+  np.testing.assert_array_equal(act.acts[:, 1 * 4 + 2], norms[:, 1, 2])
+  np.testing.assert_array_equal(act.tokens, np.asarray(out.tokens))
+
+
+def test_batch_size_does_not_change_activity(tiny):
+  model, tok = tiny
+  a = capture.collect_activity(model, tok, PROMPTS, max_new_tokens=6, batch_size=2)
+  b = capture.collect_activity(model, tok, PROMPTS, max_new_tokens=6, batch_size=5)
+  c = capture.collect_activity(model, tok, PROMPTS[3:4], max_new_tokens=6, batch_size=1)
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  np.testing.assert_allclose(a.acts, b.acts, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(a.acts[3], c.acts[0], rtol=1e-5, atol=1e-6)
+  assert a.texts == b.texts and len(a.texts) == len(PROMPTS)
+
+
+def test_bad_prompts_are_named(tiny):
+  model, tok = tiny
+  with pytest.raises(ValueError, match="prompt 1"):
+    capture.collect_activity(model, tok, ["fine", "  "], max_new_tokens=2)
+  with pytest.raises(ValueError, match="no prompts"):
+    capture.collect_activity(model, tok, [], max_new_tokens=2)
+  with pytest.raises(ValueError, match="batch_size"):
+    capture.collect_activity(model, tok, ["x"], max_new_tokens=2, batch_size=0)
+
+
+def test_model_spec_errors(tmp_path):
+  with pytest.raises(ValueError, match="random:"):
+    specs.resolve_model("random:")
+  with pytest.raises(ValueError, match="non-empty"):
+    specs.resolve_model(" ")
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    specs.resolve_model(str(tmp_path / "nowhere"))
+  assert specs.random_counterpart("default") == "random:default"
+  assert specs.random_counterpart("random:default") == "random:default"
+
+
+def test_fingerprint_tracks_weights(tiny):
+  model, _ = tiny
+  same = models.Model(model.config, model.params)
+  assert specs.model_fingerprint(model) == specs.model_fingerprint(same)
+  params = dict(model.params)
+  layers = dict(params["layers"])
+  layers["v"] = layers["v"].at[1, 3, 0, 2].add(1e-3)  # one weight, inside the tensor
+  params["layers"] = layers
+  changed = models.Model(model.config, params)
+  assert specs.model_fingerprint(model) != specs.model_fingerprint(changed)
+  reinit = models.init(model.config, seed=4)
+  assert specs.model_fingerprint(model) != specs.model_fingerprint(reinit)
