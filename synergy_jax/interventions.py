@@ -17,6 +17,7 @@ Head masks are (L, H) arrays with 1 = keep, 0 = ablate; unit = layer * num_heads
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -155,11 +156,11 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
   memory: each chunk holds (chunk, B, T, V) log-probs). New masks, orders or seeds of the same
   count never recompile.
 
-  Tokens: if ``score_fn`` can trace its token inputs (a pure-jax scorer), tokens and lengths are
-  traced too and new batches of the same shape reuse the compilation. ``models.score`` pads on
-  the host (it needs concrete tokens); then the batch is closed over and each *batch* compiles
-  once (fractions and orders still share that one compilation). This is detected on the first
-  call.
+  Tokens: the default scorer, ``models.score`` with ``continuation_length=T`` (T = S − longest
+  prompt), traces tokens and lengths, so new batches of the same shape and T reuse the
+  compilation. A custom ``score_fn`` that can trace its token inputs is traced likewise; one that
+  needs concrete tokens is detected on the first call, and then each *batch* compiles once
+  (fractions and orders still share that one compilation).
 
   Args:
     model: passed to ``score_fn``; if it is a dataclass with ``params``, the params are traced
@@ -171,22 +172,36 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
     model is then the original model by definition, so any computed value would only be
     floating-point non-determinism.
   """
-  score_fn = score_fn or _default_score_fn()
+  if score_fn is None:
+    # models.score is traceable when told the continuation length T (static): then tokens and
+    # lengths are traced and every batch of one shape and T shares a single compilation.
+    default_score = _default_score_fn()
+    jitted_by_t = {}
+
+    def traced_for(tokens, prompt_lengths):
+      t = int(np.shape(tokens)[1]) - int(np.max(np.asarray(prompt_lengths)))
+      if t not in jitted_by_t:
+        scorer = functools.partial(default_score, continuation_length=t)
+        jitted_by_t[t] = jax.jit(functools.partial(_run, scorer))
+      return jitted_by_t[t]
   params, rebuild = _split_model(model)
 
-  def run(params, tokens, prompt_lengths, masks, valid):
+  def _run(scorer, params, tokens, prompt_lengths, masks, valid):
     mdl = rebuild(params)
     ones = jnp.ones(masks.shape[1:], masks.dtype)  # (L, H)
-    base = score_fn(mdl, tokens, prompt_lengths, head_mask=ones).logprobs  # (B, T, V)
+    base = scorer(mdl, tokens, prompt_lengths, head_mask=ones).logprobs  # (B, T, V)
 
     def one(mask):  # (L, H) -> (B,)
-      lq = score_fn(mdl, tokens, prompt_lengths, head_mask=mask).logprobs
+      lq = scorer(mdl, tokens, prompt_lengths, head_mask=mask).logprobs
       kl = kl_per_prompt(base, lq, valid)
       return jnp.where(jnp.all(mask == 1), jnp.zeros_like(kl), kl)
 
     if batch_size is None:
       return jax.vmap(one)(masks)
     return jax.lax.map(one, masks, batch_size=batch_size)
+
+  def run(params, tokens, prompt_lengths, masks, valid):
+    return _run(score_fn, params, tokens, prompt_lengths, masks, valid)
 
   traced = jax.jit(run)
   state = {"traceable": True}
@@ -196,6 +211,9 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
     if masks.ndim != 3:
       raise ValueError(f"masks must be (M, L, H), got shape {masks.shape}")
     valid = None if valid is None else jnp.asarray(valid, bool)
+    if score_fn is None:
+      fn = traced_for(tokens, prompt_lengths)
+      return fn(params, jnp.asarray(tokens), jnp.asarray(prompt_lengths), masks, valid)
     if state["traceable"]:
       try:
         return traced(params, jnp.asarray(tokens), jnp.asarray(prompt_lengths), masks, valid)
@@ -205,6 +223,11 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
     closed = jax.jit(lambda prm, m, v: run(prm, tok, lens, m, v))
     return closed(params, masks, valid)
 
+  def compilations() -> int:
+    """Number of compiled variants so far (default scorer; for tests and profiling)."""
+    return sum(j._cache_size() for j in jitted_by_t.values()) if score_fn is None else -1
+
+  f.compilations = compilations
   return f
 
 

@@ -196,3 +196,26 @@ def test_real_models_score_zero_at_no_ablation():
   lp = models.score(model, tokens, lens).logprobs
   lq = models.score(model, tokens, lens, head_mask=jnp.asarray(mask)).logprobs
   np.testing.assert_allclose(curve.mean[1], float(iv.mean_kl(lp, lq)), rtol=1e-4)
+
+
+def test_real_models_score_compiles_once_across_batches():
+  """With the default scorer (models.score, traced via continuation_length), a new batch of the
+  same shape and continuation length reuses the compilation, and matches a direct computation."""
+  from synergy_jax import models
+  cfg = models.ModelConfig(family="llama", model_type="llama", vocab_size=50, hidden_size=32,
+                           intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                           head_dim=8, initializer_range=0.2)
+  model = models.init(cfg, seed=1)
+  fn = iv.make_divergence_fn(model)
+  masks = iv.head_masks(np.arange(8), [0.0, 0.5], 2, 4)
+  rng = np.random.default_rng(1)
+  first = fn(rng.integers(1, 50, size=(2, 9)), np.array([5, 3]), masks)
+  assert fn.compilations() == 1
+  tokens = rng.integers(1, 50, size=(2, 9))
+  lens = np.array([2, 5])  # same T = 9 - 5
+  second = np.asarray(fn(tokens, lens, masks))
+  assert fn.compilations() == 1  # no new compilation for the new batch
+  assert np.all(np.asarray(first)[0] == 0) and np.all(second[0] == 0)
+  lp = models.score(model, tokens, lens).logprobs
+  lq = models.score(model, tokens, lens, head_mask=jnp.asarray(masks[1])).logprobs
+  np.testing.assert_allclose(second[1], np.asarray(iv.kl_per_prompt(lp, lq)), rtol=1e-4)

@@ -1,0 +1,37 @@
+"""Decoder-only language models in JAX, loaded from Hugging Face checkpoints, with per-head
+capture and interventions.
+
+Units are attention heads, numbered unit = layer * num_heads + head everywhere.
+Families (HF model_type): llama, mistral, qwen2, qwen3 (llama.py); more register themselves
+through `register_family` (see config.py).
+
+  load(path_or_id, *, dtype="float32", mesh=None) -> Model(config, params, dtype)
+  init(config, seed, *, dtype="float32") -> Model;  save(model, directory)
+  load_tokenizer(path_or_id);  load_config(path_or_id) -> ModelConfig
+  logits_fn(config, *, remat=False) -> f(params, input_ids, attention_mask=None, head_mask=None)
+  forward(model, input_ids, attention_mask=None, *, head_mask=None, head_means=None) -> (B, S, V)
+  generate(model, input_ids, attention_mask=None, *, max_new_tokens, greedy=True,
+           temperature=1.0, top_p=1.0, rng=None, head_mask=None, head_means=None,
+           stop_at_eos=False, capture_outputs=False, mesh=None) -> GenerateResult
+  score(model, tokens, prompt_lengths, *, head_mask=None, head_means=None,
+        capture_outputs=False, mesh=None) -> ScoreResult
+  perturb_heads(params, heads, sigma, rng) -> params
+  shard_model(model, mesh), shard_batch(x, mesh)
+
+Parameters are plain nested-dict pytrees (layers stacked on a leading axis); the layout is in
+each family file (llama.py). Layouts of tokens/head_norms: generation.py.
+"""
+from synergy_jax.models import _families  # noqa: F401  (registers the families)
+from synergy_jax.models.config import FAMILIES, Family, ModelConfig, register_family
+from synergy_jax.models.generation import GenerateResult, ScoreResult, generate, score
+from synergy_jax.models.model import (Model, cast, forward, init, load, load_config,
+                                      load_tokenizer, logits_fn, param_shapes, save)
+from synergy_jax.models.perturb import head_selection, perturb_heads, perturb_selected
+from synergy_jax.models.sharding import shard_batch, shard_model
+
+__all__ = [
+    "FAMILIES", "Family", "GenerateResult", "Model", "ModelConfig", "ScoreResult", "cast",
+    "forward", "generate", "head_selection", "init", "load", "load_config", "load_tokenizer",
+    "logits_fn", "param_shapes", "perturb_heads", "perturb_selected", "register_family", "save",
+    "score", "shard_batch", "shard_model",
+]

@@ -1,0 +1,264 @@
+"""Frozen model configuration and the family registry.
+
+`ModelConfig` is the one description of an architecture that every jitted function receives as a
+static (hashable) argument. It is read from a Hugging Face `config.json` dictionary by the family
+that claims the dictionary's `model_type` (see `register_family`), and written back by `to_hf`.
+
+Strictness: a family lists the HF keys it understands; any other key that can change the
+computation raises a ValueError naming it (metadata keys such as `architectures` or generation
+defaults are ignored, see `METADATA_KEYS`). Unknown values of known keys (an unknown
+`rope_scaling` type, an activation we do not implement, ...) also raise, naming key and value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Callable, Mapping
+
+# HF keys that never change what the network computes (bookkeeping, generation defaults, labels).
+METADATA_KEYS = frozenset({
+    "_name_or_path", "transformers_version", "architectures", "model_type", "dtype", "torch_dtype",
+    "output_hidden_states", "output_attentions", "return_dict", "use_cache", "chunk_size_feed_forward",
+    "is_encoder_decoder", "is_decoder", "id2label", "label2id", "problem_type", "num_labels",
+    "tokenizer_class", "prefix", "task_specific_params", "finetuning_task", "torchscript",
+    "use_bfloat16", "tf_legacy_loss", "pruned_heads", "tie_encoder_decoder", "add_cross_attention",
+    "cross_attention_hidden_size", "decoder_start_token_id", "sep_token_id", "bos_token_id",
+    "eos_token_id", "pad_token_id", "initializer_range", "max_position_embeddings", "max_length",
+    "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty",
+    "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty",
+    "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences",
+    "output_scores", "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id",
+    "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
+    "begin_suppress_tokens", "pretraining_tp", "model_name", "auto_map", "custom_pipelines",
+    "_attn_implementation_autoset", "attn_implementation", "_commit_hash", "base_model_tp_plan",
+    "base_model_pp_plan", "transformers.js_config", "tokenizer_file", "vocab_file", "is_llama_config",
+})
+
+ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu")
+_HF_ACT = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh",
+           "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "relu": "relu"}
+_ACT_TO_HF = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu"}
+ROPE_TYPES = ("default", "linear", "llama3")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture of a decoder-only transformer (hashable; a static jit argument).
+
+  Shape letters used across `synergy_jax.models`: L layers, D hidden_size, N query heads,
+  M key/value heads (N % M == 0, query head n reads key/value head n // (N // M)), K head_dim,
+  F intermediate_size, V vocab_size.
+
+  layer_windows: per layer, the sliding-window length W (a query at position p sees keys at
+    positions p-W+1 .. p) or 0 for full causal attention.
+  rope_scaling: None, or sorted (key, value) pairs of the HF rope parameters other than
+    rope_type/rope_theta (e.g. factor, low_freq_factor, high_freq_factor,
+    original_max_position_embeddings for "llama3").
+  options: sorted (key, value) pairs of family-specific settings (hashable values only), read
+    with `cfg.option(name, default)`; lets a family add settings without new fields here.
+  """
+  family: str
+  model_type: str
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  max_position_embeddings: int = 2048
+  norm_eps: float = 1e-6
+  rope_theta: float = 10000.0
+  rope_type: str = "default"
+  rope_scaling: tuple[tuple[str, Any], ...] | None = None
+  hidden_act: str = "silu"
+  qkv_bias: bool = False
+  o_bias: bool = False
+  mlp_bias: bool = False
+  qk_norm: bool = False
+  tie_word_embeddings: bool = False
+  layer_windows: tuple[int, ...] = ()
+  initializer_range: float = 0.02
+  bos_token_id: int | None = None
+  eos_token_ids: tuple[int, ...] = ()
+  pad_token_id: int | None = None
+  options: tuple[tuple[str, Any], ...] = ()
+
+  def __post_init__(self):
+    if self.family not in FAMILIES:
+      raise ValueError(f"ModelConfig.family={self.family!r} is not a registered family "
+                       f"(known: {sorted(FAMILIES)})")
+    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                 "num_kv_heads", "head_dim"):
+      if int(getattr(self, name)) <= 0:
+        raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(f"num_heads={self.num_heads} is not a multiple of "
+                       f"num_kv_heads={self.num_kv_heads}")
+    if self.hidden_act not in ACTIVATIONS:
+      raise ValueError(f"hidden_act={self.hidden_act!r} is not implemented (known: {ACTIVATIONS})")
+    if self.rope_type not in ROPE_TYPES:
+      raise ValueError(f"rope_type={self.rope_type!r} is not implemented (known: {ROPE_TYPES})")
+    if not self.layer_windows:
+      object.__setattr__(self, "layer_windows", (0,) * self.num_layers)
+    if len(self.layer_windows) != self.num_layers:
+      raise ValueError(f"layer_windows has {len(self.layer_windows)} entries for "
+                       f"num_layers={self.num_layers}")
+
+  @property
+  def num_units(self) -> int:
+    """Attention heads in the whole model; unit = layer * num_heads + head."""
+    return self.num_layers * self.num_heads
+
+  def option(self, name: str, default: Any = None) -> Any:
+    return dict(self.options).get(name, default)
+
+  @property
+  def rope(self) -> dict[str, Any]:
+    return dict(self.rope_scaling or ())
+
+  @classmethod
+  def from_hf(cls, hf: Mapping[str, Any] | str) -> "ModelConfig":
+    """Builds a config from an HF config dict (or a path to config.json), strictly."""
+    if isinstance(hf, str):
+      with open(hf) as f:
+        hf = json.load(f)
+    model_type = hf.get("model_type")
+    fam = family_for_model_type(model_type)
+    return fam.config_from_hf(dict(hf))
+
+  def to_hf(self) -> dict[str, Any]:
+    """The HF config.json dictionary of this architecture (inverse of `from_hf`)."""
+    return FAMILIES[self.family].config_to_hf(self)
+
+  def replace(self, **changes) -> "ModelConfig":
+    return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Family registry
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """What a model family file registers (see /work/notes/models_families.md).
+
+  name: the `ModelConfig.family` value. model_types: HF `model_type`s it reads.
+  config_from_hf(dict) -> ModelConfig; config_to_hf(ModelConfig) -> dict.
+  weights(config) -> list[convert.Weight]: the HF checkpoint's tensors and how each maps onto the
+    params pytree (used by load, save, init shapes and the strict checks).
+  block(config, layer_params, x, attend) -> x: one decoder layer, see decoder.py.
+  embed(config, params, ids, positions) -> x; unembed(config, params, x) -> logits (float32).
+  rope_tables(config) -> dict name -> inverse frequencies (R/2,) float32; the tables a block
+    can ask for with attend.rope(x, name). Default: {"default": layers.rope_inv_freq(config)}.
+  ignorable(name) -> bool: checkpoint keys that may be present and are skipped (e.g. stale rotary
+    buffers).
+  rename(name) -> name: maps a stored checkpoint tensor name onto the family's canonical name
+    before the strict checks (older layouts, e.g. GPT-2 checkpoints saved without the
+    "transformer." prefix). Default: names are used as stored.
+  """
+  name: str
+  model_types: tuple[str, ...]
+  config_from_hf: Callable[[dict], ModelConfig]
+  config_to_hf: Callable[[ModelConfig], dict]
+  weights: Callable[[ModelConfig], list]
+  block: Callable
+  embed: Callable
+  unembed: Callable
+  ignorable: Callable[[str], bool] = lambda name: False
+  rope_tables: Callable[[ModelConfig], dict] | None = None
+  rename: Callable[[str], str] | None = None
+
+
+FAMILIES: dict[str, Family] = {}
+_BY_MODEL_TYPE: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+  FAMILIES[family.name] = family
+  for mt in family.model_types:
+    _BY_MODEL_TYPE[mt] = family
+  return family
+
+
+def family_for_model_type(model_type: Any) -> Family:
+  from synergy_jax.models import _families  # noqa: F401  (registers the built-in families)
+  if model_type not in _BY_MODEL_TYPE:
+    raise ValueError(f"config.json model_type={model_type!r} is not supported "
+                     f"(supported: {sorted(_BY_MODEL_TYPE)})")
+  return _BY_MODEL_TYPE[model_type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for family config readers
+# ---------------------------------------------------------------------------------------------
+
+def check_keys(hf: Mapping[str, Any], handled: set[str] | frozenset[str], model_type: str):
+  """Raises naming every HF key that is neither handled by the family nor pure metadata."""
+  unknown = sorted(k for k in hf if k not in handled and k not in METADATA_KEYS)
+  if unknown:
+    raise ValueError(f"{model_type} config has fields we do not implement: {unknown}")
+
+
+def require(hf: Mapping[str, Any], key: str, allowed, model_type: str):
+  """Raises if hf[key] is present and not among `allowed` values."""
+  if key in hf and hf[key] not in allowed:
+    raise ValueError(f"{model_type} config field {key}={hf[key]!r} is not implemented "
+                     f"(implemented: {list(allowed)})")
+
+
+def activation_from_hf(name: Any, model_type: str, key: str = "hidden_act") -> str:
+  if name not in _HF_ACT:
+    raise ValueError(f"{model_type} config field {key}={name!r} is not implemented "
+                     f"(implemented: {sorted(_HF_ACT)})")
+  return _HF_ACT[name]
+
+
+def activation_to_hf(name: str) -> str:
+  return _ACT_TO_HF[name]
+
+
+_ROPE_KEYS = {
+    "default": set(),
+    "linear": {"factor"},
+    "llama3": {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"},
+}
+
+
+def rope_from_hf(hf: Mapping[str, Any], model_type: str):
+  """(rope_theta, rope_type, rope_scaling) from legacy (rope_theta/rope_scaling) or
+  transformers-5 (`rope_parameters`) fields; raises on unknown types or parameters."""
+  params = dict(hf.get("rope_parameters") or {})
+  legacy = hf.get("rope_scaling")
+  if legacy:
+    params = {**dict(legacy), **params} if params else dict(legacy)
+  theta = params.pop("rope_theta", hf.get("rope_theta", 10000.0))
+  rope_type = params.pop("rope_type", params.pop("type", "default"))
+  if rope_type not in _ROPE_KEYS:
+    raise ValueError(f"{model_type} config field rope_scaling/rope_parameters rope_type="
+                     f"{rope_type!r} is not implemented (implemented: {sorted(_ROPE_KEYS)})")
+  prf = params.pop("partial_rotary_factor", 1.0)
+  if prf != 1.0:
+    raise ValueError(f"{model_type} config field partial_rotary_factor={prf} is not implemented "
+                     "for this family")
+  need = _ROPE_KEYS[rope_type]
+  extra = sorted(set(params) - need)
+  missing = sorted(need - set(params))
+  if extra or missing:
+    raise ValueError(f"{model_type} rope parameters for rope_type={rope_type!r}: unexpected "
+                     f"{extra}, missing {missing}")
+  scaling = tuple(sorted(params.items())) if params else None
+  return float(theta), rope_type, scaling
+
+
+def rope_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+  return {"rope_parameters": {"rope_theta": cfg.rope_theta, "rope_type": cfg.rope_type,
+                              **cfg.rope}}
+
+
+def eos_ids(value) -> tuple[int, ...]:
+  if value is None:
+    return ()
+  if isinstance(value, (list, tuple)):
+    return tuple(int(v) for v in value)
+  return (int(value),)

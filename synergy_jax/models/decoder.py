@@ -1,0 +1,155 @@
+"""The decoder stack shared by every family: embed, scan over layers, unembed.
+
+A family supplies `block(cfg, layer_params, x, attend) -> x` (one layer's math) and
+`embed`/`unembed`; this file owns everything around the attention core that families should not
+repeat: positions and masks, the key/value cache, per-layer sliding windows, head masks
+(interventions) and per-head capture.
+
+Layers are stacked (every leaf under params["layers"] has a leading L axis) and run with
+`lax.scan`, so compile time does not grow with depth.
+
+Axis letters: B batch, S query time, C key/cache time, L layers, N query heads, M key/value heads,
+K head dim, D hidden, V vocabulary.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from synergy_jax.models import layers
+from synergy_jax.models.config import FAMILIES, ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Cache:
+  """Preallocated key/value cache for all layers.
+
+  k, v: (L, B, C, M, K) in the parameter dtype. pos: (B, C) int32 token position of each slot.
+  valid: (B, C) bool, True for slots holding a real token (not left padding); slots not yet
+  written are excluded by causality (their positions lie in the future).
+  """
+  k: Any
+  v: Any
+  pos: Any
+  valid: Any
+
+
+jax.tree_util.register_dataclass(Cache, data_fields=["k", "v", "pos", "valid"], meta_fields=[])
+
+
+class Attend:
+  """Handed to a family's `block`: rotary embedding and the attention core for one layer.
+
+  `attend.rope(x, table="default")` rotates q or k (B, S, heads, K) to the current positions;
+  `attend.layer` (traced int) and `attend.window` (traced int, 0 = full attention) describe the
+  current layer, for families whose layers differ (e.g. local/global rope tables);
+  `attend(q, k, v)` writes k, v (B, S, M, K) into the cache (if any), attends, applies the head
+  mask and returns the per-head outputs (B, S, N, K) that enter the output projection. Those
+  outputs are what `head_norms` measures.
+  """
+
+  def __init__(self, cfg, positions, valid, tables, layer, window, cache, cache_keys, slot,
+               mask_row, mean_row):
+    self.cfg, self.positions, self.valid = cfg, positions, valid
+    self.cache_keys = cache_keys  # (pos (B, C), valid (B, C)) of the cache slots, or None
+    self.tables = tables  # name -> (cos, sin), each (B, S, R)
+    self.layer, self.window, self.cache, self.slot = layer, window, cache, slot
+    self.mask_row, self.mean_row = mask_row, mean_row
+    self.heads = None  # set by __call__: (B, S, N, K)
+    self.new_kv = None  # set by __call__ when caching: updated (k, v) cache arrays
+
+  def rope(self, x, table: str = "default"):
+    """Rotates x (B, S, heads, K) to the current positions with the named frequency table."""
+    cos, sin = self.tables[table]
+    return layers.apply_rope(x, cos, sin)
+
+  def __call__(self, q, k, v, *, scale: float | None = None, softcap: float | None = None):
+    cfg = self.cfg
+    scale = cfg.head_dim ** -0.5 if scale is None else scale
+    if self.cache is None:
+      keys, values, k_pos, k_valid = k, v, self.positions, self.valid
+    else:
+      ck, cv = self.cache
+      start = (self.layer, 0, self.slot, 0, 0)
+      ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), start)
+      cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), start)
+      self.new_kv = (ck, cv)
+      keys, values = ck[self.layer], cv[self.layer]  # (B, C, M, K)
+      k_pos, k_valid = self.cache_keys
+    mask = layers.attention_mask(self.positions, k_pos, k_valid, self.window)
+    heads = layers.attend(q, keys, values, mask, scale=scale, softcap=softcap)
+    if self.mask_row is not None:
+      scale_h = self.mask_row.astype(heads.dtype)[None, None, :, None]  # (1, 1, N, 1)
+      heads = heads * scale_h
+      if self.mean_row is not None:
+        heads = heads + (1 - scale_h) * self.mean_row.astype(heads.dtype)[None, None]
+    self.heads = heads
+    return heads
+
+
+def positions_from_mask(valid):
+  """Token positions (B, S) int32: 0 at each row's first real token, counting real tokens only."""
+  return jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=1) - 1, 0)
+
+
+def run(cfg: ModelConfig, params, ids, positions, valid, *, cache: Cache | None = None,
+        slot=0, head_mask=None, head_means=None, capture: str | None = None,
+        capture_outputs: bool = False, logits_at: str = "all", remat: bool = False):
+  """Runs the decoder on ids (B, S).
+
+  positions (B, S) int32; valid (B, S) bool (False = padding). With `cache`, the new keys/values
+  are written at cache slots slot .. slot+S-1 and queries attend over the whole cache.
+  head_mask (L, N) scales each head's output (0 = ablate); head_means (L, N, K) optional, replaces
+  the removed fraction with the supplied mean output (mean ablation).
+  capture: None, "all" (every query position) or "last" (the last one) -> norms (B, L, S', N)
+  float32 and, if capture_outputs, heads (B, L, S', N, K).
+  logits_at: "all" -> (B, S, V) float32, "last" -> (B, 1, V), "none" -> None.
+  remat: recompute each layer's activations in the backward pass (jax.checkpoint; training).
+
+  Returns (logits, new_cache, norms, heads).
+  """
+  fam = FAMILIES[cfg.family]
+  x = fam.embed(cfg, params, ids, positions)
+  inv_freqs = (fam.rope_tables(cfg) if fam.rope_tables is not None
+               else {"default": layers.rope_inv_freq(cfg)})
+  tables = {name: layers.rope_angles(positions, f) for name, f in inv_freqs.items()}
+  windows = jnp.asarray(cfg.layer_windows, jnp.int32)
+  lp = params["layers"]
+  xs = {"p": lp, "layer": jnp.arange(cfg.num_layers), "window": windows}
+  if head_mask is not None:
+    xs["mask"] = jnp.asarray(head_mask)
+    if head_means is not None:
+      xs["mean"] = jnp.asarray(head_means)
+  kv = None if cache is None else (cache.k, cache.v)
+
+  def body(carry, xl):
+    x, kv = carry
+    att = Attend(cfg, positions, valid, tables, xl["layer"], xl["window"], kv,
+                 None if cache is None else (cache.pos, cache.valid), slot, xl.get("mask"),
+                 xl.get("mean"))
+    x = fam.block(cfg, xl["p"], x, att)
+    if att.heads is None:
+      raise ValueError(f"family {cfg.family!r} block never called attend()")
+    kv = att.new_kv if cache is not None else kv
+    out = {}
+    if capture is not None:
+      h = att.heads if capture == "all" else att.heads[:, -1:]
+      out["norms"] = layers.head_norm(h)
+      if capture_outputs:
+        out["heads"] = h
+    return (x, kv), out
+
+  (x, kv), ys = jax.lax.scan(jax.checkpoint(body) if remat else body, (x, kv), xs)
+  new_cache = None if cache is None else Cache(kv[0], kv[1], cache.pos, cache.valid)
+  if logits_at == "last":
+    x = x[:, -1:]
+  logits = None if logits_at == "none" else fam.unembed(cfg, params, x)
+  norms = heads = None
+  if capture is not None:
+    norms = jnp.moveaxis(ys["norms"], 0, 1)  # (B, L, S', N)
+    if capture_outputs:
+      heads = jnp.moveaxis(ys["heads"], 0, 1)  # (B, L, S', N, K)
+  return logits, new_cache, norms, heads

@@ -1,0 +1,317 @@
+"""Decoding with a preallocated key/value cache and per-head capture; teacher-forced scoring.
+
+Head activity (the study's time series): head_norms[b, l, h, t] = ‖softmax(q Kᵀ/√d) V‖₂ of query
+head h in layer l at the position whose logits produced new token t — the last prompt token for
+t = 0, new token t-1 otherwise — measured on the head's output as it enters the output projection
+(after any head_mask), in float32.
+
+Token layout shared by `generate` and `score` ("left-padded block + continuation"):
+  sequences (B, P + T): row b is [P - n_b padding ids | its n_b prompt tokens | T new tokens],
+  where n_b = prompt_lengths[b] and P = max(prompt_lengths). `score(model, result.sequences,
+  result.prompt_lengths)` therefore scores exactly what `generate` produced, and a tokenizer's
+  left-padded batch (padding_side="left") plus its attention_mask.sum(1) has the same layout.
+
+Compilation: prompts are left-padded internally to a bucket width (next power of two >= 8), the
+cache holds bucket + max_new_tokens slots, and temperature, top_p, rng and head masks are traced —
+so new prompts of lengths within a bucket and new interventions reuse the compiled program.
+
+Axis letters: B batch, P prompt block, T new tokens, L layers, H (= N) query heads, K head dim,
+V vocabulary, C cache slots.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synergy_jax.models import decoder, layers
+from synergy_jax.models.model import Model, check_head_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateResult:
+  """tokens (B, T) int32 new tokens (after an EOS with stop_at_eos: the pad id);
+  head_norms (B, L, H, T) float32 (NaN after a row's EOS with stop_at_eos);
+  head_outputs (B, L, H, T, K) or None; sequences (B, P + T) and prompt_lengths (B,) in the layout
+  of the module docstring; lengths (B,) new tokens per row up to and including its EOS (T if none).
+  """
+  tokens: Any
+  head_norms: Any
+  sequences: Any
+  prompt_lengths: Any
+  lengths: Any
+  head_outputs: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreResult:
+  """logprobs (B, T, V) float32 log-probabilities (nats) of the next token at the positions that
+  produced continuation tokens 0..T-1; token_logprobs (B, T) those of the given tokens;
+  head_norms (B, L, H, T) as in generate; head_outputs (B, L, H, T, K) or None."""
+  logprobs: Any
+  token_logprobs: Any
+  head_norms: Any
+  head_outputs: Any = None
+
+
+def bucket(n: int, minimum: int = 8) -> int:
+  """Buffer width for a prompt block of n tokens: the next power of two, at least `minimum`."""
+  return max(minimum, 1 << max(0, int(n) - 1).bit_length())
+
+
+def left_align(input_ids, attention_mask=None, pad_id: int = 0, width: int | None = None):
+  """Right-aligns each row's real tokens (any padding side in) into (B, width) numpy arrays.
+
+  Returns ids (B, width) int32, valid (B, width) bool, lengths (B,) int32. Raises naming the
+  prompt index of an empty prompt.
+  """
+  if (attention_mask is None and isinstance(input_ids, (list, tuple)) and input_ids
+      and all(np.ndim(row) == 1 for row in input_ids)):
+    # a ragged list of prompts: pad on the left here
+    rows = [np.asarray(row) for row in input_ids]
+    longest = max(len(r) for r in rows)
+    ids = np.full((len(rows), longest), pad_id, np.int64)
+    attention_mask = np.zeros((len(rows), longest), bool)
+    for b, r in enumerate(rows):
+      if len(r):
+        ids[b, longest - len(r):] = r
+        attention_mask[b, longest - len(r):] = True
+  else:
+    ids = np.asarray(input_ids)
+  if ids.ndim == 1:
+    ids = ids[None]
+    if attention_mask is not None:
+      attention_mask = np.asarray(attention_mask)[None]
+  if ids.ndim != 2:
+    raise ValueError(f"input_ids must be (batch, seq), got shape {ids.shape}")
+  mask = np.ones(ids.shape, bool) if attention_mask is None else np.asarray(attention_mask) != 0
+  if mask.shape != ids.shape:
+    raise ValueError(f"attention_mask shape {mask.shape} != input_ids shape {ids.shape}")
+  lengths = mask.sum(1).astype(np.int32)
+  for b, n in enumerate(lengths):
+    if n == 0:
+      raise ValueError(f"prompt {b} is empty (its attention_mask is all zeros)")
+  width = int(lengths.max()) if width is None else width
+  out = np.full((ids.shape[0], width), pad_id, np.int32)
+  valid = np.zeros((ids.shape[0], width), bool)
+  for b in range(ids.shape[0]):
+    row = ids[b][mask[b]]
+    out[b, width - len(row):] = row
+    valid[b, width - len(row):] = True
+  return out, valid, lengths
+
+
+def pad_id_of(cfg) -> int:
+  if cfg.pad_token_id is not None:
+    return int(cfg.pad_token_id)
+  return int(cfg.eos_token_ids[0]) if cfg.eos_token_ids else 0
+
+
+def select_token(logits, key, greedy: bool, temperature, top_p):
+  """Next token (B,) from logits (B, V) float32: argmax, or a sample from the temperature-scaled
+  distribution restricted to the smallest set of tokens whose probability reaches top_p."""
+  if greedy:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  logits = logits / temperature
+  order = jnp.argsort(-logits, axis=-1)  # (B, V) most likely first
+  sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
+  probs = jax.nn.softmax(sorted_logits, axis=-1)
+  mass_before = jnp.cumsum(probs, axis=-1) - probs
+  sorted_logits = jnp.where(mass_before < top_p, sorted_logits, layers.MASK_VALUE)
+  choice = jax.random.categorical(key, sorted_logits, axis=-1)  # index into `order`
+  return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "stop_at_eos",
+                                             "capture_outputs", "pad_id"))
+def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means, *, cfg,
+              max_new_tokens, greedy, stop_at_eos, capture_outputs, pad_id):
+  b, p = ids.shape
+  t_new = max_new_tokens
+  L, N, K, M = cfg.num_layers, cfg.num_heads, cfg.head_dim, cfg.num_kv_heads
+  dtype = params["embed"].dtype
+  positions = decoder.positions_from_mask(valid)  # (B, P)
+  lens = valid.sum(1).astype(jnp.int32)  # (B,)
+  cache = decoder.Cache(
+      k=jnp.zeros((L, b, p + t_new, M, K), dtype), v=jnp.zeros((L, b, p + t_new, M, K), dtype),
+      pos=jnp.concatenate([positions, lens[:, None] + jnp.arange(t_new)[None]], axis=1),
+      valid=jnp.concatenate([valid, jnp.ones((b, t_new), bool)], axis=1))
+  eos = jnp.asarray(cfg.eos_token_ids or (-1,), jnp.int32)
+
+  logits, cache, norms, heads = decoder.run(
+      cfg, params, ids, positions, valid, cache=cache, slot=0, head_mask=head_mask,
+      head_means=head_means, capture="last", capture_outputs=capture_outputs, logits_at="last")
+  tok = select_token(logits[:, 0], jax.random.fold_in(key, 0), greedy, temperature, top_p)
+  tokens = jnp.full((b, t_new), pad_id, jnp.int32).at[:, 0].set(tok)
+  norm_buf = jnp.full((b, L, N, t_new), jnp.nan, jnp.float32).at[..., 0].set(norms[:, :, 0])
+  head_buf = None
+  if capture_outputs:
+    head_buf = jnp.full((b, L, N, t_new, K), jnp.nan, heads.dtype).at[:, :, :, 0].set(
+        heads[:, :, 0])
+  done = jnp.isin(tok, eos) if stop_at_eos else jnp.zeros((b,), bool)
+  length = jnp.ones((b,), jnp.int32)
+
+  def cond(state):
+    t, done = state[0], state[-1]
+    more = t < t_new
+    return (more & ~jnp.all(done)) if stop_at_eos else more
+
+  def body(state):
+    t, cache, prev, tokens, norm_buf, head_buf, length, done = state
+    logits, cache, norms, heads = decoder.run(
+        cfg, params, prev[:, None], (lens + t - 1)[:, None], jnp.ones((b, 1), bool), cache=cache,
+        slot=p + t - 1, head_mask=head_mask, head_means=head_means, capture="all",
+        capture_outputs=capture_outputs, logits_at="all")
+    tok = select_token(logits[:, 0], jax.random.fold_in(key, t), greedy, temperature, top_p)
+    n = norms[:, :, 0]  # (B, L, N)
+    if stop_at_eos:
+      tok = jnp.where(done, pad_id, tok)
+      n = jnp.where(done[:, None, None], jnp.nan, n)
+      length = length + (~done).astype(jnp.int32)
+    tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, t))
+    norm_buf = jax.lax.dynamic_update_slice(norm_buf, n[..., None], (0, 0, 0, t))
+    if capture_outputs:
+      h = heads[:, :, 0]
+      if stop_at_eos:
+        h = jnp.where(done[:, None, None, None], jnp.nan, h)
+      head_buf = jax.lax.dynamic_update_slice(head_buf, h[:, :, :, None], (0, 0, 0, t, 0))
+    if stop_at_eos:
+      done = done | jnp.isin(tok, eos)
+    return (t + 1, cache, tok, tokens, norm_buf, head_buf, length, done)
+
+  state = (jnp.int32(1), cache, tok, tokens, norm_buf, head_buf, length, done)
+  state = jax.lax.while_loop(cond, body, state)
+  _, _, _, tokens, norm_buf, head_buf, length, _ = state
+  if not stop_at_eos:
+    length = jnp.full((b,), t_new, jnp.int32)
+  return tokens, norm_buf, head_buf, length
+
+
+def _place(x, mesh, axis):
+  if mesh is None:
+    return jnp.asarray(x)
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  return jax.device_put(x, NamedSharding(mesh, P(axis, *([None] * (np.ndim(x) - 1)))))
+
+
+def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: int,
+             greedy: bool = True, temperature: float = 1.0, top_p: float = 1.0, rng=None,
+             head_mask=None, head_means=None, stop_at_eos: bool = False,
+             capture_outputs: bool = False, mesh=None, data_axis: str = "data") -> GenerateResult:
+  """Generates max_new_tokens tokens per prompt with per-head capture.
+
+  input_ids (B, S) int with attention_mask (B, S) (either padding side; each row's real tokens
+  are used in order), or (S,) for one prompt, or a list of 1-D prompts of any lengths. greedy=True takes the argmax (temperature, top_p,
+  rng unused); otherwise samples with `temperature` and nucleus `top_p` using `rng` (a PRNG key
+  or an int seed; required). head_mask (L, H) scales each head's output (traced; 0 ablates);
+  head_means (L, H, K) turns the removed part into mean ablation. capture_outputs also returns
+  per-head output vectors. mesh: place the batch sharded over mesh axis `data_axis` (params
+  are used as placed, see sharding.shard_model). Returns a GenerateResult.
+  """
+  cfg = model.config
+  if int(max_new_tokens) < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  if not greedy:
+    if rng is None:
+      raise ValueError("sampling (greedy=False) needs rng (a jax PRNG key or an int seed)")
+    if not temperature > 0:
+      raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < top_p <= 1:
+      raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+  key = jax.random.PRNGKey(rng) if isinstance(rng, (int, np.integer)) else (
+      rng if rng is not None else jax.random.PRNGKey(0))
+  check_head_mask(cfg, head_mask, head_means)
+  pad = pad_id_of(cfg)
+  _, _, lengths = left_align(input_ids, attention_mask, pad)
+  longest = int(lengths.max())
+  width = bucket(longest)
+  ids, valid, lengths = left_align(input_ids, attention_mask, pad, width)
+  for b, n in enumerate(lengths):
+    if n + max_new_tokens > cfg.max_position_embeddings:
+      raise ValueError(f"prompt {b}: {n} prompt tokens + max_new_tokens={max_new_tokens} exceed "
+                       f"max_position_embeddings={cfg.max_position_embeddings}")
+  tokens, norms, heads, length = _generate(
+      model.params, _place(ids, mesh, data_axis), _place(valid, mesh, data_axis), key,
+      jnp.float32(temperature), jnp.float32(top_p), head_mask, head_means, cfg=cfg,
+      max_new_tokens=int(max_new_tokens), greedy=bool(greedy), stop_at_eos=bool(stop_at_eos),
+      capture_outputs=bool(capture_outputs), pad_id=pad)
+  sequences = jnp.concatenate([jnp.asarray(ids[:, width - longest:]), tokens], axis=1)
+  return GenerateResult(tokens=tokens, head_norms=norms, sequences=sequences,
+                        prompt_lengths=lengths, lengths=length, head_outputs=heads)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "t_new", "capture_outputs"))
+def _score(params, ids, valid, head_mask, head_means, *, cfg, t_new, capture_outputs):
+  s = ids.shape[1]
+  positions = decoder.positions_from_mask(valid)
+  logits, _, norms, heads = decoder.run(
+      cfg, params, ids, positions, valid, head_mask=head_mask, head_means=head_means,
+      capture="all", capture_outputs=capture_outputs)
+  first = s - t_new - 1  # the position whose logits produce continuation token 0
+  logprobs = jax.nn.log_softmax(logits[:, first:s - 1], axis=-1)  # (B, T, V)
+  targets = ids[:, s - t_new:]
+  token_lp = jnp.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+  norms = jnp.moveaxis(norms[:, :, first:s - 1], 2, 3)  # (B, L, N, T)
+  if capture_outputs:
+    heads = jnp.moveaxis(heads[:, :, first:s - 1], 2, 3)  # (B, L, N, T, K)
+  return logprobs, token_lp, norms, heads
+
+
+def score(model: Model, tokens, prompt_lengths, *, head_mask=None, head_means=None,
+          capture_outputs: bool = False, continuation_length: int | None = None, mesh=None,
+          data_axis: str = "data") -> ScoreResult:
+  """Teacher-forced next-token log-probabilities and head activity for a given continuation.
+
+  tokens (B, P + T) int and prompt_lengths (B,) int in the layout of the module docstring
+  (P = max(prompt_lengths); row b's first P - prompt_lengths[b] entries are ignored padding).
+  Returns a ScoreResult: logprobs (B, T, V), token_logprobs (B, T), head_norms (B, L, H, T).
+  For output of generate(..., stop_at_eos=True), entries past a row's `lengths` score the pad
+  tokens; mask them with that row's length.
+
+  continuation_length=T (static int) makes score traceable (tokens, prompt_lengths, head_mask and
+  params may be jax tracers, e.g. inside jit/vmap over masks): the prompt block is then the first
+  S - T columns (any prompt_lengths <= S - T) and no host-side bucketing or checks happen.
+  """
+  cfg = model.config
+  if continuation_length is not None:
+    t_new = int(continuation_length)
+    ids = jnp.asarray(tokens).astype(jnp.int32)
+    if not 1 <= t_new < ids.shape[1]:
+      raise ValueError(f"continuation_length={t_new} must be in [1, {ids.shape[1] - 1}] for "
+                       f"tokens with {ids.shape[1]} columns")
+    check_head_mask(cfg, head_mask, head_means)
+    width = ids.shape[1] - t_new
+    lens = jnp.asarray(prompt_lengths).astype(jnp.int32).reshape(-1)
+    valid = jnp.arange(ids.shape[1])[None, :] >= (width - lens)[:, None]
+    out = _score(model.params, ids, valid, head_mask, head_means, cfg=cfg, t_new=t_new,
+                 capture_outputs=bool(capture_outputs))
+    return ScoreResult(*out)
+  ids = np.asarray(tokens)
+  lens = np.asarray(prompt_lengths).astype(np.int64).reshape(-1)
+  if ids.ndim != 2 or lens.shape[0] != ids.shape[0]:
+    raise ValueError(f"tokens must be (batch, P + T) and prompt_lengths (batch,); got "
+                     f"{ids.shape} and {lens.shape}")
+  for b, n in enumerate(lens):
+    if n < 1:
+      raise ValueError(f"prompt {b} has prompt_length {n}; each prompt needs >= 1 token")
+  p = int(lens.max())
+  t_new = ids.shape[1] - p
+  if t_new < 1:
+    raise ValueError(f"tokens has {ids.shape[1]} columns but the longest prompt has {p} tokens: "
+                     "no continuation to score")
+  check_head_mask(cfg, head_mask, head_means)
+  width = bucket(p)
+  padded = np.full((ids.shape[0], width + t_new), pad_id_of(cfg), np.int32)
+  padded[:, width - p:] = ids
+  valid = np.zeros(padded.shape, bool)
+  for b, n in enumerate(lens):
+    valid[b, width - n:] = True
+  logprobs, token_lp, norms, heads = _score(
+      model.params, _place(padded, mesh, data_axis), _place(valid, mesh, data_axis), head_mask,
+      head_means, cfg=cfg, t_new=t_new, capture_outputs=bool(capture_outputs))
+  return ScoreResult(logprobs=logprobs, token_logprobs=token_lp, head_norms=norms,
+                     head_outputs=heads)

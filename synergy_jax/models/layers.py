@@ -1,0 +1,153 @@
+"""Shared transformer pieces: norms, activations, rotary embeddings, attention with per-head output.
+
+Axis letters (used in every einsum below): B batch, S query time, C key time (cache slots),
+D hidden, N query heads, M key/value heads, G query heads per key/value head (N = M * G),
+K head dim, F feed-forward width, V vocabulary.
+
+All functions are pure and jit-able. Softmax, norms and rotary angles are computed in float32
+whatever the parameter dtype; matmuls accumulate in float32 (`preferred_element_type`).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synergy_jax.models.config import ModelConfig
+
+# Masked attention scores: large, finite and negative so that exp() underflows to exactly 0 and a
+# query with no visible key (a padding slot) yields a uniform average instead of NaN.
+MASK_VALUE = -1e30
+
+
+def precision_for(dtype) -> jax.lax.Precision:
+  """float32 paths ask for full-precision matmuls (GPU/TPU would otherwise use TF32/bf16)."""
+  return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else jax.lax.Precision.DEFAULT
+
+
+def einsum(spec: str, a, b, *, out_dtype=None):
+  """einsum with float32 accumulation; result in `out_dtype` (default: a's dtype)."""
+  out = jnp.einsum(spec, a, b, precision=precision_for(a.dtype),
+                   preferred_element_type=jnp.float32)
+  return out.astype(out_dtype or a.dtype)
+
+
+def rms_norm(x, weight, eps: float, *, offset: float = 0.0):
+  """x (..., D) / rms(x) * (offset + weight); statistics in float32, result in x's dtype."""
+  xf = x.astype(jnp.float32)
+  xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + eps)
+  return (xf.astype(x.dtype) * (offset + weight).astype(x.dtype))
+
+
+def layer_norm(x, weight, bias, eps: float):
+  """x (..., D) standardised over D (float32 statistics), then scaled and shifted."""
+  xf = x.astype(jnp.float32)
+  mu = jnp.mean(xf, axis=-1, keepdims=True)
+  var = jnp.mean(jnp.square(xf - mu), axis=-1, keepdims=True)
+  y = (xf - mu) * jax.lax.rsqrt(var + eps)
+  return (y * weight.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
+
+
+def activation(name: str, x):
+  if name == "silu":
+    return jax.nn.silu(x)
+  if name == "gelu":
+    return jax.nn.gelu(x, approximate=False)
+  if name == "gelu_tanh":
+    return jax.nn.gelu(x, approximate=True)
+  if name == "relu":
+    return jax.nn.relu(x)
+  raise ValueError(f"activation {name!r} is not implemented")
+
+
+# ---------------------------------------------------------------------------------------------
+# Rotary position embeddings (the "rotate half" layout used by HF Llama-style checkpoints)
+# ---------------------------------------------------------------------------------------------
+
+def rope_inv_freq(cfg: ModelConfig, rotary_dim: int | None = None) -> np.ndarray:
+  """Inverse frequencies (rotary_dim/2,) float32 in radians per position, with rope scaling.
+
+  "linear" divides every frequency by `factor`. "llama3" (Llama 3.1) keeps wavelengths shorter
+  than original_max_position_embeddings / high_freq_factor, divides those longer than
+  original_max_position_embeddings / low_freq_factor by `factor`, and interpolates linearly in
+  (original_max_position_embeddings / wavelength) between the two.
+  """
+  dim = rotary_dim or cfg.head_dim
+  exponents = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
+  inv = (1.0 / (np.float32(cfg.rope_theta) ** exponents)).astype(np.float32)
+  r = cfg.rope
+  if cfg.rope_type == "linear":
+    inv = inv / np.float32(r["factor"])
+  elif cfg.rope_type == "llama3":
+    factor, lo, hi = r["factor"], r["low_freq_factor"], r["high_freq_factor"]
+    old_len = r["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv
+    scaled = np.where(wavelen > old_len / lo, inv / factor, inv)
+    smooth = (old_len / wavelen - lo) / (hi - lo)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old_len / hi) & (wavelen <= old_len / lo)
+    inv = np.where(medium, blended, scaled).astype(np.float32)
+  return inv
+
+
+def rope_angles(positions, inv_freq):
+  """cos, sin (B, S, R) float32 for integer positions (B, S); R = 2 * len(inv_freq)."""
+  ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]
+  ang = jnp.concatenate([ang, ang], axis=-1)
+  return jnp.cos(ang), jnp.sin(ang)
+
+
+def apply_rope(x, cos, sin):
+  """Rotates x (B, S, heads, K) by angles (B, S, R), R <= K (the first R dims rotate).
+
+  Within the rotated block, dim i pairs with dim i + R/2 (rotate-half layout).
+  """
+  r = cos.shape[-1]
+  xr, xpass = x[..., :r].astype(jnp.float32), x[..., r:]
+  half = r // 2
+  rotated = jnp.concatenate([-xr[..., half:], xr[..., :half]], axis=-1)
+  out = xr * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+  out = out.astype(x.dtype)
+  return out if xpass.shape[-1] == 0 else jnp.concatenate([out, xpass], axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------------------------
+
+def attention_mask(q_pos, k_pos, k_valid, window):
+  """Which keys each query sees: (B, S, C) bool.
+
+  q_pos (B, S) and k_pos (B, C) are token positions; k_valid (B, C) marks real (non-padding,
+  already written) keys; window is a scalar int (0 = full causal attention), traced so that
+  layers with different windows share one compiled body.
+  """
+  diff = q_pos[:, :, None] - k_pos[:, None, :]  # (B, S, C)
+  visible = (diff >= 0) & k_valid[:, None, :]
+  return visible & ((window <= 0) | (diff < window))
+
+
+def attend(q, k, v, mask, *, scale: float, softcap: float | None = None):
+  """Per-head attention outputs softmax(q kᵀ * scale) v, before any output projection.
+
+  q (B, S, N, K); k, v (B, C, M, K); mask (B, S, C) bool -> (B, S, N, K) in v's dtype.
+  Scores and softmax in float32; optional tanh soft-capping of the scores (Gemma 2).
+  """
+  b, s, n, kd = q.shape
+  m = k.shape[2]
+  qg = q.reshape(b, s, m, n // m, kd)  # query head n = m * G + g
+  scores = einsum("BSMGK,BCMK->BMGSC", qg, k, out_dtype=jnp.float32) * scale
+  if softcap is not None:
+    scores = jnp.tanh(scores / softcap) * softcap
+  scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
+  probs = jax.nn.softmax(scores, axis=-1)
+  out = einsum("BMGSC,BCMK->BSMGK", probs.astype(v.dtype), v, out_dtype=v.dtype)
+  return out.reshape(b, s, n, kd)
+
+
+def head_norm(heads):
+  """L2 norm over the head dimension, float32: (..., K) -> (...)."""
+  h = heads.astype(jnp.float32)
+  return jnp.sqrt(jnp.sum(h * h, axis=-1))
