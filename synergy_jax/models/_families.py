@@ -1,0 +1,5 @@
+"""Imports every built-in family module so that each registers itself (see config.Family)."""
+from synergy_jax.models import llama  # noqa: F401
+from synergy_jax.models import gemma  # noqa: F401
+from synergy_jax.models import gpt2  # noqa: F401
+from synergy_jax.models import gpt_neox  # noqa: F401
