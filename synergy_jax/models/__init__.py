@@ -2,8 +2,9 @@
 capture and interventions.
 
 Units are attention heads, numbered unit = layer * num_heads + head everywhere.
-Families (HF model_type): llama, mistral, qwen2, qwen3 (llama.py); more register themselves
-through `register_family` (see config.py).
+Families (HF model_type): llama, mistral, qwen2, qwen3 (llama.py); gpt2 (gpt2.py); gpt_neox
+(gpt_neox.py); gemma, gemma2, gemma3_text and the text tower of gemma3 (gemma.py). Others can
+register themselves through `register_family` (see config.py).
 
   load(path_or_id, *, dtype="float32", mesh=None) -> Model(config, params, dtype)
   init(config, seed, *, dtype="float32") -> Model;  save(model, directory)

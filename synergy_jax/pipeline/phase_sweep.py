@@ -401,6 +401,16 @@ def _fmt(v, nd=3) -> str:
   return "n/a" if v is None or not np.isfinite(v) else f"{v:.{nd}g}"
 
 
+def _flat_note(t: dict, levels) -> str:
+  """A warning when every prompt of some level has the same value (a floor or ceiling)."""
+  flat = [levels[i] for i, v in enumerate(t.get("susceptibility") or [])
+          if v is not None and v == 0]
+  if not flat:
+    return ""
+  return (f" Every prompt has the same value at level(s) {flat}: at a floor or ceiling a tiny "
+          "step can pass the tests — judge it by the size of the jump.")
+
+
 def summary_markdown(res: dict) -> str:
   """Plain-language summary.md of a phase sweep."""
   name = res["order_parameter_name"]
@@ -429,7 +439,13 @@ def summary_markdown(res: dict) -> str:
   else:
     verdict = "**Yes — a transition is supported.**" if tr["supported"] else \
         "**No — a transition is not supported by these data.**"
+    slope = tr["fits"]["linear"]["slope"]
+    direction = ("rises (toward synergy, the direction the claim predicts)" if slope > 0 else
+                 "falls (toward redundancy, against the claim's direction)" if slope < 0 else
+                 "does not change")
     lines += [verdict, "", tr["explanation"], "",
+              f"- Trend: the per-prompt {name} {direction}: linear slope {_fmt(slope)} per level "
+              f"(level means {', '.join(_fmt(m) for m in tr['level_means'])}).",
               f"- Per-prompt {name} against difficulty: logistic threshold "
               f"{_fmt(tr['logistic_threshold_unconfirmed'])} (bootstrap CI "
               f"{_fmt(tr['threshold_ci'][0])}–{_fmt(tr['threshold_ci'][1])}), jump CI "
@@ -439,12 +455,16 @@ def summary_markdown(res: dict) -> str:
               + " / ".join(_fmt(tr["fits"][m]["aic"], 5) for m in ("constant", "linear",
                                                                    "logistic")) + ".",
               f"- Susceptibility (variance of the per-prompt value) peaks at level "
-              f"{_fmt(tr['susceptibility_peak'])}."]
+              f"{_fmt(tr['susceptibility_peak'])}.{_flat_note(tr, lv)}"]
     for other in ORDER_PARAMETERS:
-      if other != name and "skipped" not in res["transition"][other]:
-        lines.append(f"- {other}: transition "
-                     f"{'supported' if res['transition'][other]['supported'] else 'not supported'}"
-                     f" (p = {_fmt(res['transition'][other]['p_value'])}).")
+      t = res["transition"][other]
+      if other == name or "skipped" in t:
+        continue
+      lg = t["fits"]["logistic"]
+      line = (f"- {other}: transition {'supported' if t['supported'] else 'not supported'} "
+              f"(logistic d* = {_fmt(lg['threshold'])}, jump {_fmt(lg['jump'])}, "
+              f"p = {_fmt(t['p_value'])}).")
+      lines.append(line + _flat_note(t, lv))
   if res["accuracy"] is not None:
     acc = res["accuracy"]["values"]
     lines += ["", f"Task accuracy goes from {_fmt(acc[0], 2)} at level {lv[0]:g} to "
