@@ -1,0 +1,152 @@
+"""Slow, plain NumPy/SciPy ΦID written straight from the definitions: the independent reference.
+
+Used by the tests in this folder and by experiments/bench_phiid.py (which inserts this folder into
+sys.path). It shares no code with synergy_jax.phiid: the lattice is built from the "is below"
+relation written out by hand and solved with np.linalg.solve, local entropies come from
+scipy.stats.multivariate_normal.logpdf, and pairs are visited in a Python loop.
+"""
+import numpy as np
+from scipy import stats
+
+NODES = "rxys"
+NAMES = [a + "t" + b for a in NODES for b in NODES]
+# Nodes at or below each node of the two-source redundancy lattice {1}{2} < {1}, {2} < {12}.
+BELOW = {"r": "r", "x": "rx", "y": "ry", "s": "rxys"}
+
+
+def lattice_matrix():
+  """M[k, m] = 1 when atom m lies at or below lattice node k (product order): R = M @ atoms."""
+  m = np.zeros((16, 16))
+  for k, node in enumerate(NAMES):
+    for j, atom in enumerate(NAMES):
+      if atom[0] in BELOW[node[0]] and atom[2] in BELOW[node[2]]:
+        m[k, j] = 1.0
+  return m
+
+
+def _std(v):
+  return (v - v.mean()) / v.std(ddof=1)
+
+
+def local_mi_table(x, y, tau):
+  """Local MIs of one pair: dict "ab" → (n,) for a, b ∈ {x, y, s} (past a, future b)."""
+  z = np.stack([_std(x[:-tau]), _std(y[:-tau]), _std(x[tau:]), _std(y[tau:])])
+  past = {"x": [0], "y": [1], "s": [0, 1]}
+  fut = {"x": [2], "y": [3], "s": [2, 3]}
+
+  def logp(idx):
+    sub = z[idx]
+    cov = np.atleast_2d(np.cov(sub, ddof=1))
+    return stats.multivariate_normal(mean=np.zeros(len(idx)), cov=cov).logpdf(sub.T)
+
+  return {a + b: logp(past[a] + fut[b]) - logp(past[a]) - logp(fut[b])
+          for a in "xys" for b in "xys"}
+
+
+def discrete_local_mi_table(x, y, tau):
+  """Plug-in local MIs of integer series: dict "ab" → (n,), log p(a,b) / (p(a) p(b)) per sample."""
+  cols = {"xp": x[:-tau], "yp": y[:-tau], "xf": x[tau:], "yf": y[tau:]}
+  past = {"x": ["xp"], "y": ["yp"], "s": ["xp", "yp"]}
+  fut = {"x": ["xf"], "y": ["yf"], "s": ["xf", "yf"]}
+  n = len(cols["xp"])
+
+  def logp(names):
+    keys = list(zip(*[cols[k] for k in names]))
+    counts = {}
+    for key in keys:
+      counts[key] = counts.get(key, 0) + 1
+    return np.log(np.array([counts[key] / n for key in keys]))
+
+  return {a + b: logp(past[a] + fut[b]) - logp(past[a]) - logp(fut[b])
+          for a in "xys" for b in "xys"}
+
+
+def _mmi(*cands):
+  means = [c.mean() for c in cands]
+  return cands[int(np.argmin(means))]
+
+
+def _ccs(i1, i2, i12):
+  c = i1 + i2 - i12
+  ok = (np.sign(i1) == np.sign(c)) & (np.sign(i2) == np.sign(c)) & (np.sign(i12) == np.sign(c))
+  return np.where(ok, c, 0.0)
+
+
+def reference_pair(x, y, tau=1, redundancy="mmi", kind="gaussian"):
+  """ΦID of one pair. Returns (average atoms (16,), local atoms (n, 16)) in NAMES order, nats.
+
+  kind="discrete": x and y are integer states (plug-in probabilities).
+  """
+  i = (local_mi_table if kind == "gaussian" else discrete_local_mi_table)(x, y, tau)
+  r = {}
+  for a in "xys":
+    for b in "xys":
+      r[a + b] = i[a + b]
+  if redundancy == "mmi":
+    red = lambda c1, c2, joint: _mmi(c1, c2)
+  else:
+    red = _ccs
+  # Past sources (x_p, y_p) about a future target, and future sources about a past target.
+  r["rx"] = red(i["xx"], i["yx"], i["sx"])
+  r["ry"] = red(i["xy"], i["yy"], i["sy"])
+  r["rs"] = red(i["xs"], i["ys"], i["ss"])
+  r["xr"] = red(i["xx"], i["xy"], i["xs"])
+  r["yr"] = red(i["yx"], i["yy"], i["ys"])
+  r["sr"] = red(i["sx"], i["sy"], i["ss"])
+  if redundancy == "mmi":
+    r["rr"] = _mmi(i["xx"], i["xy"], i["yx"], i["yy"])
+  else:
+    # Double co-information (= rtr − sts with the other lattice values fixed), Mediano et al.
+    co = (-(i["xx"] + i["xy"] + i["yx"] + i["yy"]) + i["xs"] + i["ys"] + i["sx"] + i["sy"]
+          - i["ss"] + r["rx"] + r["ry"] - r["rs"] + r["xr"] + r["yr"] - r["sr"])
+    ok = np.ones_like(co, dtype=bool)
+    for k in ("xx", "xy", "yx", "yy"):
+      ok &= np.sign(i[k]) == np.sign(co)
+    r["rr"] = np.where(ok, co, 0.0)
+  rhs = np.stack([r[name[0] + name[2]] for name in NAMES])  # (16, n)
+  local = np.linalg.solve(lattice_matrix(), rhs).T  # (n, 16)
+  return local.mean(axis=0), local
+
+
+def reference_all_pairs(acts, tau=1, redundancy="mmi", pool="mean", acts_y=None, pairs=None):
+  """Python loop over pairs (and prompts). acts (P, N, T) → (N, N, 16) with NaN where not computed.
+
+  pairs: optional list of (i, j) to compute (others stay NaN); default all i ≠ j (all i, j when
+  acts_y is given).
+  """
+  acts = np.asarray(acts, dtype=np.float64)
+  ys = acts if acts_y is None else np.asarray(acts_y, dtype=np.float64)
+  p, n, t = acts.shape
+  if pairs is None:
+    pairs = [(i, j) for i in range(n) for j in range(n) if acts_y is not None or i != j]
+  out = np.full((n, n, 16), np.nan)
+  for i, j in pairs:
+    if pool == "mean":
+      out[i, j] = np.mean([reference_pair(acts[q, i], ys[q, j], tau, redundancy)[0]
+                           for q in range(p)], axis=0)
+    else:
+      out[i, j] = _concat_pair(acts[:, i], ys[:, j], tau, redundancy)
+  return out
+
+
+def _concat_pair(xs, ys, tau, redundancy):
+  """Pooled estimate: lagged samples of every prompt side by side, never across a boundary.
+
+  Builds a series whose past/future split reproduces exactly the per-prompt lagged pairs: the
+  reference works on explicit (past, future) columns instead of one long series.
+  """
+  past_x = np.concatenate([x[:-tau] for x in xs])
+  past_y = np.concatenate([y[:-tau] for y in ys])
+  fut_x = np.concatenate([x[tau:] for x in xs])
+  fut_y = np.concatenate([y[tau:] for y in ys])
+  # A series s with s[:-1] = past and s[1:] = future only exists when they overlap, so call the
+  # pair routine on a two-sample "lag" layout instead: interleave nothing, pass columns directly.
+  return reference_columns(past_x, past_y, fut_x, fut_y, redundancy)[0]
+
+
+def reference_columns(px, py, fx, fy, redundancy="mmi"):
+  """Like reference_pair, but from explicit past and future columns (each (n,))."""
+  # Lag-1 layout trick: x = [px..., ?] would not work; instead compute with tau = n on a series
+  # [px, fx] of length 2n, whose x[:-n] = px and x[n:] = fx exactly.
+  n = px.shape[0]
+  return reference_pair(np.concatenate([px, fx]), np.concatenate([py, fy]), n, redundancy)
