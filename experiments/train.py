@@ -1,0 +1,97 @@
+"""Trains the default model (or any Llama-style size) on the task + category-text corpus.
+
+  python -m experiments.train --workdir=runs/train_default --export=default
+
+Resumes from the last checkpoint in --workdir when re-run with the same flags (after a crash or a
+kill -9), ending with the same parameters as an uninterrupted run. With --export, writes the model,
+tokenizer, emergence checkpoints and MODEL_CARD.md (accuracy of greedy generation per family ×
+level, measured with tasks.evaluate) into the folder ("default": synergy_jax/assets/default/).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+_T0 = time.time()
+
+flags.DEFINE_string("workdir", "runs/train_default", "Run folder (checkpoints, log.csv).")
+flags.DEFINE_integer("steps", 3000, "Optimizer steps.")
+flags.DEFINE_integer("batch_size", 32, "Rows per batch.")
+flags.DEFINE_integer("seq_len", 128, "Tokens per row.")
+flags.DEFINE_float("learning_rate", 3e-3, "Peak learning rate.")
+flags.DEFINE_integer("warmup_steps", 150, "Linear warmup steps.")
+flags.DEFINE_float("end_learning_rate", 3e-4, "Learning rate at the end of the cosine decay.")
+flags.DEFINE_float("weight_decay", 0.05, "AdamW weight decay (matrices only).")
+flags.DEFINE_float("clip_norm", 1.0, "Global gradient-norm clipping.")
+flags.DEFINE_integer("seed", 0, "Seed of the initial weights and of the data order.")
+flags.DEFINE_float("task_fraction", 0.75, "Fraction of corpus lines that are task examples.")
+flags.DEFINE_integer("save_every", 300, "Checkpoint interval in steps (plus step 0 and the end).")
+flags.DEFINE_integer("eval_every", 500, "Teacher-forced task accuracy interval in steps.")
+flags.DEFINE_integer("eval_examples", 32, "Examples per family × level in periodic evaluation.")
+flags.DEFINE_integer("log_every", 25, "Loss logging interval in steps.")
+flags.DEFINE_integer("hidden_size", 64, "Model width D.")
+flags.DEFINE_integer("intermediate_size", 192, "MLP width F.")
+flags.DEFINE_integer("num_layers", 6, "Decoder layers L.")
+flags.DEFINE_integer("num_heads", 8, "Attention heads N per layer.")
+flags.DEFINE_integer("head_dim", 8, "Head dimension K.")
+flags.DEFINE_integer("stop_after", 0, "Stop (with a checkpoint) at this step, keeping the "
+                     "--steps schedule; 0: run all --steps. The parameters at step s do not "
+                     "depend on where the run stops.")
+flags.DEFINE_string("export", "", "Folder to export the trained model into ('default': the "
+                    "shipped assets); empty: no export.")
+flags.DEFINE_integer("final_eval_examples", 200, "Examples per family × level for the final "
+                     "generation-based accuracy table (with --export).")
+flags.DEFINE_integer("final_eval_seed", 2024, "Seed of the final evaluation examples.")
+
+FLAGS = flags.FLAGS
+
+
+def train_config_from_flags():
+  from synergy_jax import training
+  return training.TrainConfig(
+      steps=FLAGS.steps, batch_size=FLAGS.batch_size, seq_len=FLAGS.seq_len,
+      learning_rate=FLAGS.learning_rate, warmup_steps=FLAGS.warmup_steps,
+      end_learning_rate=FLAGS.end_learning_rate, weight_decay=FLAGS.weight_decay,
+      clip_norm=FLAGS.clip_norm, seed=FLAGS.seed, task_fraction=FLAGS.task_fraction,
+      save_every=FLAGS.save_every, eval_every=FLAGS.eval_every,
+      eval_examples=FLAGS.eval_examples, log_every=FLAGS.log_every)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # orbax reports every save at INFO
+  from synergy_jax import training
+  from synergy_jax.training import default, model_card
+
+  model_config = training.default_model_config(
+      hidden_size=FLAGS.hidden_size, intermediate_size=FLAGS.intermediate_size,
+      num_layers=FLAGS.num_layers, num_heads=FLAGS.num_heads, head_dim=FLAGS.head_dim)
+  cfg = train_config_from_flags()
+  result = training.train(model_config, cfg, FLAGS.workdir, stop_after=FLAGS.stop_after or None,
+                          log=lambda s: print(s, flush=True))
+  wall = time.time() - _T0
+  summary = {"steps": result.step, "loop_wall_s": result.wall_s, "process_wall_s": wall}
+  tmp = os.path.join(result.workdir, "train_wall.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(summary, f, indent=2)
+  os.replace(tmp, os.path.join(result.workdir, "train_wall.json"))
+  print(f"trained {result.step} steps in {wall:.0f} s (loop {result.wall_s:.0f} s)")
+  if FLAGS.export:
+    out = default.ASSETS if FLAGS.export == "default" else FLAGS.export
+    steps = default.export(result.params, model_config, result.workdir, out)
+    print(f"exported model and {len(steps)} emergence checkpoints {steps} to {out}")
+    command = "python -m experiments.train " + " ".join(sys.argv[1:])
+    model_card.write(out, command=command, model_config=model_config, train_config=cfg,
+                     run_dir=result.workdir, wall=summary,
+                     eval_examples=FLAGS.final_eval_examples, eval_seed=FLAGS.final_eval_seed)
+    print(f"wrote {os.path.join(out, 'MODEL_CARD.md')}")
+
+
+if __name__ == "__main__":
+  app.run(main)
