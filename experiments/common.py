@@ -18,6 +18,27 @@ flags.DEFINE_bool("quick", False, "A small, fast configuration (tests, smoke run
 flags.DEFINE_integer("seed", 0, "Seed for random baselines, surrogates, bootstraps and sampling.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Model parameter dtype.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_string("prompts", None,
+                    "JSONL file of prompts, one object per line: text, optional category and "
+                    "difficulty (phase_sweep needs a difficulty on every line). Default: the "
+                    "built-in prompts of the experiment.")
+flags.DEFINE_integer("max_new_tokens", 100, "Tokens generated per prompt (samples per series).")
+flags.DEFINE_integer("batch_size", 8, "Prompts per generation batch.")
+flags.DEFINE_integer("tau", 1, "ΦID lag in tokens.")
+flags.DEFINE_enum("redundancy", "mmi", ["mmi", "ccs"], "Redundancy function of ΦID.")
+flags.DEFINE_enum("ranking", "rank_difference", ["rank_difference", "balance"],
+                  "Per-head score ordering heads from synergistic to redundant: "
+                  "rank(synergy) - rank(redundancy), or the mean pair balance sts/(sts+rtr).")
+flags.DEFINE_list("families", ["add", "chain", "hop", "sort"],
+                  "Task families (synergy_jax.tasks.FAMILIES) used by phase_sweep (pooled at every "
+                  "difficulty rank) and ablation (accuracy evaluation).")
+flags.DEFINE_list("levels", None,
+                  "Difficulty ranks (1 = each family's easiest level in tasks.levels; a rank pools "
+                  "all --families). Default: every rank. phase_sweep with --prompts: the "
+                  "difficulty labels kept.")
+flags.DEFINE_integer("surrogates", 100, "Circular-shift surrogates for the ΦID null (0: none).")
+flags.DEFINE_integer("n_boot", 1000, "Bootstrap replicates for confidence intervals.")
+flags.DEFINE_float("ci_level", 0.95, "Confidence level of all intervals.")
 
 FLAGS = flags.FLAGS
 

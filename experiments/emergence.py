@@ -1,7 +1,7 @@
 """The synergistic-core profile at every saved training checkpoint (emergence during training).
 
   python run.py --experiment=emergence                 # shipped checkpoints of the default model
-  python run.py --experiment=emergence --checkpoints=DIR --steps=0,500,1000
+  python run.py --experiment=emergence --checkpoints=DIR --checkpoint_steps=0,500,1000
 """
 from absl import app
 from absl import flags
@@ -12,13 +12,7 @@ from synergy_jax.pipeline import emergence, profile
 flags.DEFINE_string("checkpoints", "default",
                     "Exported model folder whose checkpoints/step_NNNNNN/ are profiled "
                     "('default': the shipped model).")
-flags.DEFINE_list("steps", None, "Subset of steps to profile (default: all exported).")
-flags.DEFINE_string("prompts", None, "JSONL prompts (default: built-in six-category suite).")
-flags.DEFINE_integer("max_new_tokens", 100, "Tokens generated per prompt.")
-flags.DEFINE_integer("batch_size", 8, "Prompts per generation batch.")
-flags.DEFINE_integer("tau", 1, "ΦID lag in tokens.")
-flags.DEFINE_enum("redundancy", "mmi", ["mmi", "ccs"], "Redundancy function of ΦID.")
-flags.DEFINE_integer("surrogates", 20, "Circular-shift surrogates per checkpoint (0: none).")
+flags.DEFINE_list("checkpoint_steps", None, "Subset of checkpoint steps to profile (default: all exported).")
 
 FLAGS = flags.FLAGS
 
@@ -31,7 +25,7 @@ def main(argv):
                                  max_new_tokens=q("max_new_tokens", 40),
                                  batch_size=FLAGS.batch_size)
   prompts = profile.profile_prompts(FLAGS.prompts, per_category=2 if FLAGS.quick else None)
-  steps = None if FLAGS.steps is None else [int(s) for s in FLAGS.steps]
+  steps = None if FLAGS.checkpoint_steps is None else [int(s) for s in FLAGS.checkpoint_steps]
   path = common.run_dir("emergence")
   emergence.run_emergence(prompts, config, path, cache_dir=common.cache_dir(),
                           path=FLAGS.checkpoints, steps=steps, progress=common.progress_fn())

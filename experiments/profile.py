@@ -11,19 +11,10 @@ from absl import flags
 from experiments import common
 from synergy_jax.pipeline import profile
 
-flags.DEFINE_string("prompts", None, "JSONL file of prompts (fields: text, optional category, "
-                    "difficulty); default: the built-in six-category suite.")
-flags.DEFINE_integer("max_new_tokens", 100, "Tokens generated per prompt (samples per series).")
-flags.DEFINE_integer("batch_size", 8, "Prompts per generation batch.")
 flags.DEFINE_bool("greedy", True, "Greedy decoding (else sampling with --seed).")
-flags.DEFINE_integer("tau", 1, "ΦID lag in tokens.")
-flags.DEFINE_enum("redundancy", "mmi", ["mmi", "ccs"], "Redundancy function of ΦID.")
 flags.DEFINE_enum("pool", "mean", ["mean", "concat"],
                   "mean: estimate per prompt and average (the study); concat: pool samples.")
-flags.DEFINE_integer("surrogates", 100, "Circular-shift surrogates for the null (0: none).")
 flags.DEFINE_float("graph_fraction", 0.1, "Fraction of strongest edges kept in the graph view.")
-flags.DEFINE_enum("ranking", "rank_difference", ["rank_difference", "balance"],
-                  "Per-head score ordering heads from synergistic to redundant.")
 flags.DEFINE_bool("baseline", True, "Also profile the random-init model of the same architecture.")
 
 FLAGS = flags.FLAGS

@@ -18,18 +18,19 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import common  # noqa: F401  (shared flags: --seed)
+
 _T0 = time.time()
 
 flags.DEFINE_string("workdir", "runs/train_default", "Run folder (checkpoints, log.csv).")
 flags.DEFINE_integer("steps", 3000, "Optimizer steps.")
-flags.DEFINE_integer("batch_size", 32, "Rows per batch.")
+flags.DEFINE_integer("train_batch_size", 32, "Rows per training batch.")
 flags.DEFINE_integer("seq_len", 128, "Tokens per row.")
 flags.DEFINE_float("learning_rate", 3e-3, "Peak learning rate.")
 flags.DEFINE_integer("warmup_steps", 150, "Linear warmup steps.")
 flags.DEFINE_float("end_learning_rate", 3e-4, "Learning rate at the end of the cosine decay.")
 flags.DEFINE_float("weight_decay", 0.05, "AdamW weight decay (matrices only).")
 flags.DEFINE_float("clip_norm", 1.0, "Global gradient-norm clipping.")
-flags.DEFINE_integer("seed", 0, "Seed of the initial weights and of the data order.")
 flags.DEFINE_float("task_fraction", 0.75, "Fraction of corpus lines that are task examples.")
 flags.DEFINE_integer("save_every", 300, "Checkpoint interval in steps (plus step 0 and the end).")
 flags.DEFINE_integer("eval_every", 500, "Teacher-forced task accuracy interval in steps.")
@@ -55,7 +56,7 @@ FLAGS = flags.FLAGS
 def train_config_from_flags():
   from synergy_jax import training
   return training.TrainConfig(
-      steps=FLAGS.steps, batch_size=FLAGS.batch_size, seq_len=FLAGS.seq_len,
+      steps=FLAGS.steps, batch_size=FLAGS.train_batch_size, seq_len=FLAGS.seq_len,
       learning_rate=FLAGS.learning_rate, warmup_steps=FLAGS.warmup_steps,
       end_learning_rate=FLAGS.end_learning_rate, weight_decay=FLAGS.weight_decay,
       clip_norm=FLAGS.clip_norm, seed=FLAGS.seed, task_fraction=FLAGS.task_fraction,

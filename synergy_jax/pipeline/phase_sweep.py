@@ -1,9 +1,11 @@
 """The difficulty phase sweep: order parameters of the synergy–redundancy organisation against
 task difficulty, with a transition analysis (is there an abrupt shift past a threshold?).
 
-Control parameter: the difficulty level k of the built-in task families (``tasks.levels``; each
-level pools the same families, so only difficulty changes between levels), or the ``difficulty``
-numbers of a user's JSONL prompts. Per prompt: generate ``max_new_tokens`` tokens with per-head
+Control parameter: the difficulty rank r of the built-in task families — r = 1 is each family's
+easiest level in ``tasks.levels(family)``, r = 2 the next, ...; every rank pools all chosen
+families, so only difficulty changes between ranks (the families' own knobs k differ: digits,
+operations, hops, list length; ``results.json["level_values"]`` maps ranks to them) — or the
+``difficulty`` numbers of a user's JSONL prompts. Per prompt: generate ``max_new_tokens`` tokens with per-head
 capture, ΦID over all pairs of heads *on that prompt alone*. Because ``phiid.all_pairs`` with
 ``pool="mean"`` averages per-prompt estimates, the mean of the per-prompt atoms over a level's
 prompts is exactly the level's pooled estimate, so
@@ -44,8 +46,8 @@ _STS, _RTR = ranking.ATOM_INDEX["sts"], ranking.ATOM_INDEX["rtr"]
 class PhaseSweepConfig:
   """Everything the sweep's numbers depend on besides the model and the prompts.
 
-  families: task families pooled at every level; levels: difficulty levels k (None: the levels
-  common to all ``families``); n_per_family: prompts per family per level; seed: task sampling,
+  families: task families pooled at every level; levels: difficulty ranks r (1 = each family's
+  easiest level; None: every rank all ``families`` have); n_per_family: prompts per family per level; seed: task sampling,
   bootstraps, permutations. order_parameter: the one whose transition decides the verdict (all
   three are analysed and reported). n_boot: bootstrap replicates of the level order parameters
   and accuracies; n_transition_boot / n_perm: replicates of the threshold CI / shuffled-label
@@ -103,33 +105,38 @@ class SweepItem:
 
 
 def sweep_levels(families: Sequence[str], levels: Sequence[int] | None = None) -> tuple:
-  """The levels to sweep: ``levels`` (each must exist in every family) or those common to all.
+  """The difficulty ranks to sweep: ``levels`` or 1 … (fewest levels among ``families``).
 
-  Raises ValueError naming the family that lacks a requested level, or when fewer than one level
-  is common to the chosen families.
+  Raises ValueError for a non-integer rank or one that some family lacks (naming the family and
+  its number of levels).
   """
-  per = {f: set(tasks.levels(f)) for f in families}
+  n_levels = {f: len(tasks.levels(f)) for f in families}
   if levels is None:
-    common = sorted(set.intersection(*per.values()))
-    if not common:
-      raise ValueError(f"families {list(families)} share no difficulty level; pick families or "
-                       "pass levels explicitly")
-    return tuple(common)
-  chosen = sorted({int(k) for k in levels})
-  for f, have in per.items():
-    missing = [k for k in chosen if k not in have]
+    return tuple(range(1, min(n_levels.values()) + 1))
+  bad = [k for k in levels if float(k) != int(float(k))]
+  if bad:
+    raise ValueError(f"difficulty ranks are integers, got {bad}")
+  chosen = sorted({int(float(k)) for k in levels})
+  for f, n in n_levels.items():
+    missing = [r for r in chosen if not 1 <= r <= n]
     if missing:
-      raise ValueError(f"task family {f!r} has no level(s) {missing} (its levels are "
-                       f"{sorted(have)}); every level must pool the same families")
+      raise ValueError(f"task family {f!r} has no difficulty rank(s) {missing}: it has {n} levels "
+                       f"{list(tasks.levels(f))}, ranks 1..{n}")
   return tuple(chosen)
 
 
+def level_values(families: Sequence[str], ranks: Sequence[int]) -> dict:
+  """{family: [its level k at each rank]}."""
+  return {f: [tasks.levels(f)[r - 1] for r in ranks] for f in families}
+
+
 def task_items(config: PhaseSweepConfig) -> list[SweepItem]:
-  """``n_per_family`` examples of every family at every level, level by level."""
+  """``n_per_family`` examples of every family at every rank, rank by rank."""
   out = []
-  for k in sweep_levels(config.families, config.levels):
+  for r in sweep_levels(config.families, config.levels):
     for f in config.families:
-      out += [SweepItem(e.prompt, float(k), f, e)
+      k = tasks.levels(f)[r - 1]
+      out += [SweepItem(e.prompt, float(r), f, e)
               for e in tasks.sample(f, k, config.n_per_family, config.seed)]
   return out
 
@@ -377,8 +384,10 @@ def analyse_sweep(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: P
       "model": spec.label,
       "fingerprint": specs.model_fingerprint(spec.model),
       "num_layers": L, "num_heads": H,
-      "control": ("task difficulty level k (families pooled at every level)" if has_acc
-                  else "difficulty label of the JSONL prompts"),
+      "control": ("task difficulty rank (1 = each family's easiest level; families pooled at "
+                  "every rank)" if has_acc else "difficulty label of the JSONL prompts"),
+      "level_values": (level_values(sorted(set(groups), key=groups.index),
+                                    [int(k) for k in levels]) if has_acc else None),
       "families": sorted(set(groups), key=groups.index),
       "levels": levels,
       "n_prompts": [r.n_prompts for r in per_level],
@@ -389,6 +398,9 @@ def analyse_sweep(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: P
       "susceptibility_peak": {n: t.get("susceptibility_peak") for n, t in trans.items()},
       "threshold": primary.get("threshold"),
       "supported": bool(primary.get("supported", False)),
+      # The claim under test: an abrupt rise toward synergy (higher order parameter).
+      "claim_supported": bool(primary.get("supported", False)
+                              and primary["fits"]["logistic"]["jump"] > 0),
       "transition": trans,
       "degenerate": degenerate,
       "config": dataclasses.asdict(config),
@@ -401,9 +413,27 @@ def _fmt(v, nd=3) -> str:
   return "n/a" if v is None or not np.isfinite(v) else f"{v:.{nd}g}"
 
 
+def _pooled_trend(values, levels, per_prompt_slope: float, name: str) -> str:
+  """A sentence on the pooled (level-atoms) values' linear trend, flagging a sign disagreement
+  with the per-prompt trend (mean of ratios vs ratio of means)."""
+  v = np.asarray(values, np.float64)
+  x = np.asarray(levels, np.float64)
+  ok = np.isfinite(v)
+  if ok.sum() < 2:
+    return "- Pooled level values: too few finite values for a trend."
+  slope = float(np.polyfit(x[ok], v[ok], 1)[0])
+  text = (f"- Pooled level values (ΦID atoms averaged over a level's prompts, then {name}): "
+          f"linear slope {_fmt(slope)} per level.")
+  if np.sign(slope) != np.sign(per_prompt_slope):
+    text += (" Its sign differs from the per-prompt trend: the two summaries weigh prompts "
+             "differently (ratio of means vs mean of ratios), so neither direction is robust.")
+  return text
+
+
 def _flat_note(t: dict, levels) -> str:
   """A warning when every prompt of some level has the same value (a floor or ceiling)."""
-  flat = [levels[i] for i, v in enumerate(t.get("susceptibility") or [])
+  sus = t.get("susceptibility")
+  flat = [levels[i] for i, v in enumerate([] if sus is None else list(sus))
           if v is not None and v == 0]
   if not flat:
     return ""
@@ -420,6 +450,9 @@ def summary_markdown(res: dict) -> str:
   lines = [f"# Difficulty phase sweep — {res['model']}", "",
            f"Control parameter: {res['control']}; levels {lv}; prompts per level "
            f"{res['n_prompts']}; families/groups {res['families']}.",
+           *([f"Task level k of each family at these ranks: "
+              + "; ".join(f"{f} {v}" for f, v in res["level_values"].items()) + "."]
+             if res.get("level_values") else []),
            f"Order parameter deciding the verdict: **{name}** (pooled ΦID atoms per level, "
            f"{int(op['ci_level'] * 100)}% bootstrap CI over prompts).", "",
            "| level | " + " | ".join(ORDER_PARAMETERS) + " | accuracy |",
@@ -443,9 +476,22 @@ def summary_markdown(res: dict) -> str:
     direction = ("rises (toward synergy, the direction the claim predicts)" if slope > 0 else
                  "falls (toward redundancy, against the claim's direction)" if slope < 0 else
                  "does not change")
+    jump = tr["fits"]["logistic"]["jump"]
+    mean_level = float(np.mean(tr["level_means"]))
+    if tr["supported"]:
+      size = (f"The step is {_fmt(jump)} ({_fmt(100 * abs(jump) / abs(mean_level), 2)}% of the "
+              f"mean value {_fmt(mean_level)})" if mean_level else f"The step is {_fmt(jump)}")
+      if jump > 0:
+        claim = (f"{size}, upward: toward synergy, as the claim under test predicts — judge "
+                 "whether a step this size matters.")
+      else:
+        claim = (f"{size}, downward: toward redundancy, **opposite** to the claim under test "
+                 "(redundancy → synergy with difficulty), which is therefore not supported.")
+      verdict += " " + claim
     lines += [verdict, "", tr["explanation"], "",
               f"- Trend: the per-prompt {name} {direction}: linear slope {_fmt(slope)} per level "
               f"(level means {', '.join(_fmt(m) for m in tr['level_means'])}).",
+              _pooled_trend(op["values"], lv, slope, name),
               f"- Per-prompt {name} against difficulty: logistic threshold "
               f"{_fmt(tr['logistic_threshold_unconfirmed'])} (bootstrap CI "
               f"{_fmt(tr['threshold_ci'][0])}–{_fmt(tr['threshold_ci'][1])}), jump CI "
@@ -553,11 +599,22 @@ def run_phase_sweep(model: str, config: PhaseSweepConfig, run_dir, *, cache_dir,
   """The phase-sweep experiment for a --model string; writes everything into ``run_dir``.
 
   prompts_path: a JSONL file with a ``difficulty`` on every prompt (then no accuracy), instead of
-  the task families. Returns results.json's dict (with "wall_s").
+  the task families; ``config.levels``, if given, selects difficulty labels from it.
+  Returns results.json's dict (with "wall_s").
   """
   t0 = time.time()
   spec = specs.resolve_model(model, dtype=dtype, seed=config.seed)
-  items = jsonl_items(prompts_path) if prompts_path else task_items(config)
+  if prompts_path:
+    items = jsonl_items(prompts_path)
+    if config.levels is not None:  # keep only the requested difficulty labels
+      have = {it.level for it in items}
+      missing = [k for k in config.levels if float(k) not in have]
+      if missing:
+        raise ValueError(f"{prompts_path}: no prompt has difficulty {missing} (labels present: "
+                         f"{sorted(have)})")
+      items = [it for it in items if it.level in {float(k) for k in config.levels}]
+  else:
+    items = task_items(config)
   res = analyse_sweep(spec, items, config, cache_dir, progress=progress)
   res["wall_s"] = time.time() - t0
   return write_sweep(run_dir, res)

@@ -14,7 +14,7 @@ from synergy_jax import training
 from synergy_jax.training import checkpoints, loop
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-FLAGS = ["--steps=120", "--batch_size=2", "--seq_len=128", "--warmup_steps=5",
+FLAGS = ["--steps=120", "--train_batch_size=2", "--seq_len=128", "--warmup_steps=5",
          "--save_every=10", "--eval_every=60", "--eval_examples=1", "--log_every=10",
          "--hidden_size=16", "--intermediate_size=32", "--num_layers=2", "--num_heads=2",
          "--head_dim=8", "--learning_rate=5e-3"]
