@@ -1,0 +1,33 @@
+"""Smoke runs of the benchmark scripts at toy sizes: they run, compare against their baselines
+and print the figures they promise (speed targets live in the scripts, never in tests)."""
+import json
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(args, timeout=600):
+  proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc.stdout + proc.stderr
+
+
+def test_bench_phiid_toy():
+  out = run(["experiments.bench_phiid", "--num_prompts=3", "--num_units=12", "--num_steps=40",
+             "--reference_pairs=4", "--repeats=1"])
+  assert "pairs/s" in out and "max" in out.lower()
+
+
+def test_bench_capture_toy(tmp_path, stories260k_dir):
+  figures = tmp_path / "figures.json"
+  out = run(["experiments.bench_capture", "--models=stories260k", "--prompts=2",
+             "--new_tokens=8", "--repeats=1", f"--out={figures}"])
+  assert "tok" in out.lower()
+  fig = json.loads(figures.read_text())["models"]["stories260k"]
+  # Same tokens and the same captured norms as the PyTorch baseline measured in the same run.
+  assert fig["identical_token_fraction"] == 1.0
+  assert fig["max_head_norm_diff"] < 1e-4
+  assert fig["jax"]["tokens_per_s"] > 0 and fig["torch"]["tokens_per_s"] > 0
