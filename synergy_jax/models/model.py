@@ -143,9 +143,16 @@ def load_tokenizer(path_or_id):
 
   Call it with return_tensors="np" for numpy arrays.
   """
+  path = hub.resolve(path_or_id)
+  if os.fspath(path_or_id) == hub.DEFAULT_NAME:
+    # Our own character tokenizer is fully described by tokenizer.json: load it with the fast
+    # tokenizer class directly. (AutoTokenizer imports PyTorch whenever it is installed, which
+    # costs seconds per process and is not needed at run time.)
+    from transformers import PreTrainedTokenizerFast
+    return PreTrainedTokenizerFast.from_pretrained(os.fspath(path))
   from transformers import AutoTokenizer
 
-  return AutoTokenizer.from_pretrained(os.fspath(hub.resolve(path_or_id)))
+  return AutoTokenizer.from_pretrained(os.fspath(path))
 
 
 # ---------------------------------------------------------------------------------------------
