@@ -36,6 +36,8 @@ flags.DEFINE_list("levels", None,
                   "Difficulty ranks (1 = each family's easiest level in tasks.levels; a rank pools "
                   "all --families). Default: every rank. phase_sweep with --prompts: the "
                   "difficulty labels kept.")
+flags.DEFINE_bool("shard", False, "Split the all-pairs ΦID grid over all local devices "
+                  "(several GPUs/TPU cores); results are identical to one device.")
 flags.DEFINE_integer("surrogates", 100, "Circular-shift surrogates for the ΦID null (0: none).")
 flags.DEFINE_integer("n_boot", 1000, "Bootstrap replicates for confidence intervals.")
 flags.DEFINE_float("ci_level", 0.95, "Confidence level of all intervals.")

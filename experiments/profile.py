@@ -27,7 +27,7 @@ def main(argv):
       tau=FLAGS.tau, redundancy=FLAGS.redundancy, pool=FLAGS.pool,
       n_surrogates=q("surrogates", 20), graph_fraction=FLAGS.graph_fraction,
       ranking=FLAGS.ranking, seed=FLAGS.seed, max_new_tokens=q("max_new_tokens", 40),
-      batch_size=FLAGS.batch_size, greedy=FLAGS.greedy)
+      batch_size=FLAGS.batch_size, greedy=FLAGS.greedy, shard=FLAGS.shard)
   prompts = profile.profile_prompts(FLAGS.prompts, per_category=2 if FLAGS.quick else None)
   path = common.run_dir("profile")
   profile.run_profile(FLAGS.model, prompts, config, path, cache_dir=common.cache_dir(),

@@ -39,6 +39,7 @@ class ProfileConfig:
   max_new_tokens: int = 100
   batch_size: int = 8
   greedy: bool = True
+  shard: bool = False
 
   def __post_init__(self):
     if self.ranking not in RANKINGS:
@@ -47,7 +48,12 @@ class ProfileConfig:
       raise ValueError(f"n_surrogates must be >= 0, got {self.n_surrogates}")
 
   def phiid_kwargs(self) -> dict:
+    """What the atoms depend on (also their cache key)."""
     return {"tau": self.tau, "redundancy": self.redundancy, "pool": self.pool}
+
+  def estimator_kwargs(self) -> dict:
+    """phiid_kwargs plus how to compute them (device placement)."""
+    return {**self.phiid_kwargs(), "mesh": "auto" if self.shard else None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +84,7 @@ def head_score(scores: "analysis.HeadScores", ranking: str) -> np.ndarray:
 
 def compute_atoms(acts: np.ndarray, config: ProfileConfig) -> np.ndarray:
   """(N, N, 16) ΦID atoms of all pairs; degenerate units come back as NaN rows/columns."""
-  return np.asarray(phiid.all_pairs(acts, on_degenerate="mask", **config.phiid_kwargs()),
+  return np.asarray(phiid.all_pairs(acts, on_degenerate="mask", **config.estimator_kwargs()),
                     np.float64)
 
 
@@ -97,7 +103,7 @@ def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: 
   if config.n_surrogates:
     sur = analysis.surrogate_test(acts, atoms, n_surrogates=config.n_surrogates, seed=config.seed,
                                   progress=progress, on_degenerate="mask",
-                                  **config.phiid_kwargs())
+                                  **config.estimator_kwargs())
   summary, table, scores = report.profile_report(
       atoms, num_layers, num_heads, acts=acts, surrogate=sur,
       graph_fraction=config.graph_fraction, seed=config.seed)

@@ -147,3 +147,16 @@ def test_profile_activity_on_planted_structure():
   z = np.delete(res.surrogates.head_z[:, k], np.s_[heads:2 * heads])
   assert abs(np.median(z)) < 1.5 and res.surrogates.head_z[heads:2 * heads, k].min() > 10
   assert res.summary["units"]["n_units"] == 12 and len(res.summary["layer_profile"]) == 3
+
+
+def test_sharded_profile_equals_one_device():
+  import jax
+  assert jax.device_count() >= 2, "tests/conftest.py simulates 8 CPU devices"
+  rng = np.random.default_rng(1)
+  acts = rng.standard_normal((3, 16, 60)).cumsum(-1) * 0.1 + rng.standard_normal((3, 16, 60))
+  one = prof.profile_activity(acts, 4, 4, prof.ProfileConfig(n_surrogates=5))
+  many = prof.profile_activity(acts, 4, 4, prof.ProfileConfig(n_surrogates=5, shard=True))
+  np.testing.assert_allclose(many.atoms, one.atoms, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(many.surrogates.head_z, one.surrogates.head_z, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(many.summary["layer_profile"], one.summary["layer_profile"],
+                             rtol=1e-6)
