@@ -15,7 +15,6 @@ from absl import app
 from absl import flags
 
 from experiments import common
-from synergy_jax import tasks
 from synergy_jax.pipeline import ablation, profile
 
 flags.DEFINE_list("fractions", [f"{i / 10:g}" for i in range(11)],

@@ -87,7 +87,6 @@ def bench_jax(directory, ids, mask, new_tokens, repeats):
 
 
 def bench_torch(directory, ids, mask, new_tokens, repeats):
-  import numpy as np
   import torch
   import transformers
   tm = transformers.AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager",

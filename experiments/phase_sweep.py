@@ -15,7 +15,6 @@ from absl import app
 from absl import flags
 
 from experiments import common
-from synergy_jax import tasks
 from synergy_jax.pipeline import phase_sweep
 
 flags.DEFINE_integer("n_prompts", 32, "Prompts per family per difficulty rank.")

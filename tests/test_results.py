@@ -92,6 +92,7 @@ def test_cached_computes_once_and_resumes(tmp_path):
   np.testing.assert_array_equal(a["atoms"], b["atoms"])
   assert set(b) == {"atoms", "n"}
   single = results.cached(tmp_path, {"k": 2}, lambda: np.ones(3), "acts")
+  np.testing.assert_array_equal(single, np.ones(3))
   again = results.cached(tmp_path, {"k": 2}, lambda: np.zeros(3), "acts")
   np.testing.assert_array_equal(again, np.ones(3))
   assert isinstance(again, np.ndarray)

@@ -450,7 +450,7 @@ def summary_markdown(res: dict) -> str:
   lines = [f"# Difficulty phase sweep — {res['model']}", "",
            f"Control parameter: {res['control']}; levels {lv}; prompts per level "
            f"{res['n_prompts']}; families/groups {res['families']}.",
-           *([f"Task level k of each family at these ranks: "
+           *(["Task level k of each family at these ranks: "
               + "; ".join(f"{f} {v}" for f, v in res["level_values"].items()) + "."]
              if res.get("level_values") else []),
            f"Order parameter deciding the verdict: **{name}** (pooled ΦID atoms per level, "
@@ -497,7 +497,7 @@ def summary_markdown(res: dict) -> str:
               f"{_fmt(tr['threshold_ci'][0])}–{_fmt(tr['threshold_ci'][1])}), jump CI "
               f"{_fmt(tr['jump_ci'][0])}–{_fmt(tr['jump_ci'][1])}, shuffled-label p = "
               f"{_fmt(tr['p_value'])}.",
-              f"- AIC constant / linear / logistic: "
+              "- AIC constant / linear / logistic: "
               + " / ".join(_fmt(tr["fits"][m]["aic"], 5) for m in ("constant", "linear",
                                                                    "logistic")) + ".",
               f"- Susceptibility (variance of the per-prompt value) peaks at level "

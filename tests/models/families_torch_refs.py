@@ -4,6 +4,8 @@ import numpy as np
 import torch
 import transformers
 
+from models_torch_refs import torch_logits  # noqa: F401  (shared reference, used by tests via R)
+
 VOCAB = 61
 NEW = 20  # generated tokens compared with transformers' greedy decoding
 
@@ -94,14 +96,6 @@ def save(model, directory):
   return directory
 
 
-def torch_logits(model, ids, attention_mask=None, position_ids=None):
-  kw = {}
-  if attention_mask is not None:
-    kw["attention_mask"] = torch.as_tensor(np.asarray(attention_mask))
-  if position_ids is not None:
-    kw["position_ids"] = torch.as_tensor(np.asarray(position_ids))
-  with torch.no_grad():
-    return model(input_ids=torch.as_tensor(np.array(ids)), **kw).logits.float().numpy()
 
 
 def torch_greedy(model, prompt, n=NEW):

@@ -58,10 +58,41 @@ def build(model_type: str, seed: int = 0):
 
 
 def torch_logits(model, ids, attention_mask=None, position_ids=None):
+  """(B, S, V) float32 logits of a transformers model."""
+  kw = {}
+  if attention_mask is not None:
+    kw["attention_mask"] = torch.as_tensor(np.asarray(attention_mask))
+  if position_ids is not None:
+    kw["position_ids"] = torch.as_tensor(np.asarray(position_ids))
   with torch.no_grad():
-    out = model(input_ids=torch.as_tensor(np.array(ids)),
-                attention_mask=None if attention_mask is None else torch.as_tensor(
-                    np.asarray(attention_mask)),
-                position_ids=None if position_ids is None else torch.as_tensor(
-                    np.asarray(position_ids)))
-  return out.logits.numpy()
+    return model(input_ids=torch.as_tensor(np.array(ids)), **kw).logits.float().numpy()
+
+
+def pair_factory(build_fn, tmp_path_factory):
+  """name -> (torch model, our Model loaded from its saved directory, that directory); each
+  name is built, saved and loaded once per test module."""
+  from synergy_jax import models as M
+  cache = {}
+
+  def get(name):
+    if name not in cache:
+      tm = build_fn(name)
+      d = tmp_path_factory.mktemp(name)
+      tm.save_pretrained(d)
+      cache[name] = (tm, M.load(d), d)
+    return cache[name]
+
+  return get
+
+
+def assert_transformers_roundtrip(tm, m, directory, ids, *, atol):
+  """models.save → models.load gives the same config and params, and transformers reads the
+  saved directory into a model with the same logits as the original torch model."""
+  import jax
+  from synergy_jax import models as M
+  M.save(m, directory)
+  m2 = M.load(directory)
+  assert m2.config == m.config
+  jax.tree_util.tree_map(np.testing.assert_array_equal, m.params, m2.params)
+  tm2 = transformers.AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager")
+  np.testing.assert_allclose(torch_logits(tm2, ids), torch_logits(tm, ids), atol=atol, rtol=0)

@@ -2,7 +2,6 @@
 RMSNorm, sqrt(D) embedding scale, MQA/GQA, head_dim != D / N, soft-capping, alternating
 sliding-window layers (sequences are longer than the windows), q/k norms, local/global rope
 bases with linear scaling, and the text tower of multimodal Gemma 3 checkpoints."""
-import json
 
 import jax
 import numpy as np
@@ -11,23 +10,15 @@ import pytest
 from synergy_jax import models as M
 from synergy_jax.models import convert, gemma
 import families_torch_refs as R
+from models_torch_refs import assert_transformers_roundtrip, pair_factory
 
 VARIANTS = ("gemma", "gemma2", "gemma3_text", "gemma3")
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-  cache = {}
-
-  def get(name):
-    if name not in cache:
-      tm = R.build(name)
-      d = tmp_path_factory.mktemp(name)
-      tm.save_pretrained(d)
-      cache[name] = (tm, M.load(d), d)
-    return cache[name]
-
-  return get
+  """name -> (torch model, our loaded Model, directory)."""
+  return pair_factory(R.build, tmp_path_factory)
 
 
 def test_configs(pair):
@@ -105,15 +96,9 @@ def test_padded_logits(pair):
 
 @pytest.mark.parametrize("name", ["gemma", "gemma3_text"])
 def test_save_load_roundtrip_and_transformers_reads_it(pair, name, tmp_path):
-  import transformers
   tm, m, _ = pair(name)
-  M.save(m, tmp_path)
-  m2 = M.load(tmp_path)
-  assert m2.config == m.config
-  jax.tree_util.tree_map(np.testing.assert_array_equal, m.params, m2.params)
-  tm2 = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
   ids = np.random.RandomState(1).randint(3, R.VOCAB - 3, size=(1, 12))
-  np.testing.assert_allclose(R.torch_logits(tm2, ids), R.torch_logits(tm, ids), atol=1e-5)
+  assert_transformers_roundtrip(tm, m, tmp_path, ids, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------

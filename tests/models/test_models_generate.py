@@ -6,7 +6,7 @@ import torch
 
 from synergy_jax import models as M
 from synergy_jax.models import generation as G
-from models_torch_refs import VOCAB, build, torch_logits
+from models_torch_refs import VOCAB, build, pair_factory, torch_logits
 
 TYPES = ("llama", "mistral", "qwen2", "qwen2_sliding", "qwen3")
 NEW = 20
@@ -14,19 +14,8 @@ NEW = 20
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-  cache = {}
-
-  def get(model_type):
-    if model_type not in cache:
-      tm = build(model_type)
-      d = tmp_path_factory.mktemp(model_type)
-      tm.save_pretrained(d)
-      cache[model_type] = (tm, M.load(d))
-      get.dirs[model_type] = d
-    return cache[model_type]
-
-  get.dirs = {}
-  return get
+  """model_type -> (torch model, our loaded Model, directory)."""
+  return pair_factory(build, tmp_path_factory)
 
 
 def _prompts(lengths, seed=0):
@@ -71,7 +60,7 @@ def torch_head_norms(tm, seq):
 
 @pytest.mark.parametrize("model_type", TYPES)
 def test_greedy_tokens_and_head_norms_match_transformers(pair, model_type):
-  tm, m = pair(model_type)
+  tm, m, _ = pair(model_type)
   prompt = _prompts([5])[0]
   ref = torch_greedy(tm, prompt, NEW)
   r = M.generate(m, prompt[None], max_new_tokens=NEW)
@@ -87,7 +76,7 @@ def test_greedy_tokens_and_head_norms_match_transformers(pair, model_type):
 
 @pytest.mark.parametrize("model_type", ["llama", "mistral"])
 def test_cached_decoding_equals_uncached_forward(pair, model_type):
-  _, m = pair(model_type)
+  _, m, _ = pair(model_type)
   prompts = _prompts([3, 9, 6], seed=1)
   ids, mask = _left_pad(prompts)
   r = M.generate(m, ids, mask, max_new_tokens=NEW, capture_outputs=True)
@@ -100,7 +89,7 @@ def test_cached_decoding_equals_uncached_forward(pair, model_type):
   np.testing.assert_allclose(np.linalg.norm(np.asarray(r.head_outputs), axis=-1),
                              np.asarray(r.head_norms), rtol=1e-5)
   # score's log-probs equal torch's on the same full sequences (positions count real tokens)
-  tm, _ = pair(model_type)
+  tm, _, _ = pair(model_type)
   seqs, lens = np.asarray(r.sequences), np.asarray(r.prompt_lengths)
   for b in range(3):
     row = seqs[b, seqs.shape[1] - NEW - lens[b]:]
@@ -111,7 +100,7 @@ def test_cached_decoding_equals_uncached_forward(pair, model_type):
 
 
 def test_left_padded_batch_equals_each_prompt_alone(pair):
-  _, m = pair("qwen2")
+  _, m, _ = pair("qwen2")
   prompts = _prompts([2, 7, 5, 8], seed=2)
   ids, mask = _left_pad(prompts, pad=17)
   batch = M.generate(m, ids, mask, max_new_tokens=NEW)
@@ -137,7 +126,7 @@ def test_left_padded_batch_equals_each_prompt_alone(pair):
 
 
 def test_new_lengths_and_interventions_in_a_bucket_do_not_recompile(pair):
-  _, m = pair("llama")
+  _, m, _ = pair("llama")
   M.generate(m, _prompts([3])[0][None], max_new_tokens=8, head_mask=np.ones((3, 4)))
   before = G._generate._cache_size()
   M.generate(m, _prompts([6])[0][None], max_new_tokens=8, head_mask=np.zeros((3, 4)))
@@ -163,7 +152,7 @@ def _torch_masked_logits(tm, ids, layer, head, replacement=None):
 
 
 def test_head_mask_equals_zeroing_o_proj_input_in_torch(pair):
-  tm, m = pair("llama")
+  tm, m, _ = pair("llama")
   ids = _prompts([12], seed=3)[0][None]
   mask = np.ones((3, 4), np.float32)
   mask[1, 2] = 0.0
@@ -186,7 +175,7 @@ def test_head_mask_equals_zeroing_o_proj_input_in_torch(pair):
 
 
 def test_score_with_head_mask_matches_generate_on_ablated_model(pair):
-  _, m = pair("qwen3")
+  _, m, _ = pair("qwen3")
   ids, mask = _left_pad(_prompts([4, 6], seed=4))
   r = M.generate(m, ids, mask, max_new_tokens=NEW)
   hm = np.ones((2, 4), np.float32)
@@ -200,7 +189,7 @@ def test_score_with_head_mask_matches_generate_on_ablated_model(pair):
 
 
 def test_sampling(pair):
-  _, m = pair("mistral")
+  _, m, _ = pair("mistral")
   p = _prompts([5], seed=5)[0][None]
   greedy = np.asarray(M.generate(m, p, max_new_tokens=NEW).tokens)
   tiny_p = M.generate(m, p, max_new_tokens=NEW, greedy=False, top_p=1e-6, rng=0)
@@ -218,7 +207,7 @@ def test_sampling(pair):
 
 
 def test_stop_at_eos(pair):
-  _, m = pair("llama")
+  _, m, _ = pair("llama")
   p = _prompts([5], seed=6)[0][None]
   full = M.generate(m, p, max_new_tokens=NEW)
   toks = np.asarray(full.tokens[0])
@@ -237,7 +226,7 @@ def test_stop_at_eos(pair):
 
 
 def test_bad_generate_inputs_are_named(pair):
-  _, m = pair("llama")
+  _, m, _ = pair("llama")
   ids, mask = _left_pad(_prompts([3, 4]))
   mask[1] = 0
   with pytest.raises(ValueError, match="prompt 1 is empty"):
@@ -251,7 +240,7 @@ def test_bad_generate_inputs_are_named(pair):
 
 
 def test_perturb_heads(pair):
-  _, m = pair("llama")
+  _, m, _ = pair("llama")
   p = m.params
   new = M.perturb_heads(p, [6], 0.5, 0)  # unit 6 = layer 1, head 2
   same = M.perturb_heads(p, [(1, 2)], 0.5, 0)
@@ -286,7 +275,7 @@ def test_perturb_heads(pair):
 
 
 def test_bfloat16_precision_option(pair):
-  _, m = pair("llama")
+  _, m, _ = pair("llama")
   mb = M.cast(m.params, "bfloat16")
   mb = m.replace(params=mb, dtype="bfloat16")
   ids = _prompts([10])[0][None]
@@ -313,8 +302,8 @@ def test_stories260k_greedy_text(stories260k_dir):
 def test_sharded_generate_and_score_equal_unsharded(pair):
   from jax.sharding import AxisType, Mesh
   assert len(jax.devices()) == 8
-  _, m = pair("llama")
-  m_dir = pair.dirs["llama"]
+  _, m, _ = pair("llama")
+  m_dir = pair("llama")[2]
   prompts = _prompts([3, 5, 7, 2, 6, 4, 8, 5], seed=7)
   ids, mask = _left_pad(prompts)
   ref = M.generate(m, ids, mask, max_new_tokens=12)
@@ -343,7 +332,7 @@ def test_sharded_generate_and_score_equal_unsharded(pair):
 
 
 def test_traceable_score_inside_jit_and_vmap(pair):
-  _, m = pair("llama")
+  _, m, _ = pair("llama")
   ids, mask = _left_pad(_prompts([4, 7, 5], seed=8))
   r = M.generate(m, ids, mask, max_new_tokens=6)
   masks = np.ones((2, 3, 4), np.float32)

@@ -1,5 +1,4 @@
 """GPT-2 (synergy_jax.models.gpt2) against a tiny random transformers GPT2LMHeadModel."""
-import json
 import os
 
 import jax
@@ -8,6 +7,7 @@ import pytest
 
 from synergy_jax import models as M
 import families_torch_refs as R
+from models_torch_refs import assert_transformers_roundtrip
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +80,9 @@ def test_left_padded_batch_equals_each_prompt_alone(pair):
 
 
 def test_save_load_roundtrip_and_transformers_reads_it(pair, tmp_path):
-  import transformers
   tm, m, _ = pair
-  M.save(m, tmp_path)
-  m2 = M.load(tmp_path)
-  assert m2.config == m.config
-  jax.tree_util.tree_map(np.testing.assert_array_equal, m.params, m2.params)
-  tm2 = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
   ids = np.random.RandomState(1).randint(3, R.VOCAB, size=(1, 9))
-  np.testing.assert_allclose(R.torch_logits(tm2, ids), R.torch_logits(tm, ids), atol=1e-6)
+  assert_transformers_roundtrip(tm, m, tmp_path, ids, atol=1e-6)
 
 
 def test_original_openai_layout_loads(pair, tmp_path):

@@ -5,25 +5,16 @@ import numpy as np
 import pytest
 
 from synergy_jax import models as M
-from synergy_jax.models import convert
 import families_torch_refs as R
+from models_torch_refs import assert_transformers_roundtrip, pair_factory
 
 VARIANTS = ("gpt_neox", "gpt_neox_seq")
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-  cache = {}
-
-  def get(name):
-    if name not in cache:
-      tm = R.build(name)
-      d = tmp_path_factory.mktemp(name)
-      tm.save_pretrained(d)
-      cache[name] = (tm, M.load(d), d)
-    return cache[name]
-
-  return get
+  """name -> (torch model, our loaded Model, directory)."""
+  return pair_factory(R.build, tmp_path_factory)
 
 
 def test_config(pair):
@@ -93,15 +84,9 @@ def test_interleaved_qkv_matches_torch_heads(pair):
 
 
 def test_save_load_roundtrip_and_transformers_reads_it(pair, tmp_path):
-  import transformers
   tm, m, _ = pair("gpt_neox")
-  M.save(m, tmp_path)
-  m2 = M.load(tmp_path)
-  assert m2.config == m.config
-  jax.tree_util.tree_map(np.testing.assert_array_equal, m.params, m2.params)
-  tm2 = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
   ids = np.random.RandomState(1).randint(3, R.VOCAB, size=(1, 9))
-  np.testing.assert_allclose(R.torch_logits(tm2, ids), R.torch_logits(tm, ids), atol=1e-6)
+  assert_transformers_roundtrip(tm, m, tmp_path, ids, atol=1e-6)
 
 
 def test_old_pythia_buffers_are_ignored(pair, tmp_path):

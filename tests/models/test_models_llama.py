@@ -7,25 +7,15 @@ import numpy as np
 import pytest
 
 from synergy_jax import models as M
-from models_torch_refs import VOCAB, build, torch_logits
+from models_torch_refs import assert_transformers_roundtrip, pair_factory, VOCAB, build, torch_logits
 
 TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-  """model_type -> (torch model, our loaded Model, directory)."""
-  cache = {}
-
-  def get(model_type):
-    if model_type not in cache:
-      tm = build(model_type)
-      d = tmp_path_factory.mktemp(model_type)
-      tm.save_pretrained(d)
-      cache[model_type] = (tm, M.load(d), d)
-    return cache[model_type]
-
-  return get
+  """name -> (torch model, our loaded Model, directory)."""
+  return pair_factory(build, tmp_path_factory)
 
 
 def _ids(b, s, seed=0):
@@ -77,15 +67,8 @@ def test_padded_logits_match_transformers_with_positions(pair):
 @pytest.mark.parametrize("model_type", ["llama", "qwen3"])
 def test_save_load_roundtrip_and_transformers_reads_it(pair, model_type, tmp_path):
   tm, m, _ = pair(model_type)
-  M.save(m, tmp_path)
+  assert_transformers_roundtrip(tm, m, tmp_path, _ids(1, 9), atol=1e-6)
   assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]
-  m2 = M.load(tmp_path)
-  assert m2.config == m.config
-  jax.tree_util.tree_map(np.testing.assert_array_equal, m.params, m2.params)
-  import transformers
-  tm2 = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
-  ids = _ids(1, 9)
-  np.testing.assert_allclose(torch_logits(tm2, ids), torch_logits(tm, ids), atol=1e-6, rtol=0)
 
 
 def test_to_hf_roundtrip(pair):

@@ -1,5 +1,4 @@
 """The Colab notebook runs top to bottom on the default model (quick settings, no network)."""
-import os
 import pathlib
 
 import nbformat
