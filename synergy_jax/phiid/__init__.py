@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from synergy_jax.phiid import checks
 from synergy_jax.phiid.checks import Problem
+from synergy_jax.phiid.config import PhiidConfig
 from synergy_jax.phiid.discrete import phiid_discrete
 from synergy_jax.phiid.gaussian import phiid_gaussian
 from synergy_jax.phiid.lattice import ATOMS
@@ -95,5 +96,5 @@ def _phiid_core(src, trg, *, tau, redundancy, kind, local, num_states):
   return phiid_discrete(src, trg, tau, redundancy, local, num_states)
 
 
-__all__ = ["ATOMS", "LATTICE", "MOBIUS", "Problem", "all_pairs", "auto_block_size",
+__all__ = ["ATOMS", "LATTICE", "MOBIUS", "PhiidConfig", "Problem", "all_pairs", "auto_block_size",
            "check_units", "phiid", "phiid_discrete", "phiid_gaussian"]

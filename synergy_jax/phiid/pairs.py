@@ -303,7 +303,7 @@ def _resolve_mesh(mesh):
 
 def all_pairs(acts, *, tau=1, redundancy="mmi", pool="mean", kind="gaussian", acts_y=None,
               mesh=None, on_degenerate="raise", block_size=None, num_states=None, dtype=None,
-              memory_bytes=2 ** 31):
+              memory_bytes=2 ** 31, config=None):
   """ΦID atoms of every ordered pair of units.
 
   Args:
@@ -331,10 +331,15 @@ def all_pairs(acts, *, tau=1, redundancy="mmi", pool="mean", kind="gaussian", ac
     dtype: computation dtype; default float64 when jax_enable_x64 is on, else float32.
       Matrix products use precision="highest".
     memory_bytes: temporaries budget used to pick ``block_size``.
+    config: a ``PhiidConfig``; when given it supplies tau, redundancy, pool, kind and num_states
+      (the separate keyword arguments must then be left at their defaults).
   Returns:
     (N, N, 16) atoms in ``ATOMS`` order (nats); [i, j] has unit i as source x and unit j as
     source y; [j, i] is [i, j] with x and y exchanged. Diagonal NaN unless ``acts_y`` is given.
   """
+  if config is not None:
+    tau, redundancy, pool, kind, num_states = _from_config(
+        config, tau=tau, redundancy=redundancy, pool=pool, kind=kind, num_states=num_states)
   checks.check_choice("redundancy", redundancy, checks.REDUNDANCIES)
   checks.check_choice("kind", kind, checks.KINDS)
   checks.check_choice("pool", pool, checks.POOLS)
@@ -397,3 +402,22 @@ def _check_states(a, num_states, name):
     q, u = map(int, np.argwhere(bad)[0])
     raise ValueError(f"{name}: unit {u}, prompt {q} holds values outside the integers "
                      f"[0, {num_states})")
+
+
+def _from_config(config, **given):
+  """(tau, redundancy, pool, kind, num_states) from a PhiidConfig; keyword arguments that were
+  also changed from their defaults are a conflict."""
+  from synergy_jax.phiid.config import PhiidConfig
+  if not isinstance(config, PhiidConfig):
+    raise ValueError(f"config must be a phiid.PhiidConfig, got {type(config).__name__}")
+  defaults = {"tau": 1, "redundancy": "mmi", "pool": "mean", "kind": "gaussian",
+              "num_states": None}
+  clash = [k for k, v in given.items() if v != defaults[k]]
+  if clash:
+    raise ValueError(f"pass {clash} through config=, not as separate arguments")
+  # Interim: the estimator variants of PhiidConfig are being added kind by kind.
+  if config.kind == "copula" or config.preprocess != "none" or config.bias_correction:
+    raise ValueError(f"{config} is not supported yet by all_pairs")
+  if config.kind == "discrete" and config.discretise not in ("series", "given"):
+    raise ValueError(f"discretise={config.discretise!r} is not supported yet by all_pairs")
+  return config.tau, config.redundancy, config.pool, config.kind, config.num_states

@@ -1,0 +1,84 @@
+"""One frozen description of a ΦID estimate, carried through every pipeline and cache key.
+
+``PhiidConfig`` names everything an atom value depends on (besides the data and the compute
+dtype): the lag, the redundancy function, the estimator kind, how prompts are pooled, the
+preprocessing of each series and the small-sample bias correction. Pipelines build one from their
+flags, pass it to ``phiid.all_pairs(acts, config=...)`` and key their caches with
+``config.cache_key(dtype)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+REDUNDANCIES = ("mmi", "ccs")
+KINDS = ("gaussian", "copula", "discrete")
+POOLS = ("mean", "concat")
+PREPROCESS = ("none", "detrend", "diff")
+# How kind="discrete" turns a real-valued series into states: "lagged" binarises each of the four
+# lagged vectors (past x, past y, future x, future y) at its own mean (the study's reference
+# implementation), "series" binarises the whole series at its mean, "quantile" cuts the whole
+# series into ``num_states`` equally filled bins.
+DISCRETISE = ("lagged", "series", "quantile")
+
+
+def _choice(name, value, choices):
+  if value not in choices:
+    raise ValueError(f"PhiidConfig.{name}={value!r} is not one of {choices}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhiidConfig:
+  """What a ΦID estimate depends on.
+
+  tau: lag in steps (int ≥ 1). redundancy: "mmi" | "ccs". kind: "gaussian" | "copula" |
+  "discrete". pool: "mean" (per prompt, averaged) | "concat" (lagged samples of all prompts
+  pooled). preprocess: "none" | "detrend" (least-squares line removed per prompt) | "diff" (first
+  differences per prompt, one step shorter). bias_correction: analytic Gaussian entropy bias
+  correction for the sample size (Gaussian and copula kinds). num_states: alphabet size for
+  kind="discrete" (None = 2 for the binarising schemes; required for integer input with
+  discretise="given"). discretise: how kind="discrete" makes states (``DISCRETISE`` or "given" for
+  integer input already in [0, num_states)).
+  """
+  tau: int = 1
+  redundancy: str = "mmi"
+  kind: str = "gaussian"
+  pool: str = "mean"
+  preprocess: str = "none"
+  bias_correction: bool = False
+  num_states: int | None = None
+  discretise: str = "lagged"
+
+  def __post_init__(self):
+    if isinstance(self.tau, bool) or not isinstance(self.tau, (int, np.integer)) or self.tau < 1:
+      raise ValueError(f"PhiidConfig.tau={self.tau!r} must be an int ≥ 1")
+    _choice("redundancy", self.redundancy, REDUNDANCIES)
+    _choice("kind", self.kind, KINDS)
+    _choice("pool", self.pool, POOLS)
+    _choice("preprocess", self.preprocess, PREPROCESS)
+    _choice("discretise", self.discretise, DISCRETISE + ("given",))
+    if not isinstance(self.bias_correction, bool):
+      raise ValueError(f"PhiidConfig.bias_correction={self.bias_correction!r} must be a bool")
+    if self.bias_correction and self.kind == "discrete":
+      raise ValueError("PhiidConfig.bias_correction applies to the Gaussian and copula kinds, "
+                       "not kind='discrete'")
+    if self.num_states is not None:
+      if self.kind != "discrete":
+        raise ValueError(f"PhiidConfig.num_states={self.num_states} only applies to "
+                         f"kind='discrete'")
+      if isinstance(self.num_states, bool) or not isinstance(self.num_states, int) \
+          or self.num_states < 2:
+        raise ValueError(f"PhiidConfig.num_states={self.num_states!r} must be an int ≥ 2")
+    if self.discretise == "given" and self.num_states is None:
+      raise ValueError("PhiidConfig.discretise='given' needs num_states")
+
+  def replace(self, **changes) -> "PhiidConfig":
+    return dataclasses.replace(self, **changes)
+
+  def as_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def cache_key(self, dtype) -> dict:
+    """Every field plus the compute dtype's name: the key of any cached atom value."""
+    return {**self.as_dict(), "dtype": np.dtype(dtype).name}
