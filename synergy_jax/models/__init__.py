@@ -27,12 +27,13 @@ from synergy_jax.models.config import FAMILIES, Family, ModelConfig, register_fa
 from synergy_jax.models.generation import GenerateResult, ScoreResult, generate, score
 from synergy_jax.models.model import (Model, cast, forward, init, load, load_config,
                                       load_tokenizer, logits_fn, param_shapes, save)
-from synergy_jax.models.perturb import head_selection, perturb_heads, perturb_selected
+from synergy_jax.models.perturb import (head_parameter_mask, head_selection, perturb_heads,
+                                        perturb_selected)
 from synergy_jax.models.sharding import shard_batch, shard_model
 
 __all__ = [
     "FAMILIES", "Family", "GenerateResult", "Model", "ModelConfig", "ScoreResult", "cast",
-    "forward", "generate", "head_selection", "init", "load", "load_config", "load_tokenizer",
+    "forward", "generate", "head_parameter_mask", "head_selection", "init", "load", "load_config", "load_tokenizer",
     "logits_fn", "param_shapes", "perturb_heads", "perturb_selected", "register_family", "save",
     "score", "shard_batch", "shard_model",
 ]

@@ -74,3 +74,25 @@ def perturb_heads(params, heads, sigma: float, rng):
   sel = head_selection(heads, L, H)
   key = jax.random.PRNGKey(rng) if isinstance(rng, (int, np.integer)) else rng
   return perturb_selected(params, sel, jnp.float32(sigma), key)
+
+
+def head_parameter_mask(params, heads):
+  """Which parameter entries belong to the chosen heads: a pytree like ``params`` whose leaves
+  are bool arrays of each leaf's shape.
+
+  A head's own parameters are its query-projection rows (and their bias) and its
+  output-projection columns: ``layers.q[l, :, h, :]``, ``layers.q_bias[l, h, :]``,
+  ``layers.o[l, h, :, :]``. Keys, values (shared by query groups under GQA), norms, MLPs,
+  embeddings and the output bias belong to no head and are False everywhere.
+  heads: unit indices, (layer, head) pairs or an (L, H) bool mask, as in ``head_selection``.
+  """
+  L, _, H, _ = params["layers"]["q"].shape
+  sel = head_selection(heads, L, H)
+  owned = {"q": sel[:, None, :, None], "q_bias": sel[:, :, None], "o": sel[:, :, None, None]}
+
+  def leaf_mask(path, leaf):
+    names = [getattr(k, "key", None) for k in path]
+    if len(names) == 2 and names[0] == "layers" and names[1] in owned:
+      return np.broadcast_to(owned[names[1]], np.shape(leaf)).copy()
+    return np.zeros(np.shape(leaf), bool)
+  return jax.tree_util.tree_map_with_path(leaf_mask, params)
