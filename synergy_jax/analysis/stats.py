@@ -167,3 +167,139 @@ def benjamini_hochberg(pvalues: np.ndarray, q: float = 0.05):
     adj[ok] = a
   rejected = np.where(np.isnan(adj), False, adj <= q)
   return rejected.reshape(p.shape), adj.reshape(p.shape)
+
+
+def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
+  """Spearman rank correlation of two (N,) arrays over the entries finite in both (NaN if < 3)."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  ok = np.isfinite(a) & np.isfinite(b)
+  if ok.sum() < 3:
+    return float("nan")
+  ra, rb = rankdata(a[ok]), rankdata(b[ok])
+  ra, rb = ra - ra.mean(), rb - rb.mean()
+  den = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+  return float((ra * rb).sum() / den) if den > 0 else float("nan")
+
+
+def spearman_brown(r: float, factor: float = 2.0) -> float:
+  """Reliability of a measure ``factor`` times as long as one with reliability r:
+  k r / (1 + (k − 1) r) (Spearman 1910; Brown 1910). For split halves (k = 2): 2r / (1 + r)."""
+  r = float(r)
+  if not np.isfinite(r):
+    return float("nan")
+  return factor * r / (1.0 + (factor - 1.0) * r)
+
+
+def split_half_spearman(per_prompt: np.ndarray, score: Callable[[np.ndarray], np.ndarray], *,
+                        n_splits: int = 20, seed: int = 0) -> dict:
+  """Split-half reliability of a per-head score.
+
+  Args:
+    per_prompt: (P, ...) per-prompt estimates (e.g. (P, N, N, 2) pair sts/rtr).
+    score: maps a (P', ...) subset to the (N,) head score computed from those prompts only.
+    n_splits: random halves averaged (each split: a random half of the prompts vs the rest).
+  Returns:
+    {"rho": mean split-half Spearman, "rho_sd", "spearman_brown": 2ρ/(1+ρ) of the mean ρ,
+     "n_splits", "per_split": list of ρ}.
+  """
+  per_prompt = np.asarray(per_prompt)
+  p = per_prompt.shape[0]
+  if p < 4:
+    raise ValueError(f"split_half_spearman needs at least 4 prompts, got {p}")
+  if n_splits < 1:
+    raise ValueError(f"n_splits must be >= 1, got {n_splits}")
+  rng = np.random.default_rng(seed)
+  rhos = []
+  for _ in range(n_splits):
+    perm = rng.permutation(p)
+    a, b = perm[:p // 2], perm[p // 2:]
+    rhos.append(spearman_rho(score(per_prompt[a]), score(per_prompt[b])))
+  rhos = np.asarray(rhos)
+  mean = float(np.nanmean(rhos)) if np.isfinite(rhos).any() else float("nan")
+  return {"rho": mean, "rho_sd": float(np.nanstd(rhos)) if np.isfinite(rhos).any() else None,
+          "spearman_brown": spearman_brown(mean), "n_splits": int(n_splits),
+          "per_split": rhos.tolist()}
+
+
+def quadratic_fit(d: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """(…, 3) least-squares [β0, β1, β2] of y ≈ β0 + β1 d + β2 d² for y (…, n) over d (n,)."""
+  x = np.stack([np.ones_like(d), d, d * d], -1)  # (n, 3)
+  return np.linalg.lstsq(x, np.moveaxis(np.atleast_2d(y), -1, 0), rcond=None)[0].T.reshape(
+      np.shape(y)[:-1] + (3,))
+
+
+def _peak(beta: np.ndarray) -> float:
+  """argmax over depth [0, 1] of β0 + β1 d + β2 d²."""
+  grid = np.linspace(0.0, 1.0, 201)
+  return float(grid[np.argmax(beta[1] * grid + beta[2] * grid * grid)])
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthTrend:
+  """Quadratic trend of a head score over normalised depth (0 = first layer, 1 = last).
+
+  curvature: β2 of score ≈ β0 + β1 d + β2 d² over heads (negative = inverted U); ci: percentile
+  bootstrap interval of β2 resampling heads; p_value: one-sided (inverted U) permutation p,
+  (1 + #{β2_perm ≤ β2}) / (1 + n_perm), layer labels permuted across heads; peak_depth: depth of
+  the fitted maximum on [0, 1]; interior_peak: the maximum lies strictly inside (0.1 ≤ d ≤ 0.9);
+  inverted_u: p_value < alpha and curvature < 0 and interior_peak.
+  """
+  curvature: float
+  ci: tuple
+  p_value: float
+  peak_depth: float
+  interior_peak: bool
+  inverted_u: bool
+  alpha: float
+  n_heads: int
+  n_perm: int
+
+  def to_dict(self) -> dict:
+    return {"curvature": self.curvature, "ci": list(self.ci), "p_value": self.p_value,
+            "peak_depth": self.peak_depth, "interior_peak": self.interior_peak,
+            "inverted_u": self.inverted_u, "alpha": self.alpha, "n_heads": self.n_heads,
+            "n_perm": self.n_perm,
+            "method": "quadratic fit over normalised depth; p from permuting layer labels across "
+                      "heads (one-sided, curvature < 0); CI: bootstrap over heads"}
+
+  def __getitem__(self, key):  # dict-style access, as the issue's API reads
+    return self.to_dict()[key]
+
+
+def depth_trend(score: np.ndarray, num_layers: int, num_heads: int, *, n_perm: int = 1000,
+                n_boot: int = 1000, level: float = 0.95, alpha: float = 0.05,
+                seed: int = 0) -> DepthTrend:
+  """Tests for an inverted U of a per-head score over depth (see ``DepthTrend``).
+
+  Args:
+    score: (N,) head scores, unit = layer * num_heads + head; NaN heads are left out.
+    num_layers: L ≥ 3 (a quadratic needs three depths). n_perm, n_boot: permutations and
+      bootstrap replicates; level: CI coverage; alpha: level of the ``inverted_u`` verdict.
+  """
+  s = np.asarray(score, np.float64)
+  if num_layers < 3:
+    raise ValueError(f"depth_trend needs at least 3 layers for a curvature, got {num_layers}")
+  if s.shape != (num_layers * num_heads,):
+    raise ValueError(f"score must have shape ({num_layers * num_heads},) for {num_layers} layers "
+                     f"× {num_heads} heads, got {s.shape}")
+  if n_perm < 1 or n_boot < 1:
+    raise ValueError(f"n_perm and n_boot must be >= 1, got {n_perm}, {n_boot}")
+  d = np.repeat(np.arange(num_layers) / (num_layers - 1), num_heads)
+  ok = np.isfinite(s)
+  d, s = d[ok], s[ok]
+  if len(np.unique(d)) < 3:
+    raise ValueError(f"depth_trend: finite scores in only {len(np.unique(d))} layers; need 3")
+  beta = quadratic_fit(d, s)
+  rng = np.random.default_rng(seed)
+  perm = np.stack([rng.permutation(s) for _ in range(n_perm)])  # (n_perm, n)
+  null = quadratic_fit(d, perm)[:, 2]
+  p = (1.0 + np.sum(null <= beta[2])) / (1.0 + n_perm)
+  boot = []
+  for idx in rng.integers(0, s.size, size=(n_boot, s.size)):
+    if len(np.unique(d[idx])) >= 3:
+      boot.append(quadratic_fit(d[idx], s[idx])[2])
+  lo, hi = percentile_interval(np.asarray(boot), level)
+  peak = _peak(beta)
+  interior = 0.1 <= peak <= 0.9
+  return DepthTrend(float(beta[2]), (float(lo), float(hi)), float(p), peak, bool(interior),
+                    bool(p < alpha and beta[2] < 0 and interior), alpha, int(s.size), n_perm)

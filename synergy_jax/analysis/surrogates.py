@@ -1,22 +1,18 @@
-"""Circular-shift surrogate null for pairwise ΦID atoms.
+"""Surrogate null for pairwise ΦID atoms: z-scores, p-values, BH-FDR and null-corrected atoms.
 
-For each surrogate s and prompt p a shift δ[s, p] is drawn uniformly from
-{min_shift, ..., T − min_shift}; the y-series of every pair is the original series circularly
-shifted by δ along time, while the x-series is unshifted. This keeps each series' own
-autocorrelation and marginal distribution but destroys the time alignment between x and y, so
-any sts/rtr left over is what the estimator reports for dynamically unrelated units with the same
-autocorrelation (the main confound of time-delayed information measures). Small shifts are
-excluded because they leave strongly autocorrelated series nearly aligned.
-
-All pairs of one surrogate are computed at once through the estimator's ``acts_y`` argument
-(``phiid.all_pairs(acts, acts_y=shifted)``: unit i of ``acts`` is x, unit j of ``acts_y`` is y).
+Each surrogate replaces source y of every pair by a version whose alignment with x is broken
+(``analysis.nulls``: trial shuffling by default, lagged-pair shift, or the classic circular shift);
+all pairs of one surrogate are computed at once. The default, trial shuffling, keeps every unit's
+series exactly and is a permutation test when prompts are exchangeable, so independent
+autocorrelated units are not flagged (tests/analysis/test_analysis_calibration.py measures the
+false-positive rate at φ up to 0.95 and the power on coupled units).
 
 Statistics (one-sided, "more than chance"):
   z = (observed − mean_null) / sd_null   (sd with ddof=1; NaN when sd = 0)
   p = (1 + #{null >= observed}) / (1 + n_surrogates)          (pvalue="empirical", default)
   p = 1 − Φ(z)  (Gaussian tail of the z-score)                 (pvalue="gaussian")
 per pair and per head (head value = partner mean, as in ranking), and Benjamini–Hochberg FDR
-across heads (and across pairs) at level q.
+across heads (and across pairs) at level q. Excess atoms are observed − mean_null (nats).
 
 The empirical p can be no smaller than 1/(S+1), so with S = 100 surrogates and thousands of pairs
 BH can only reject when many pairs are extreme at once; the Gaussian tail is the alternative when
@@ -31,41 +27,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from synergy_jax.analysis import nulls
+from synergy_jax.analysis.nulls import (DEFAULT_NULL, NULLS, circular_shift, default_min_shift,
+                                        draw_shifts)
 from synergy_jax.analysis.ranking import ATOM_INDEX, check_atoms, partner_mean
 from synergy_jax.analysis.stats import benjamini_hochberg
-
-
-def default_min_shift(num_steps: int, tau: int = 1) -> int:
-  """max(tau + 1, ceil(T / 10)): shifts shorter than a tenth of the series are excluded."""
-  return max(tau + 1, int(np.ceil(num_steps / 10)))
-
-
-def draw_shifts(n_surrogates: int, n_prompts: int, num_steps: int, *, min_shift: int,
-                seed: int) -> np.ndarray:
-  """(S, P) integer shifts uniform on {min_shift, ..., T − min_shift}, reproducible from seed."""
-  if not 1 <= min_shift <= num_steps - min_shift:
-    raise ValueError(f"min_shift={min_shift} leaves no admissible shift for T={num_steps} steps "
-                     f"(need 1 <= min_shift <= T/2)")
-  rng = np.random.default_rng(seed)
-  return rng.integers(min_shift, num_steps - min_shift + 1, size=(n_surrogates, n_prompts))
-
-
-def circular_shift(acts: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-  """Rolls each prompt's series along time: out[p, n, t] = acts[p, n, (t − shifts[p]) mod T].
-
-  Args:
-    acts: (P, N, T); shifts: (P,) integers.
-  Returns:
-    (P, N, T) shifted copy (same shift for all units of a prompt).
-  """
-  a = np.asarray(acts)
-  shifts = np.asarray(shifts)
-  if a.ndim != 3 or shifts.shape != (a.shape[0],):
-    raise ValueError(f"circular_shift: acts (P, N, T) and shifts (P,) expected, got {a.shape}, "
-                     f"{shifts.shape}")
-  t = a.shape[-1]
-  idx = (np.arange(t)[None, :] - shifts[:, None]) % t  # (P, T)
-  return np.take_along_axis(a, np.broadcast_to(idx[:, None, :], a.shape), axis=-1)
 
 
 def normal_sf(z: np.ndarray) -> np.ndarray:
@@ -76,11 +42,6 @@ def normal_sf(z: np.ndarray) -> np.ndarray:
   return f(z) if z.size else z.copy()
 
 
-def _default_estimator():
-  from synergy_jax import phiid  # lazy: phiid is a heavy import and optional for this module
-  return phiid.all_pairs
-
-
 @dataclasses.dataclass(frozen=True)
 class SurrogateResult:
   """Null-model statistics for the atoms in ``atoms`` (k names), N units, S surrogates.
@@ -88,7 +49,9 @@ class SurrogateResult:
   pair_z, pair_p, pair_q, pair_significant: (N, N, k); diagonal NaN / False.
   head_observed, head_z, head_p, head_q, head_significant: (N, k).
   null_head: (S, N, k) per-head partner means of each surrogate.
-  null_pair_mean, null_pair_sd: (N, N, k).  shifts: (S, P).
+  null_pair_mean, null_pair_sd: (N, N, k).  design: the ``nulls.NullDesign`` used.
+  Excess atoms: ``pair_excess`` (N, N, k) = observed − null mean; ``head_excess`` (N, k) its
+  partner mean (nats).
   """
   atoms: tuple[str, ...]
   pair_z: np.ndarray
@@ -103,20 +66,42 @@ class SurrogateResult:
   null_head: np.ndarray
   null_pair_mean: np.ndarray
   null_pair_sd: np.ndarray
-  shifts: np.ndarray
-  min_shift: int
+  design: "nulls.NullDesign"
   fdr_q: float
   pvalue: str = "empirical"
+  pair_observed: np.ndarray | None = None
 
   @property
   def n_surrogates(self) -> int:
-    return int(self.shifts.shape[0])
+    return self.design.n_surrogates
+
+  @property
+  def method(self) -> str:
+    return self.design.method
+
+  @property
+  def shifts(self) -> np.ndarray:
+    return self.design.shifts
+
+  @property
+  def min_shift(self) -> int:
+    return self.design.min_shift
+
+  @property
+  def pair_excess(self) -> np.ndarray:
+    return self.pair_observed - self.null_pair_mean
+
+  @property
+  def head_excess(self) -> np.ndarray:
+    ex = self.pair_excess
+    return np.stack([partner_mean(ex[..., a]) for a in range(ex.shape[-1])], -1)
 
   def summary(self) -> dict:
     """JSON-able summary for results.json (per atom: significant heads, z-score distribution)."""
-    out = {"n_surrogates": self.n_surrogates, "min_shift": self.min_shift, "fdr_q": self.fdr_q,
-           "pvalue": self.pvalue, "min_attainable_empirical_p": 1.0 / (1 + self.n_surrogates),
-           "method": f"circular shift of y against x per prompt; one-sided {self.pvalue} p; BH-FDR"}
+    out = {"n_surrogates": self.n_surrogates, "null": self.method, "min_shift": self.min_shift,
+           "fdr_q": self.fdr_q, "pvalue": self.pvalue,
+           "min_attainable_empirical_p": 1.0 / (1 + self.n_surrogates),
+           "method": f"{self.design.describe()}; one-sided {self.pvalue} p; BH-FDR"}
     n = self.head_z.shape[0]
     off = ~np.eye(n, dtype=bool)
     for a, name in enumerate(self.atoms):
@@ -135,27 +120,30 @@ class SurrogateResult:
 
 
 def surrogate_test(acts: np.ndarray, observed: np.ndarray, *, n_surrogates: int = 100,
-                   seed: int = 0, min_shift: int | None = None, tau: int = 1,
-                   atoms: Sequence[str] = ("sts", "rtr"), fdr_q: float = 0.05,
-                   pvalue: str = "empirical",
+                   seed: int = 0, null: str = DEFAULT_NULL, min_shift: int | None = None,
+                   tau: int = 1, config=None, atoms: Sequence[str] = ("sts", "rtr"),
+                   fdr_q: float = 0.05, pvalue: str = "empirical",
                    estimator: Callable | None = None, progress: Callable | None = None,
-                   **estimator_kwargs) -> SurrogateResult:
-  """Circular-shift null for the observed atoms (see module docstring).
+                   dtype=None, mesh=None, **estimator_kwargs) -> SurrogateResult:
+  """Surrogate null for the observed atoms (see module docstring and ``analysis.nulls``).
 
   Args:
     acts: (P, N, T) activations the observed atoms were computed from.
-    observed: (N, N, 16) observed atoms, e.g. ``phiid.all_pairs(acts, tau=tau, ...)``.
+    observed: (N, N, 16) observed atoms, e.g. ``phiid.all_pairs(acts, config=config)``.
     n_surrogates: number of surrogates S (>= 100 recommended: the smallest attainable p is 1/(S+1)).
-    seed: RNG seed of the shifts. min_shift: see :func:`default_min_shift`.
-    tau: the estimator's lag, passed on and used for the default min_shift.
-    atoms: atom names to test.
-    fdr_q: BH false discovery rate. pvalue: "empirical" or "gaussian" (see module docstring).
-    estimator: ``f(acts, *, acts_y, tau, **kw) -> (N, N, 16)``; default ``phiid.all_pairs``.
-    progress: optional wrapper of the surrogate iterable (e.g. ``tqdm.tqdm``).
-    estimator_kwargs: passed to the estimator (redundancy=, pool=, mesh=, ...).
+    seed: RNG seed of the design. null: one of ``nulls.NULLS``. min_shift: smallest shift of the
+      shift nulls (default ``default_min_shift``).
+    tau: the estimator's lag when no ``config`` is given.
+    config: the ``phiid.PhiidConfig`` of the observed atoms (default: PhiidConfig(tau=tau, ...)).
+    atoms: atom names to test. fdr_q: BH false discovery rate. pvalue: "empirical" or "gaussian".
+    estimator: ``f(acts, *, acts_y, tau, **kw) -> (N, N, 16)`` instead of ``phiid.all_pairs``.
+    progress: optional wrapper of the surrogate iterable (slow path).
+    dtype, mesh: compute dtype and device mesh of the estimator.
+    estimator_kwargs: passed to a custom ``estimator``.
   Returns:
     SurrogateResult.
   """
+  from synergy_jax.phiid.config import PhiidConfig
   acts = np.asarray(acts)
   obs = check_atoms(observed)
   if acts.ndim != 3:
@@ -163,42 +151,28 @@ def surrogate_test(acts: np.ndarray, observed: np.ndarray, *, n_surrogates: int 
   p_, n, t = acts.shape
   if obs.shape[0] != n:
     raise ValueError(f"observed atoms are for {obs.shape[0]} units but acts has {n}")
-  if n_surrogates < 2:
-    raise ValueError(f"n_surrogates must be >= 2 (a z-score needs a null sd), got {n_surrogates}")
   if pvalue not in ("empirical", "gaussian"):
     raise ValueError(f"pvalue must be 'empirical' or 'gaussian', got {pvalue!r}")
   for a in atoms:
     if a not in ATOM_INDEX:
       raise ValueError(f"unknown atom {a!r}")
+  if config is None:
+    config = PhiidConfig(tau=tau)
+  elif not isinstance(config, PhiidConfig):
+    raise ValueError(f"config must be a phiid.PhiidConfig, got {type(config).__name__}")
   idx = [ATOM_INDEX[a] for a in atoms]
   k = len(idx)
-  estimator = estimator or _default_estimator()
-  min_shift = default_min_shift(t, tau) if min_shift is None else int(min_shift)
-  shifts = draw_shifts(n_surrogates, p_, t, min_shift=min_shift, seed=seed)
-
+  design = nulls.draw_design(null, n_surrogates, p_, t, tau=config.tau, seed=seed,
+                             min_shift=min_shift)
   off = ~np.eye(n, dtype=bool)
   obs_pair = np.where(off[..., None], obs[:, :, idx], np.nan)  # (N, N, k)
   obs_head = np.stack([partner_mean(obs_pair[:, :, a]) for a in range(k)], -1)  # (N, k)
-  s1 = np.zeros((n, n, k))
-  s2 = np.zeros((n, n, k))
-  cnt = np.zeros((n, n, k))
-  ge = np.zeros((n, n, k))
-  null_head = np.empty((n_surrogates, n, k))
-  it = range(n_surrogates)
-  for s in (progress(it) if progress else it):
-    sur = np.asarray(estimator(acts, acts_y=circular_shift(acts, shifts[s]), tau=tau,
-                               **estimator_kwargs), dtype=np.float64)
-    if sur.shape != (n, n, 16):
-      raise ValueError(f"estimator returned shape {sur.shape} for surrogate {s}; expected "
-                       f"({n}, {n}, 16)")
-    v = np.where(off[..., None], sur[:, :, idx], np.nan)
-    ok = np.isfinite(v)
-    vz = np.where(ok, v, 0.0)
-    s1 += vz
-    s2 += vz * vz
-    cnt += ok
-    ge += ok & (v >= obs_pair)
-    null_head[s] = np.stack([partner_mean(v[:, :, a]) for a in range(k)], -1)
+  est = None
+  if estimator is not None:
+    est = lambda x, y: estimator(x, acts_y=y, tau=config.tau, **estimator_kwargs)
+  mom = nulls.null_moments(acts, obs_pair, design, config, atoms=atoms, dtype=dtype, mesh=mesh,
+                           estimator=est, progress=progress)
+  s1, s2, cnt, ge, null_head = mom.s1, mom.s2, mom.cnt, mom.ge, mom.null_head
 
   with np.errstate(invalid="ignore", divide="ignore"):
     mean = np.where(cnt > 0, s1 / np.maximum(cnt, 1), np.nan)
@@ -207,9 +181,9 @@ def surrogate_test(acts: np.ndarray, observed: np.ndarray, *, n_surrogates: int 
     pair_z = np.where(sd > 0, (obs_pair - mean) / np.where(sd > 0, sd, 1.0), np.nan)
   pair_p = np.where(np.isnan(obs_pair) | (cnt == 0), np.nan, (1.0 + ge) / (1.0 + cnt))
 
-  hmean = np.nanmean(null_head, 0)
-  hsd = np.nanstd(null_head, 0, ddof=1)
   with np.errstate(invalid="ignore", divide="ignore"):
+    hmean = np.nanmean(null_head, 0)
+    hsd = np.nanstd(null_head, 0, ddof=1)
     head_z = np.where(hsd > 0, (obs_head - hmean) / np.where(hsd > 0, hsd, 1.0), np.nan)
   valid = np.isfinite(null_head)
   head_ge = np.sum(valid & (null_head >= obs_head[None]), 0)
@@ -219,10 +193,9 @@ def surrogate_test(acts: np.ndarray, observed: np.ndarray, *, n_surrogates: int 
     pair_p, head_p = normal_sf(pair_z), normal_sf(head_z)
   head_rej, head_q = zip(*(benjamini_hochberg(head_p[:, a], fdr_q) for a in range(k)))
   # All N(N−1) ordered pairs form one BH family per atom: (i, j) and (j, i) are different
-  # comparisons (which unit's series is shifted).
+  # comparisons (which unit's series is replaced).
   pair_rej, pair_q = zip(*(benjamini_hochberg(pair_p[:, :, a], fdr_q) for a in range(k)))
   return SurrogateResult(tuple(atoms), pair_z, pair_p, np.stack(pair_q, -1),
                          np.stack(pair_rej, -1), obs_head, head_z, head_p,
                          np.stack(head_q, -1), np.stack(head_rej, -1), null_head, mean, sd,
-                         shifts, min_shift, fdr_q, pvalue)
-
+                         design, fdr_q, pvalue, obs_pair)

@@ -1,0 +1,377 @@
+"""Surrogate designs for pairwise ΦID nulls, and a fast exact kernel for the Gaussian MMI atoms.
+
+A surrogate replaces source y of every pair by a version of itself whose alignment with x is
+broken. Three designs (``NULLS``), each one surrogate per row of a (S, P) plan:
+
+  "trial"       y of prompt p is taken from prompt π_s(p) ≠ p (trial shuffling). Every unit's
+                series, and hence every lagged (past, future) sample pair and every within-unit
+                statistic, is kept exactly; only which prompt x meets changes. The π_s are the
+                P − 1 non-identity rotations of a random relabelling of the prompts (a group, so
+                the Monte-Carlo test is exact when prompts are exchangeable under "no coupling";
+                Hemerik & Goeman, JRSS-B 2018); more surrogates than P − 1 come from further
+                random relabellings. The default.
+  "pair_shift"  within each prompt, the index s of y's lagged pairs (y_p[s], y_f[s]) is shifted
+                circularly by δ_s,p (both members of a pair move together). Every lagged pair of y
+                stays a real pair, so its standardisation and autocorrelation are unchanged; the
+                seam only reorders pairs. Keeps prompt identity; for strongly autocorrelated series
+                at T ≈ 50 the rotated sequence has slightly less cross-correlation variance than
+                an independent one (pairs straddling the seam decorrelate), which makes it mildly
+                anti-conservative there.
+  "circular"    the classic circular shift of y's *series* by δ_s,p. The wrap-around creates one
+                false (past, future) pair per prompt, which lowers y's autocorrelation and hence
+                MMI synergy: anti-conservative on autocorrelated series (kept for comparison).
+
+Surrogates come in inverse pairs (rotation k and P − k; shift δ and −δ): for an atom that is its
+own mirror image under exchanging x and y (sts, rtr), the pair grid of the second is the
+transpose of the first's, so the kernel computes half of them.
+
+``null_moments`` evaluates all surrogates of a design and reduces them on the fly to per-pair
+mean / sd / exceedance counts and per-head partner means; for the Gaussian MMI estimator without
+preprocessing it runs one compiled program (the per-unit standardisation is shared by every
+surrogate, the y-side of each surrogate is a gather of the x-side vectors, and only the requested
+atoms are formed: each is ½ Σ_k w_k log(arg_k) over the 17 MMI arguments of
+``phiid.gaussian``); otherwise it calls ``phiid.all_pairs(acts, acts_y=surrogate, config=...)``
+once per surrogate. Both give the same numbers (tests/analysis/test_analysis_nulls.py).
+
+Axis legend: S surrogates, P prompts, N x-side units, M y-side units, L lagged samples (T − τ),
+K tested atoms, A the 17 MMI arguments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synergy_jax.analysis.ranking import ATOM_INDEX
+# The estimator's own degenerate-unit rule and standardisation (shared, so the kernel cannot drift
+# from phiid.all_pairs).
+from synergy_jax.phiid.pairs import _degenerate_units as _bad_units
+from synergy_jax.phiid.pairs import _standardised_lags as _lags
+
+NULLS = ("trial", "pair_shift", "circular")
+DEFAULT_NULL = "trial"
+MIN_TRIAL_PROMPTS = 5  # fewer prompts give too few distinct rotations per relabelling
+
+
+@dataclasses.dataclass(frozen=True)
+class NullDesign:
+  """Which y each surrogate uses. method: one of ``NULLS``; prompt_map (S, P): surrogate s takes
+  y of prompt p from prompt prompt_map[s, p]; shifts (S, P): circular shift of y's lagged-pair
+  index ("pair_shift") or series ("circular"), 0 for "trial"; min_shift: smallest shift allowed;
+  paired: rows 2m and 2m + 1 are inverse surrogates (see module docstring)."""
+  method: str
+  prompt_map: np.ndarray
+  shifts: np.ndarray
+  min_shift: int
+  paired: bool = False
+
+  @property
+  def n_surrogates(self) -> int:
+    return int(self.prompt_map.shape[0])
+
+  def describe(self) -> str:
+    return {"trial": "trial shuffling: y of prompt p taken from a different prompt π(p) "
+                     "(rotations of random prompt relabellings); every unit's series kept exactly",
+            "pair_shift": f"circular shift (≥ {self.min_shift}) of the index of y's lagged "
+                          f"(past, future) pairs within each prompt; every lagged pair kept",
+            "circular": f"circular shift (≥ {self.min_shift}) of y's series within each prompt "
+                        f"(breaks one lagged pair at the wrap-around)"}[self.method]
+
+
+def default_min_shift(num_steps: int, tau: int = 1) -> int:
+  """max(tau + 1, ceil(T / 10)): shifts shorter than a tenth of the series are excluded."""
+  return max(tau + 1, int(np.ceil(num_steps / 10)))
+
+
+def draw_shifts(n_surrogates: int, n_prompts: int, num_steps: int, *, min_shift: int,
+                seed: int) -> np.ndarray:
+  """(S, P) integer shifts uniform on {min_shift, ..., T − min_shift}, reproducible from seed."""
+  if not 1 <= min_shift <= num_steps - min_shift:
+    raise ValueError(f"min_shift={min_shift} leaves no admissible shift for T={num_steps} steps "
+                     f"(need 1 <= min_shift <= T/2)")
+  rng = np.random.default_rng(seed)
+  return rng.integers(min_shift, num_steps - min_shift + 1, size=(n_surrogates, n_prompts))
+
+
+def draw_rotations(n_surrogates: int, n_prompts: int, seed: int) -> np.ndarray:
+  """(S, P) prompt maps: the rotations k = 1, P−1, 2, P−2, … of random relabellings of the prompts
+  (π(p) = σ⁻¹((σ(p) + k) mod P)); rows 2m and 2m + 1 are inverses of each other (for even P
+  the self-inverse rotation P/2 is left out)."""
+  if n_prompts < MIN_TRIAL_PROMPTS:
+    raise ValueError(f"the trial-shuffling null needs at least {MIN_TRIAL_PROMPTS} prompts, got "
+                     f"{n_prompts}; use null='pair_shift' or 'circular' for fewer prompts")
+  rng = np.random.default_rng(seed)
+  half = (n_prompts - 1) // 2
+  ks = [k for j in range(1, half + 1) for k in (j, n_prompts - j)]
+  rows = []
+  while len(rows) < n_surrogates:
+    sigma = rng.permutation(n_prompts)
+    inv = np.argsort(sigma)
+    rows += [inv[(sigma + k) % n_prompts] for k in ks]
+  return np.stack(rows[:n_surrogates])
+
+
+def _paired_shifts(n_surrogates: int, n_prompts: int, length: int, min_shift: int,
+                   seed: int) -> np.ndarray:
+  """(S, P) shifts in {min_shift, …, L − min_shift}; row 2m + 1 is −row 2m (mod L)."""
+  half = draw_shifts(-(-n_surrogates // 2), n_prompts, length, min_shift=min_shift, seed=seed)
+  return np.stack([half, (length - half) % length], 1).reshape(-1, n_prompts)[:n_surrogates]
+
+
+def draw_design(method: str, n_surrogates: int, n_prompts: int, num_steps: int, *, tau: int = 1,
+                seed: int = 0, min_shift: int | None = None) -> NullDesign:
+  """A reproducible surrogate plan for (P, N, T) activity (see module docstring)."""
+  if method not in NULLS:
+    raise ValueError(f"null must be one of {NULLS}, got {method!r}")
+  if n_surrogates < 2:
+    raise ValueError(f"n_surrogates must be >= 2 (a z-score needs a null sd), got {n_surrogates}")
+  ident = np.broadcast_to(np.arange(n_prompts), (n_surrogates, n_prompts)).copy()
+  zeros = np.zeros((n_surrogates, n_prompts), np.int64)
+  if method == "trial":
+    return NullDesign(method, draw_rotations(n_surrogates, n_prompts, seed), zeros, 0, True)
+  length = num_steps - tau if method == "pair_shift" else num_steps
+  ms = default_min_shift(length, tau) if min_shift is None else int(min_shift)
+  if method == "pair_shift":
+    return NullDesign(method, ident, _paired_shifts(n_surrogates, n_prompts, length, ms, seed),
+                      ms, True)
+  return NullDesign(method, ident, draw_shifts(n_surrogates, n_prompts, length, min_shift=ms,
+                                               seed=seed), ms)
+
+
+def circular_shift(acts: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+  """Rolls each prompt's series along the last axis: out[p, n, t] = acts[p, n, (t − shifts[p])
+  mod T]. acts (P, N, T) (numpy or jax), shifts (P,) integers; same shift for all units."""
+  if acts.ndim != 3 or np.shape(shifts) != (acts.shape[0],):
+    raise ValueError(f"circular_shift: acts (P, N, T) and shifts (P,) expected, got {acts.shape}, "
+                     f"{np.shape(shifts)}")
+  xp = jnp if isinstance(acts, jax.Array) else np
+  t = acts.shape[-1]
+  idx = (xp.arange(t)[None, :] - xp.asarray(shifts)[:, None]) % t  # (P, T)
+  return xp.take_along_axis(acts, xp.broadcast_to(idx[:, None, :], acts.shape), axis=-1)
+
+
+def surrogate_acts(acts: np.ndarray, design: NullDesign, s: int) -> np.ndarray:
+  """The (P, N, T) y-series of surrogate s as a raw series (trial and circular only)."""
+  if design.method == "pair_shift":
+    raise ValueError("null='pair_shift' shifts lagged pairs, which no raw series represents; it "
+                     "needs the Gaussian MMI kernel (kind='gaussian', preprocess='none')")
+  y = np.asarray(acts)[design.prompt_map[s]]
+  return circular_shift(y, design.shifts[s]) if design.method == "circular" else y
+
+
+# ------------------------------------------------------------------------------------------------
+# Fast Gaussian MMI kernel
+# ------------------------------------------------------------------------------------------------
+
+
+def _atom_log_weights(names: Sequence[str]) -> np.ndarray:
+  """(K, A) integers w with atom = ½ Σ_a w[k, a] log(arg_a) under Gaussian MMI."""
+  from synergy_jax.phiid import gaussian, lattice
+  return (lattice.MOBIUS @ gaussian.MMI_LOG_WEIGHTS)[[ATOM_INDEX[n] for n in names]]
+
+
+def fast_path_applies(config) -> bool:
+  """Whether ``null_moments`` can use the compiled Gaussian MMI kernel for this PhiidConfig."""
+  return (config.kind == "gaussian" and config.redundancy == "mmi"
+          and config.preprocess == "none" and not config.bias_correction)
+
+
+def _atoms_from_corrs(a, b, c, d, e, f, weights):
+  """(N, M, K) requested atoms (nats) from the six correlations of ``phiid.gaussian``.
+
+  weights: static (K, A) integers in {−1, 0, 1}; atom k = ½ (log Π_{w=+1} arg − log Π_{w=−1} arg).
+  """
+  from synergy_jax.phiid import gaussian
+  shape = jnp.broadcast_shapes(a.shape, c.shape, f.shape)
+  args = [jnp.broadcast_to(v, shape) for v in gaussian.mmi_arguments(a, b, c, d, e, f)]
+  out = []
+  for w in weights:
+    pos = functools.reduce(jnp.multiply, [v for v, wk in zip(args, w) if wk > 0],
+                           jnp.ones(shape, a.dtype))
+    neg = functools.reduce(jnp.multiply, [v for v, wk in zip(args, w) if wk < 0],
+                           jnp.ones(shape, a.dtype))
+    out.append(0.5 * (jnp.log(pos) - jnp.log(neg)))
+  return jnp.stack(out, -1)
+
+
+def _pair_atoms(xs, ys, pool, weights):
+  """(N, M, K) atoms averaged over prompts (pool="mean") or of the pooled correlations.
+
+  xs = (x_p, x_f), ys = (y_p, y_f), each (P, ·, L), standardised as ``_lags``.
+  """
+  xp, xf = xs
+  yp, yf = ys
+  p, n, length = xp.shape
+  hi = jax.lax.Precision.HIGHEST
+
+  def corrs(q):
+    lhs = jnp.concatenate([xp[q], xf[q]], 0)  # (2N, L)
+    rhs = jnp.concatenate([yp[q], yf[q]], 0)  # (2M, L)
+    g = jnp.einsum("nl,ml->nm", lhs, rhs, precision=hi)  # (2N, 2M)
+    return g, jnp.sum(xp[q] * xf[q], -1), jnp.sum(yp[q] * yf[q], -1)
+
+  def split(g, c, f, denom):
+    g, c, f = g / denom, c / denom, f / denom
+    return (g[:n, :n], g[n:, n:], c[:, None], g[:n, n:], g[n:, :n], f[None, :])  # a b c d e f
+
+  if pool == "mean":
+    def add(q, acc):
+      return acc + _atoms_from_corrs(*split(*corrs(q), length - 1), weights)
+    zero = jnp.zeros((n, yp.shape[1], len(weights)), xp.dtype)
+    return jax.lax.fori_loop(0, p, add, zero) / p
+
+  def add_g(q, acc):
+    return tuple(s + v for s, v in zip(acc, corrs(q)))
+  zero = (jnp.zeros((2 * n, 2 * yp.shape[1]), xp.dtype), jnp.zeros((n,), xp.dtype),
+          jnp.zeros((yp.shape[1],), xp.dtype))
+  return _atoms_from_corrs(*split(*jax.lax.fori_loop(0, p, add_g, zero), p * length - 1),
+                           weights)
+
+
+def _surrogate_lags(acts, xs, bad, perm, shift, *, method, tau, pool):
+  """y-side standardised lags of one surrogate and its degenerate mask."""
+  if method == "trial":
+    return tuple(v[perm] for v in xs), bad
+  if method == "pair_shift":
+    return tuple(circular_shift(v, shift) for v in xs), bad
+  y = circular_shift(acts[perm], shift)
+  bad_y = _bad_units(y, tau)
+  return tuple(_lags(y, tau, pool, bad_y)), bad_y
+
+
+def _accumulate(carry, v, obs):
+  """Adds one surrogate's (N, N, K) values (NaN = missing) to the running moments."""
+  s1, s2, cnt, ge = carry
+  ok = jnp.isfinite(v)
+  vz = jnp.where(ok, v, 0.0)
+  return (s1 + vz, s2 + vz * vz, cnt + ok, ge + (ok & (v >= obs)))
+
+
+def null_head_means(v, xp=np):
+  """(N, M, K) surrogate grid of swap-symmetric atoms → (M, K) null head statistics.
+
+  The observed head statistic of unit j averages its two roles, m[i, j] and m[j, i], which come
+  from the same data (for sts and rtr they are equal). In a surrogate only the y-side series was
+  moved, so the matching null statistic of unit j is the mean of column j (unit j moved, as y,
+  against every partner i ≠ j), not ``partner_mean`` of the surrogate grid: that would average two
+  different surrogates (π and π⁻¹) and understate the null's spread.
+  """
+  n = v.shape[0]
+  v = xp.where(xp.eye(n, dtype=bool)[..., None], np.nan, v)
+  ok = ~xp.isnan(v)
+  cnt = xp.sum(ok, axis=0)
+  tot = xp.sum(xp.where(ok, v, 0.0), axis=0)
+  return xp.where(cnt > 0, tot / xp.maximum(cnt, 1), np.nan)
+
+
+@functools.partial(jax.jit, static_argnames=("method", "tau", "pool", "weights", "paired"))
+def _fast_moments(acts, obs, prompt_map, shifts, *, method, tau, pool, weights, paired):
+  """Scan over surrogates: per-pair moments (N, N, K) ×4 and per-surrogate head means (S, N, K).
+
+  paired: rows 2m, 2m + 1 are inverse surrogates of swap-symmetric atoms, so row 2m + 1's grid is
+  the transpose of row 2m's and only even rows are computed.
+  """
+  n = acts.shape[1]
+  num = prompt_map.shape[0]
+  bad = _bad_units(acts, tau)
+  xs = tuple(_lags(acts, tau, pool, bad))
+  eye = jnp.eye(n, dtype=bool)
+
+  def grid(perm, shift):
+    ys, bad_y = _surrogate_lags(acts, xs, bad, perm, shift, method=method, tau=tau, pool=pool)
+    v = _pair_atoms(xs, ys, pool, weights)
+    return jnp.where((bad[:, None] | bad_y[None, :] | eye)[..., None], jnp.nan, v)
+
+  def one(carry, plan):
+    v = grid(*plan)
+    return _accumulate(carry, v, obs), null_head_means(v, jnp)
+
+  def two(carry, plan):
+    perm, shift, keep = plan
+    v = grid(perm, shift)
+    vt = jnp.where(keep, jnp.swapaxes(v, 0, 1), jnp.nan)  # a dropped partner counts as missing
+    carry = _accumulate(_accumulate(carry, v, obs), vt, obs)
+    return carry, jnp.stack([null_head_means(v, jnp), null_head_means(vt, jnp)])
+
+  zero = jnp.zeros(obs.shape, acts.dtype)
+  if not paired:
+    return jax.lax.scan(one, (zero, zero, zero, zero), (prompt_map, shifts))
+  keep = jnp.arange(1, num + 1, 2) < num  # (⌈S/2⌉,) does row 2m + 1 exist
+  carry, heads = jax.lax.scan(two, (zero, zero, zero, zero),
+                              (prompt_map[0::2], shifts[0::2], keep))
+  return carry, heads.reshape((-1,) + heads.shape[2:])[:num]
+
+
+def _swap_symmetric(names: Sequence[str]) -> bool:
+  """Whether every atom is its own image when x and y are exchanged (sts, rtr, rts, str)."""
+  from synergy_jax.phiid.pairs import SWAP_XY
+  return all(SWAP_XY[ATOM_INDEX[a]] == ATOM_INDEX[a] for a in names)
+
+
+@dataclasses.dataclass(frozen=True)
+class NullMoments:
+  """Reduced surrogate values of K atoms: s1, s2 (sums of values and squares), cnt (finite
+  surrogates), ge (surrogates ≥ observed), each (N, N, K); null_head (S, N, K) null head
+  statistics (``null_head_means``)."""
+  s1: np.ndarray
+  s2: np.ndarray
+  cnt: np.ndarray
+  ge: np.ndarray
+  null_head: np.ndarray
+
+
+def null_moments(acts: np.ndarray, observed_pairs: np.ndarray, design: NullDesign, config, *,
+                 atoms: Sequence[str] = ("sts", "rtr"), dtype=None, mesh=None,
+                 estimator=None, progress=None, force_slow: bool = False) -> NullMoments:
+  """All surrogates of ``design`` reduced to moments (see ``NullMoments``).
+
+  Args:
+    acts: (P, N, T) activity the observed atoms came from.
+    observed_pairs: (N, N, K) observed values of ``atoms`` (diagonal NaN).
+    config: the ``phiid.PhiidConfig`` of the observed atoms.
+    dtype: compute dtype (default float64 under x64, else float32), as ``phiid.all_pairs``.
+    estimator: ``f(acts, acts_y) -> (N, N, 16)`` used instead of ``phiid.all_pairs`` (slow path).
+    force_slow: use one ``phiid.all_pairs`` call per surrogate even where the kernel applies.
+  """
+  from synergy_jax import phiid
+  acts = np.asarray(acts)
+  obs = np.asarray(observed_pairs, np.float64)
+  dtype = jnp.dtype(dtype) if dtype is not None else jax.dtypes.canonicalize_dtype(jnp.float64)
+  if (estimator is None and not force_slow and fast_path_applies(config)
+      and _swap_symmetric(atoms)):
+    weights = tuple(map(tuple, _atom_log_weights(atoms).tolist()))
+    (s1, s2, cnt, ge), heads = _fast_moments(
+        jnp.asarray(acts, dtype), jnp.asarray(obs, dtype), jnp.asarray(design.prompt_map),
+        jnp.asarray(design.shifts), method=design.method, tau=config.tau, pool=config.pool,
+        weights=weights, paired=design.paired)
+    return NullMoments(*(np.asarray(v, np.float64) for v in (s1, s2, cnt, ge, heads)))
+  from synergy_jax.phiid.pairs import SWAP_XY
+  idx = [ATOM_INDEX[a] for a in atoms]
+  swap = [int(SWAP_XY[i]) for i in idx]
+  n = acts.shape[1]
+  off = ~np.eye(n, dtype=bool)
+  acc = tuple(jnp.zeros(obs.shape, jnp.float64 if dtype.itemsize == 8 else jnp.float32)
+              for _ in range(4))
+  heads = []
+  it = range(design.n_surrogates)
+  for s in (progress(it) if progress else it):
+    y = surrogate_acts(acts, design, s)
+    if estimator is None:
+      sur = phiid.all_pairs(acts, acts_y=y, config=config, on_degenerate="mask", mesh=mesh,
+                            dtype=dtype)
+    else:
+      sur = estimator(acts, y)
+    sur = np.asarray(sur, np.float64)
+    if sur.shape != (n, n, 16):
+      raise ValueError(f"estimator returned shape {sur.shape} for surrogate {s}; expected "
+                       f"({n}, {n}, 16)")
+    v = np.where(off[..., None], sur[:, :, idx], np.nan)
+    acc = _accumulate(acc, jnp.asarray(v, acc[0].dtype), jnp.asarray(obs, acc[0].dtype))
+    # Unit j's two roles in the moved data: as y (atom a) and as x (the x↔y mirror atom).
+    both = 0.5 * (v + np.where(off[..., None], sur[:, :, swap], np.nan))
+    heads.append(null_head_means(both))
+  return NullMoments(*(np.asarray(v, np.float64) for v in acc), np.stack(heads))
