@@ -26,9 +26,28 @@ flags.DEFINE_integer("max_new_tokens", 100, "Tokens generated per prompt (sample
 flags.DEFINE_integer("batch_size", 8, "Prompts per generation batch.")
 flags.DEFINE_integer("tau", 1, "ΦID lag in tokens.")
 flags.DEFINE_enum("redundancy", "mmi", ["mmi", "ccs"], "Redundancy function of ΦID.")
-flags.DEFINE_enum("ranking", "rank_difference", ["rank_difference", "balance"],
+flags.DEFINE_enum("ranking", "rank_difference", ["rank_difference", "balance", "excess"],
                   "Per-head score ordering heads from synergistic to redundant: "
-                  "rank(synergy) - rank(redundancy), or the mean pair balance sts/(sts+rtr).")
+                  "rank(synergy) - rank(redundancy), the mean pair balance sts/(sts+rtr), or "
+                  "'excess': the rank difference of null-corrected atoms (observed minus the "
+                  "surrogate mean; profile only, needs --surrogates >= 2).")
+flags.DEFINE_enum("kind", "gaussian", ["gaussian", "copula", "discrete"],
+                  "ΦID estimator: Gaussian, Gaussian copula (rank-normalised), or plug-in discrete.")
+flags.DEFINE_enum("preprocess", "none", ["none", "detrend", "diff"],
+                  "Per-prompt preprocessing of each series before lagging: none, linear "
+                  "detrending, or first differences.")
+flags.DEFINE_bool("bias_correction", False,
+                  "Analytic small-sample bias correction of the Gaussian entropies.")
+flags.DEFINE_enum("null", "trial", ["trial", "pair_shift", "circular"],
+                  "Surrogate null: trial shuffling (y from another prompt; calibrated default), "
+                  "circular shift of y's lagged-pair index, or the classic circular shift of y's "
+                  "series (anti-conservative on autocorrelated series; for comparison).")
+flags.DEFINE_enum("baseline_inputs", "matched", ["matched", "own"],
+                  "Random-init baseline input: teacher-forced on the trained model's prompt + "
+                  "generated tokens (matched), or its own free generations (own).")
+flags.DEFINE_string("acts", None,
+                    "Profile recorded activity instead of a model: an .npz file with keys acts "
+                    "(prompts, units, time), num_layers and num_heads (units = layers x heads).")
 flags.DEFINE_list("families", ["add", "chain", "hop", "sort"],
                   "Task families (synergy_jax.tasks.FAMILIES) used by phase_sweep (pooled at every "
                   "difficulty rank) and ablation (accuracy evaluation).")
@@ -73,6 +92,19 @@ def finish(path: pathlib.Path) -> None:
   print(f"\nresults written to {os.path.abspath(path)}")
   if summary.exists():
     print(summary.read_text())
+
+
+def phiid_config():
+  """The ``phiid.PhiidConfig`` of --tau, --redundancy, --kind, --preprocess, --bias_correction
+  and ``--pool`` where the experiment defines it (ValueError naming the clash, before any model
+  is loaded)."""
+  from synergy_jax.phiid.config import PhiidConfig
+  pool = FLAGS["pool"].value if "pool" in FLAGS else "mean"
+  try:
+    return PhiidConfig(tau=FLAGS.tau, redundancy=FLAGS.redundancy, kind=FLAGS.kind, pool=pool,
+                       preprocess=FLAGS.preprocess, bias_correction=FLAGS.bias_correction)
+  except ValueError as e:
+    raise ValueError(f"estimator flags: {e}") from e
 
 
 def quick_or(name: str, quick_value):

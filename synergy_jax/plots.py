@@ -83,8 +83,9 @@ def layer_profiles(profiles: Mapping[str, object], *, title: str = "layer profil
                    ylabel: str = "min–max scaled score", save=None) -> Figure:
   """Layer profiles (e.g. {"trained": LayerProfile, "random init": LayerProfile}) over depth.
 
-  Each value is a LayerProfile or a dict with "depth", "mean" and optionally "sd"; the band is
-  mean ± sd across the layer's heads.
+  Each value is a LayerProfile or a dict with "depth", "mean" and optionally "ci_low" and
+  "ci_high" (the band is that interval, e.g. a prompt bootstrap) or else "sd" (band mean ± sd
+  across the layer's heads).
   """
   fig, axes = _figure(1, 1, (5.5, 4.0))
   ax = axes[0, 0]
@@ -93,7 +94,10 @@ def layer_profiles(profiles: Mapping[str, object], *, title: str = "layer profil
     x, m = np.asarray(d["depth"]), np.asarray(d["mean"])
     color = COLORS.get(label.replace(" ", "_"), f"C{i}")
     ax.plot(x, m, "o-", color=color, label=label)
-    if d.get("sd") is not None:
+    if d.get("ci_low") is not None and d.get("ci_high") is not None:
+      ax.fill_between(x, np.asarray(d["ci_low"], float), np.asarray(d["ci_high"], float),
+                      color=color, alpha=0.2, lw=0)
+    elif d.get("sd") is not None:
       sd = np.asarray(d["sd"])
       ax.fill_between(x, m - sd, m + sd, color=color, alpha=0.2, lw=0)
   ax.set_xlabel("normalised depth")

@@ -183,9 +183,11 @@ def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
 
 def spearman_brown(r: float, factor: float = 2.0) -> float:
   """Reliability of a measure ``factor`` times as long as one with reliability r:
-  k r / (1 + (k − 1) r) (Spearman 1910; Brown 1910). For split halves (k = 2): 2r / (1 + r)."""
+  k r / (1 + (k − 1) r) (Spearman 1910; Brown 1910). For split halves (k = 2): 2r / (1 + r).
+  Defined for 0 ≤ r ≤ 1 (halves that agree); a negative or NaN r gives NaN (no reliability to
+  project; the split-half r itself is reported alongside)."""
   r = float(r)
-  if not np.isfinite(r):
+  if not np.isfinite(r) or r < 0:
     return float("nan")
   return factor * r / (1.0 + (factor - 1.0) * r)
 

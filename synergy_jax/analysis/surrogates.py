@@ -33,6 +33,9 @@ from synergy_jax.analysis.nulls import (DEFAULT_NULL, NULLS, circular_shift, def
 from synergy_jax.analysis.ranking import ATOM_INDEX, check_atoms, partner_mean
 from synergy_jax.analysis.stats import benjamini_hochberg
 
+__all__ = ["DEFAULT_NULL", "NULLS", "SurrogateResult", "circular_shift", "default_min_shift",
+           "draw_shifts", "normal_sf", "observed_pairs", "surrogate_statistics", "surrogate_test"]
+
 
 def normal_sf(z: np.ndarray) -> np.ndarray:
   """Upper tail 1 − Φ(z) of the standard normal, float64 (NaN stays NaN)."""
@@ -153,26 +156,44 @@ def surrogate_test(acts: np.ndarray, observed: np.ndarray, *, n_surrogates: int 
     raise ValueError(f"observed atoms are for {obs.shape[0]} units but acts has {n}")
   if pvalue not in ("empirical", "gaussian"):
     raise ValueError(f"pvalue must be 'empirical' or 'gaussian', got {pvalue!r}")
-  for a in atoms:
-    if a not in ATOM_INDEX:
-      raise ValueError(f"unknown atom {a!r}")
   if config is None:
     config = PhiidConfig(tau=tau)
   elif not isinstance(config, PhiidConfig):
     raise ValueError(f"config must be a phiid.PhiidConfig, got {type(config).__name__}")
-  idx = [ATOM_INDEX[a] for a in atoms]
-  k = len(idx)
   design = nulls.draw_design(null, n_surrogates, p_, t, tau=config.tau, seed=seed,
                              min_shift=min_shift)
-  off = ~np.eye(n, dtype=bool)
-  obs_pair = np.where(off[..., None], obs[:, :, idx], np.nan)  # (N, N, k)
-  obs_head = np.stack([partner_mean(obs_pair[:, :, a]) for a in range(k)], -1)  # (N, k)
+  obs_pair = observed_pairs(obs, atoms)
   est = None
   if estimator is not None:
     est = lambda x, y: estimator(x, acts_y=y, tau=config.tau, **estimator_kwargs)
   mom = nulls.null_moments(acts, obs_pair, design, config, atoms=atoms, dtype=dtype, mesh=mesh,
                            estimator=est, progress=progress)
-  s1, s2, cnt, ge, null_head = mom.s1, mom.s2, mom.cnt, mom.ge, mom.null_head
+  return surrogate_statistics(obs_pair, design, mom, atoms=atoms, fdr_q=fdr_q, pvalue=pvalue)
+
+
+def observed_pairs(observed: np.ndarray, atoms: Sequence[str] = ("sts", "rtr")) -> np.ndarray:
+  """(N, N, 16) atoms → (N, N, K) values of ``atoms`` with the diagonal NaN."""
+  obs = check_atoms(observed)
+  for a in atoms:
+    if a not in ATOM_INDEX:
+      raise ValueError(f"unknown atom {a!r}")
+  off = ~np.eye(obs.shape[0], dtype=bool)
+  return np.where(off[..., None], obs[:, :, [ATOM_INDEX[a] for a in atoms]], np.nan)
+
+
+def surrogate_statistics(obs_pair: np.ndarray, design: "nulls.NullDesign",
+                         moments: "nulls.NullMoments", *, atoms: Sequence[str] = ("sts", "rtr"),
+                         fdr_q: float = 0.05, pvalue: str = "empirical") -> SurrogateResult:
+  """z-scores, p-values and BH decisions from reduced surrogate values (``nulls.null_moments``).
+
+  obs_pair: (N, N, K) observed values of ``atoms`` (``observed_pairs``).
+  """
+  if pvalue not in ("empirical", "gaussian"):
+    raise ValueError(f"pvalue must be 'empirical' or 'gaussian', got {pvalue!r}")
+  k = len(atoms)
+  obs_head = np.stack([partner_mean(obs_pair[:, :, a]) for a in range(k)], -1)  # (N, k)
+  s1, s2, cnt, ge = moments.s1, moments.s2, moments.cnt, moments.ge
+  null_head = moments.null_head
 
   with np.errstate(invalid="ignore", divide="ignore"):
     mean = np.where(cnt > 0, s1 / np.maximum(cnt, 1), np.nan)

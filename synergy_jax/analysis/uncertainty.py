@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +60,14 @@ def prompt_pairs(acts: np.ndarray, config, *, dtype=None, mesh=None) -> np.ndarr
                                    dtype=dtype), np.float32)
     out.append(a[:, :, idx])
   return np.stack(out)
+
+
+def prompt_mean(per_prompt: np.ndarray) -> np.ndarray:
+  """(P, N, N, K) → (N, N, K) mean over prompts of the finite values (NaN where none is: the
+  diagonal, or a unit degenerate in every prompt)."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN diagonal: NaN is the answer
+    return np.nanmean(np.asarray(per_prompt, np.float64), 0)
 
 
 def _as_atoms(pairs: np.ndarray) -> np.ndarray:
@@ -140,7 +149,7 @@ def layer_profile_ci(per_prompt: np.ndarray, num_layers: int, num_heads: int, *,
     raise ValueError(f"per_prompt must be (P, {n}, {n}, 2) for {num_layers} layers × {num_heads} "
                      f"heads, got {per_prompt.shape}")
   scores = [s for s in scores if s != "excess" or null_mean is not None]
-  point = scores_from_pairs(np.nanmean(per_prompt, 0), null_mean)
+  point = scores_from_pairs(prompt_mean(per_prompt), null_mean)
   prof = {s: [] for s in scores}
   curv = {s: [] for s in scores}
   d = np.repeat(profile.depth(num_layers), num_heads)
@@ -171,6 +180,6 @@ def reliability(per_prompt: np.ndarray, *, null_mean: np.ndarray | None = None,
   for s in scores:
     if s == "excess" and null_mean is None:
       continue
-    fn = lambda sub, s=s: scores_from_pairs(np.nanmean(sub, 0), null_mean)[s]
+    fn = lambda sub, s=s: scores_from_pairs(prompt_mean(sub), null_mean)[s]
     out[s] = stats.split_half_spearman(per_prompt, fn, n_splits=n_splits, seed=seed)
   return out

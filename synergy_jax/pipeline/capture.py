@@ -89,3 +89,42 @@ def collect_activity(model: "models.Model", tokenizer, prompts: Sequence[str], *
   tokens = np.concatenate(toks)
   texts = [tokenizer.decode(row, skip_special_tokens=True) for row in tokens]
   return Activity(np.concatenate(acts), tokens, token_lists, texts, cfg.num_layers, cfg.num_heads)
+
+
+def score_activity(model: "models.Model", tokenizer, prompts: Sequence[str], tokens: np.ndarray,
+                   *, batch_size: int = 8) -> Activity:
+  """Head activity of ``model`` teacher-forced on ``prompts`` followed by given continuations.
+
+  The matched baseline: another model's generated ``tokens`` (P, T) are fed to this one through
+  ``models.score``, so both see exactly the same token sequences. Activity at continuation step t
+  is recorded at the position that predicts token t, as in ``collect_activity``.
+
+  Returns:
+    Activity with acts (P, L * H, T) and tokens equal to ``tokens``.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  tokens = np.asarray(tokens)
+  if tokens.ndim != 2 or tokens.shape[0] != len(prompts):
+    raise ValueError(f"tokens must be (prompts={len(prompts)}, T), got shape {tokens.shape}")
+  cfg = model.config
+  token_lists = encode_prompts(tokenizer, prompts)
+  if tokens.size and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
+    bad = int(np.argwhere((tokens < 0) | (tokens >= cfg.vocab_size))[0][0])
+    raise ValueError(f"tokens of prompt {bad} fall outside the vocabulary 0..{cfg.vocab_size - 1}")
+  pad = cfg.pad_token_id if cfg.pad_token_id is not None else 0
+  t = tokens.shape[1]
+  acts = []
+  for start in range(0, len(token_lists), batch_size):
+    chunk = token_lists[start:start + batch_size]
+    n_real = len(chunk)
+    rows = list(range(start, start + n_real)) + [start + n_real - 1] * (batch_size - n_real)
+    chunk = chunk + [chunk[-1]] * (batch_size - n_real)
+    ids, _ = left_pad(chunk, pad)
+    seq = np.concatenate([ids, tokens[rows]], axis=1)
+    out = models.score(model, seq, np.array([len(c) for c in chunk]))
+    norms = np.asarray(out.head_norms, np.float32)[:n_real]  # (B, L, H, T)
+    acts.append(norms.reshape(n_real, cfg.num_layers * cfg.num_heads, t))
+  texts = [tokenizer.decode(row, skip_special_tokens=True) for row in tokens]
+  return Activity(np.concatenate(acts), tokens.copy(), token_lists, texts, cfg.num_layers,
+                  cfg.num_heads)

@@ -1,67 +1,44 @@
-"""The synergistic-core profile: activity → ΦID atoms → per-head ranks, layer profile,
-diagnostics, surrogate null and graph metrics, for a model and its random-init baseline.
+"""The synergistic-core profile: activity → ΦID atoms → per-head ranks, layer profile with
+prompt-bootstrap intervals, depth-trend test, calibrated surrogate null and excess atoms,
+reliability, diagnostics and graph metrics, for a model and its random-init baseline.
 
 ``profile_activity`` is the analysis of one model's activity (arrays in, a ProfileResult out);
-``run_profile`` adds generation, caching and the run directory's files.
+``profile_model`` adds generation and caching; ``run_profile`` / ``run_profile_acts`` add the
+run directory's files (``profile_write``). Configuration: ``profile_config``; markdown:
+``profile_report``.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import pathlib
 from typing import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from synergy_jax import analysis, phiid, plots, results
-from synergy_jax.analysis import report
+from synergy_jax import analysis, phiid, results
+from synergy_jax.analysis import nulls, report, stats, surrogates, uncertainty
 from synergy_jax.pipeline import capture, specs
+from synergy_jax.pipeline.profile_config import BASELINE_INPUTS, RANKINGS, ProfileConfig
+from synergy_jax.pipeline.profile_report import _fmt, summary_markdown, verdict
+from synergy_jax.pipeline.profile_write import write_profile
 
-RANKINGS = ("rank_difference", "balance")
-
-
-@dataclasses.dataclass(frozen=True)
-class ProfileConfig:
-  """Everything the profile's numbers depend on besides the model and prompts.
-
-  tau: ΦID lag; redundancy: "mmi" or "ccs"; pool: "mean" (per-prompt estimates averaged, as in
-  the study) or "concat"; n_surrogates: circular-shift surrogates (0 disables the null);
-  graph_fraction: fraction of strongest edges kept in the graph view; ranking: the per-head score
-  that orders heads ("rank_difference" = rank(syn) − rank(red), or "balance"); seed: surrogates
-  and sampling. max_new_tokens, batch_size, greedy: generation.
-  """
-  tau: int = 1
-  redundancy: str = "mmi"
-  pool: str = "mean"
-  n_surrogates: int = 100
-  graph_fraction: float = 0.1
-  ranking: str = "rank_difference"
-  seed: int = 0
-  max_new_tokens: int = 100
-  batch_size: int = 8
-  greedy: bool = True
-  shard: bool = False
-
-  def __post_init__(self):
-    if self.ranking not in RANKINGS:
-      raise ValueError(f"ranking must be one of {RANKINGS}, got {self.ranking!r}")
-    if self.n_surrogates < 0:
-      raise ValueError(f"n_surrogates must be >= 0, got {self.n_surrogates}")
-
-  def phiid_kwargs(self) -> dict:
-    """What the atoms depend on (also their cache key)."""
-    return {"tau": self.tau, "redundancy": self.redundancy, "pool": self.pool}
-
-  def estimator_kwargs(self) -> dict:
-    """phiid_kwargs plus how to compute them (device placement)."""
-    return {**self.phiid_kwargs(), "mesh": "auto" if self.shard else None}
+__all__ = ["BASELINE_INPUTS", "RANKINGS", "ProfileConfig", "ProfileResult", "activity_cached",
+           "atoms_cached", "compute_atoms", "head_score", "profile_activity", "profile_model",
+           "profile_prompts", "run_profile", "run_profile_acts", "summary_markdown", "verdict",
+           "write_profile", "_fmt"]
 
 
 @dataclasses.dataclass(frozen=True)
 class ProfileResult:
   """One model's profile. summary: JSON-able dict (analysis.report.profile_report's keys plus
-  "score_name", "degenerate"); table: per-unit columns for head_scores.csv; scores: HeadScores;
-  score: (N,) the ranking score (higher = more synergistic); atoms (N, N, 16) nats; acts
-  (P, N, T); surrogates: SurrogateResult or None."""
+  "score_name", "null", "excess", "depth_trend", "layer_profile_ci", "reliability", "degenerate",
+  "verdict"); table: per-unit columns for head_scores.csv; scores: HeadScores; score: (N,) the
+  ranking score (higher = more synergistic); all_scores: {ranking: (N,)}; atoms (N, N, 16) nats;
+  acts (P, N, T); surrogates: SurrogateResult or None; per_prompt: (P, N, N, 2) per-prompt pair
+  sts/rtr or None; ci: {score: analysis.uncertainty.ProfileCI}."""
   summary: dict
   table: dict
   scores: "analysis.HeadScores"
@@ -71,15 +48,27 @@ class ProfileResult:
   surrogates: object
   num_layers: int
   num_heads: int
+  all_scores: dict = dataclasses.field(default_factory=dict)
+  per_prompt: np.ndarray | None = None
+  ci: dict = dataclasses.field(default_factory=dict)
 
 
 def head_score(scores: "analysis.HeadScores", ranking: str) -> np.ndarray:
-  """(N,) the per-head score named by ``ranking``; higher = more synergistic."""
+  """(N,) the per-head score named by ``ranking`` from atoms alone; higher = more synergistic.
+  ("excess" needs the surrogate null: take it from ``ProfileResult.all_scores``.)"""
   if ranking == "rank_difference":
     return scores.rank_score
   if ranking == "balance":
     return scores.balance
+  if ranking == "excess":
+    raise ValueError("ranking='excess' needs the surrogate null; use profile_activity(...)"
+                     ".all_scores['excess']")
   raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+
+
+def compute_dtype() -> str:
+  """Name of the estimator's compute dtype (float64 under jax_enable_x64, else float32)."""
+  return jax.dtypes.canonicalize_dtype(jnp.float64).name
 
 
 def compute_atoms(acts: np.ndarray, config: ProfileConfig) -> np.ndarray:
@@ -88,31 +77,99 @@ def compute_atoms(acts: np.ndarray, config: ProfileConfig) -> np.ndarray:
                     np.float64)
 
 
-def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: ProfileConfig,
-                     *, atoms: np.ndarray | None = None,
-                     progress: Callable | None = None) -> ProfileResult:
-  """The whole profile analysis of (P, N, T) activity, N = num_layers * num_heads."""
+def _check_acts(acts, num_layers, num_heads):
   acts = np.asarray(acts)
   if acts.ndim != 3 or acts.shape[1] != num_layers * num_heads:
     raise ValueError(f"acts must be (prompts, {num_layers} layers × {num_heads} heads, time), "
                      f"got shape {acts.shape}")
-  problems = phiid.check_units(acts, config.tau)
+  return acts
+
+
+def _depth_trends(all_scores: dict, num_layers: int, num_heads: int, config) -> dict:
+  if num_layers < 3 or not config.n_perm:
+    why = "needs at least 3 layers" if num_layers < 3 else "n_perm = 0"
+    return {k: {"unavailable": why} for k in all_scores}
+  return {k: stats.depth_trend(analysis.minmax_scale(v), num_layers, num_heads,
+                               n_perm=config.n_perm, n_boot=max(config.n_boot, 1),
+                               seed=config.seed).to_dict()
+          for k, v in all_scores.items()}
+
+
+def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: ProfileConfig,
+                     *, atoms: np.ndarray | None = None, per_prompt: np.ndarray | None = None,
+                     moments: "nulls.NullMoments | None" = None,
+                     progress: Callable | None = None) -> ProfileResult:
+  """The whole profile analysis of (P, N, T) activity, N = num_layers * num_heads.
+
+  atoms, per_prompt, moments: precomputed (cached) all-pairs atoms, per-prompt pair values and
+  surrogate moments; computed here when None.
+  """
+  acts = _check_acts(acts, num_layers, num_heads)
+  pc = config.phiid
+  problems = phiid.check_units(acts, pc.tau)
   if atoms is None:
     atoms = compute_atoms(acts, config)
+  pairs = surrogates.observed_pairs(atoms)
   sur = None
   if config.n_surrogates:
-    sur = analysis.surrogate_test(acts, atoms, n_surrogates=config.n_surrogates, seed=config.seed,
-                                  progress=progress, on_degenerate="mask",
-                                  **config.estimator_kwargs())
+    design = nulls.draw_design(config.null, config.n_surrogates, acts.shape[0], acts.shape[2],
+                               tau=pc.tau, seed=config.seed)
+    if moments is None:
+      moments = nulls.null_moments(acts, pairs, design, pc, progress=progress,
+                                   mesh=config.estimator_kwargs()["mesh"])
+    sur = surrogates.surrogate_statistics(pairs, design, moments)
   summary, table, scores = report.profile_report(
       atoms, num_layers, num_heads, acts=acts, surrogate=sur,
       graph_fraction=config.graph_fraction, seed=config.seed)
+  null_mean = None if sur is None else sur.null_pair_mean
+  all_scores = uncertainty.scores_from_pairs(pairs, null_mean)
+  trends = _depth_trends(all_scores, num_layers, num_heads, config)
+  summary["depth_trend"] = trends
+  if sur is not None:
+    table["sts_excess"], table["rtr_excess"] = sur.head_excess[:, 0], sur.head_excess[:, 1]
+    summary["null"] = sur.method
+    summary["excess"] = {
+        "layer_profile": analysis.layer_profile(all_scores["excess"], num_layers,
+                                                num_heads).mean,
+        "depth_trend": trends["excess"],
+        "mean_sts_excess": float(np.nanmean(sur.head_excess[:, 0])),
+        "mean_rtr_excess": float(np.nanmean(sur.head_excess[:, 1])),
+        "definition": "excess atom = observed − surrogate mean per pair (nats); the excess score "
+                      "is rank(partner-mean sts excess) − rank(partner-mean rtr excess)"}
+  ci = {}
+  if config.n_boot:
+    if per_prompt is None:
+      per_prompt = uncertainty.prompt_pairs(acts, pc)
+    ci = uncertainty.layer_profile_ci(per_prompt, num_layers, num_heads, null_mean=null_mean,
+                                      n_boot=config.n_boot, seed=config.seed,
+                                      pooled=pc.pool == "concat")
+    summary["layer_profile_ci"] = {k: v.to_dict() for k, v in ci.items()}
+    summary["reliability"] = (
+        uncertainty.reliability(per_prompt, null_mean=null_mean,
+                                n_splits=max(config.n_splits, 1), seed=config.seed)
+        if acts.shape[0] >= 4 else {k: {"unavailable": "split halves need >= 4 prompts"}
+                                    for k in all_scores})
   summary["score_name"] = config.ranking
   summary["degenerate"] = [{"unit": p.unit, "layer": p.unit // num_heads,
                             "head": p.unit % num_heads, "prompt": p.prompt, "reason": p.reason}
                            for p in problems]
-  return ProfileResult(summary, table, scores, head_score(scores, config.ranking), atoms, acts,
-                       sur, num_layers, num_heads)
+  summary["verdict"] = verdict(summary)
+  return ProfileResult(summary, table, scores, all_scores[config.ranking], atoms, acts, sur,
+                       num_layers, num_heads, all_scores, per_prompt, ci)
+
+
+# ------------------------------------------------------------------------------------------------
+# Caches
+# ------------------------------------------------------------------------------------------------
+
+
+def _array_digest(a: np.ndarray) -> str:
+  a = np.ascontiguousarray(a)
+  return hashlib.sha256(a.tobytes() + str((a.shape, a.dtype)).encode()).hexdigest()
+
+
+def _estimate_key(acts: np.ndarray, config: ProfileConfig, what: str) -> dict:
+  return {"what": what, "acts_sha": _array_digest(acts), **config.phiid.cache_key(compute_dtype())}
 
 
 def activity_cached(spec: "specs.ModelSpec", prompts: Sequence[str], config: ProfileConfig,
@@ -132,136 +189,76 @@ def activity_cached(spec: "specs.ModelSpec", prompts: Sequence[str], config: Pro
   return results.cached(cache_dir, key, compute, "activity")
 
 
+def matched_activity_cached(spec: "specs.ModelSpec", prompts: Sequence[str], tokens: np.ndarray,
+                            config: ProfileConfig, cache_dir: pathlib.Path) -> dict:
+  """{"acts", "tokens"} of ``spec``'s model teacher-forced on ``prompts`` + ``tokens`` (P, T)
+  (another model's continuations), cached."""
+  tokens = np.asarray(tokens)
+  key = {"what": "matched_activity", "model": specs.model_fingerprint(spec.model),
+         "prompts": list(prompts), "tokens_sha": _array_digest(tokens)}
+
+  def compute():
+    act = capture.score_activity(spec.model, spec.tokenizer, prompts, tokens,
+                                 batch_size=config.batch_size)
+    return {"acts": act.acts, "tokens": act.tokens}
+  return results.cached(cache_dir, key, compute, "activity")
+
+
 def atoms_cached(acts: np.ndarray, config: ProfileConfig, cache_dir: pathlib.Path) -> np.ndarray:
   """All-pairs atoms of ``acts`` from the cache, or computed and cached."""
-  key = {"what": "atoms", "acts_sha": results.config_hash({"a": _array_digest(acts)}),
-         **config.phiid_kwargs()}
-  return np.asarray(results.cached(cache_dir, key, lambda: compute_atoms(acts, config), "atoms"))
+  return np.asarray(results.cached(cache_dir, _estimate_key(acts, config, "atoms"),
+                                   lambda: compute_atoms(acts, config), "atoms"))
 
 
-def _array_digest(a: np.ndarray) -> str:
-  import hashlib
-  a = np.ascontiguousarray(a)
-  return hashlib.sha256(a.tobytes() + str((a.shape, a.dtype)).encode()).hexdigest()
+def prompt_pairs_cached(acts: np.ndarray, config: ProfileConfig,
+                        cache_dir: pathlib.Path) -> np.ndarray:
+  """(P, N, N, 2) per-prompt pair sts/rtr (``analysis.uncertainty.prompt_pairs``), cached."""
+  return np.asarray(results.cached(cache_dir, _estimate_key(acts, config, "prompt_pairs"),
+                                   lambda: uncertainty.prompt_pairs(acts, config.phiid),
+                                   "prompt_pairs"))
+
+
+def moments_cached(acts: np.ndarray, atoms: np.ndarray, config: ProfileConfig,
+                   cache_dir: pathlib.Path, progress: Callable | None = None):
+  """Surrogate moments (``analysis.nulls.null_moments``) for the profile's null, cached."""
+  key = {**_estimate_key(acts, config, "null_moments"), "null": config.null,
+         "n_surrogates": config.n_surrogates, "seed": config.seed}
+  design = nulls.draw_design(config.null, config.n_surrogates, acts.shape[0], acts.shape[2],
+                             tau=config.phiid.tau, seed=config.seed)
+
+  def compute():
+    m = nulls.null_moments(acts, surrogates.observed_pairs(atoms), design, config.phiid,
+                           progress=progress, mesh=config.estimator_kwargs()["mesh"])
+    return dataclasses.asdict(m)
+  return nulls.NullMoments(**results.cached(cache_dir, key, compute, "null_moments"))
+
+
+def profile_cached(acts: np.ndarray, num_layers: int, num_heads: int, config: ProfileConfig,
+                   cache_dir: pathlib.Path, progress: Callable | None = None) -> ProfileResult:
+  """``profile_activity`` with the atoms, per-prompt values and surrogate moments cached."""
+  acts = _check_acts(acts, num_layers, num_heads)
+  atoms = atoms_cached(acts, config, cache_dir)
+  moments = moments_cached(acts, atoms, config, cache_dir, progress) if config.n_surrogates \
+      else None
+  per_prompt = prompt_pairs_cached(acts, config, cache_dir) if config.n_boot else None
+  return profile_activity(acts, num_layers, num_heads, config, atoms=atoms,
+                          per_prompt=per_prompt, moments=moments, progress=progress)
 
 
 def profile_model(spec: "specs.ModelSpec", prompts: Sequence[str], config: ProfileConfig,
-                  cache_dir: pathlib.Path, progress: Callable | None = None) -> ProfileResult:
-  """Generate (cached) → atoms (cached) → profile, for one model."""
-  act = activity_cached(spec, prompts, config, cache_dir, progress)
-  acts = np.asarray(act["acts"])
-  atoms = atoms_cached(acts, config, cache_dir)
+                  cache_dir: pathlib.Path, progress: Callable | None = None, *,
+                  tokens: np.ndarray | None = None) -> ProfileResult:
+  """Generate (cached) → atoms (cached) → profile, for one model; with ``tokens`` (P, T) the
+  model is teacher-forced on them instead of generating."""
+  if tokens is None:
+    act = activity_cached(spec, prompts, config, cache_dir, progress)
+  else:
+    act = matched_activity_cached(spec, prompts, tokens, config, cache_dir)
   cfg = spec.model.config
-  res = profile_activity(acts, cfg.num_layers, cfg.num_heads, config, atoms=atoms,
-                         progress=progress)
+  res = profile_cached(np.asarray(act["acts"]), cfg.num_layers, cfg.num_heads, config,
+                       cache_dir, progress)
   return dataclasses.replace(res, summary={**res.summary, "model": spec.label,
                                            "tokens": np.asarray(act["tokens"])})
-
-
-def write_profile(run_dir: pathlib.Path, profiles: dict[str, ProfileResult],
-                  tokenizer=None, meta: dict | None = None) -> dict:
-  """Writes results.json, head_scores*.csv, layer_profile.csv, atoms*.npz, figures, summary.md.
-
-  ``profiles`` maps a label ("trained", "random") to its ProfileResult; the first is the main one.
-  Returns the results dict written.
-  """
-  run_dir = pathlib.Path(run_dir)
-  main_name = next(iter(profiles))
-  main = profiles[main_name]
-  out = {"config": meta or {}}
-  for name, res in profiles.items():
-    summ = dict(res.summary)
-    tokens = summ.pop("tokens", None)
-    suffix = "" if name == main_name else f"_{name}"
-    results.write_csv(run_dir / f"head_scores{suffix}.csv", res.table)
-    results.write_npz(run_dir / f"atoms{suffix}.npz", atoms=res.atoms, atom_names=np.array(phiid.ATOMS),
-                      acts=res.acts, score=res.score)
-    if tokens is not None and tokenizer is not None:
-      texts = [tokenizer.decode(row, skip_special_tokens=True) for row in tokens]
-      results.write_json(run_dir / f"generations{suffix}.json", texts)
-    out[name] = summ
-  # The required top-level keys describe the main model; the baseline sits under its label.
-  for key in ("units", "layer_profile", "syn_red_spearman", "graph", "surrogates"):
-    if key in out[main_name]:
-      out[key] = out[main_name][key]
-  depth = analysis.profile.depth(main.num_layers)
-  results.write_csv(run_dir / "layer_profile.csv",
-                    {"layer": np.arange(main.num_layers), "depth": depth,
-                     **{f"{n}_mean": r.summary["layer_profile_detail"]["rank_score"]["mean"]
-                        for n, r in profiles.items()},
-                     **{f"{n}_sd": r.summary["layer_profile_detail"]["rank_score"]["sd"]
-                        for n, r in profiles.items()}})
-  results.write_json(run_dir / "results.json", out)
-  _figures(run_dir, profiles)
-  results.write_text(run_dir / "summary.md", summary_markdown(profiles, meta or {}))
-  return out
-
-
-def _figures(run_dir: pathlib.Path, profiles: dict[str, ProfileResult]) -> None:
-  main_name = next(iter(profiles))
-  main = profiles[main_name]
-  s = analysis.ranking.atom_matrix(main.atoms, "sts")
-  r = analysis.ranking.atom_matrix(main.atoms, "rtr")
-  plots.pair_heatmaps({"synergy (sts, nats)": s, "redundancy (rtr, nats)": r}, main.num_heads,
-                      save=run_dir / "heatmaps.png")
-  plots.head_rank_heatmap(main.scores.rank_score, main.num_layers, main.num_heads,
-                          save=run_dir / "head_ranks.png")
-  plots.layer_profiles({n: p.summary["layer_profile_detail"]["rank_score"]
-                        for n, p in profiles.items()},
-                       title="synergy–redundancy rank by depth", save=run_dir / "layer_profile.png")
-  diag = main.summary
-  plots.diagnostics_scatter(main.scores.synergy, main.scores.redundancy,
-                            main.table.get("autocorr_lag1"),
-                            rho_syn_red=diag["syn_red_spearman"]["rho"],
-                            rho_ac_syn=diag.get("autocorr_syn_spearman", {}).get("rho"),
-                            save=run_dir / "diagnostics.png")
-  plots.graph_metrics_bar({f"{n} {k}": v for n, p in profiles.items()
-                           for k, v in p.summary["graph"].items()},
-                          save=run_dir / "graph_metrics.png")
-
-
-def _fmt(x, nd=3):
-  try:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{nd}f}"
-  except TypeError:
-    return str(x)
-
-
-def summary_markdown(profiles: dict[str, ProfileResult], meta: dict) -> str:
-  """A short human summary of the key numbers and how to read them."""
-  lines = ["# Synergistic-core profile", ""]
-  if meta:
-    lines += [f"- {k}: `{v}`" for k, v in meta.items()] + [""]
-  lines += ["| model | units | layer profile (scaled rank score, input → output) | core contrast |"
-            " Spearman(syn, red) | Spearman(autocorr, syn) | sts-significant heads |",
-            "|---|---|---|---|---|---|---|"]
-  for name, p in profiles.items():
-    s = p.summary
-    prof = " ".join(_fmt(v, 2) for v in s["layer_profile"])
-    cc = s["core_contrast"].get("rank_score")
-    sur = s.get("surrogates") or {}
-    sig = sur.get("sts", {}).get("fraction_heads_significant") if sur else None
-    lines.append(f"| {name} ({s.get('model', '')}) | {s['units']['n_units']} | {prof} | "
-                 f"{_fmt(cc)} | {_fmt(s['syn_red_spearman']['rho'])} | "
-                 f"{_fmt(s.get('autocorr_syn_spearman', {}).get('rho'))} | {_fmt(sig, 2)} |")
-  lines += ["", "How to read this:",
-            "- Layer profile: mean over a layer's heads of rank(synergy) − rank(redundancy), "
-            "min–max scaled to 0..1 over all heads. The study's brain-like pattern is an "
-            "inverted U: middle layers synergistic, first and last layers redundant.",
-            "- Core contrast: middle third of depth minus the rest; > 0 means a synergistic core.",
-            "- Spearman(syn, red) near +1 means per-head synergy and redundancy move together "
-            "(a known Gaussian-MMI confound) and the rank difference then carries little signal.",
-            "- Spearman(autocorr, syn): MMI turns autocorrelation into synergy; a strong value "
-            "means the synergy ranking may partly reflect how smooth each head's series is.",
-            "- sts-significant heads: fraction of heads whose mean sts exceeds its circular-shift "
-            "null after Benjamini–Hochberg FDR control."]
-  for name, p in profiles.items():
-    deg = p.summary.get("degenerate") or []
-    if deg:
-      units = sorted({(d['layer'], d['head']) for d in deg})
-      lines.append(f"- {name}: {len(units)} head(s) had degenerate series (constant or NaN) in "
-                   f"some prompts and were masked: {units[:10]}{' …' if len(units) > 10 else ''}")
-  return "\n".join(lines) + "\n"
 
 
 def profile_prompts(path: str | None = None, *, per_category: int | None = None) -> list[str]:
@@ -282,17 +279,45 @@ def profile_prompts(path: str | None = None, *, per_category: int | None = None)
   return [p.text for p in items]
 
 
+def profile_pair(model: str, prompts: Sequence[str], config: ProfileConfig, *, cache_dir,
+                 baseline: bool = True, dtype: str = "float32",
+                 progress: Callable | None = None):
+  """({label: ProfileResult}, ModelSpec): ``model`` and, if ``baseline``, its random-init
+  counterpart, teacher-forced on the trained tokens (config.baseline_inputs="matched") or
+  generating its own ("own")."""
+  cache_dir = pathlib.Path(cache_dir)
+  spec = specs.resolve_model(model, dtype=dtype, seed=config.seed)
+  main = profile_model(spec, prompts, config, cache_dir, progress)
+  profiles = {"trained" if not spec.random_init else "random": main}
+  if baseline and not spec.random_init:
+    rnd = specs.resolve_model(specs.random_counterpart(model), dtype=dtype, seed=config.seed)
+    tokens = main.summary["tokens"] if config.baseline_inputs == "matched" else None
+    res = profile_model(rnd, prompts, config, cache_dir, progress, tokens=tokens)
+    profiles["random"] = dataclasses.replace(
+        res, summary={**res.summary, "baseline_inputs": config.baseline_inputs})
+  return profiles, spec
+
+
 def run_profile(model: str, prompts: Sequence[str], config: ProfileConfig, run_dir, *,
                 cache_dir, baseline: bool = True, dtype: str = "float32",
                 progress: Callable | None = None) -> dict:
   """The profile experiment: ``model`` (a --model string) and, if ``baseline``, its random-init
   counterpart, on ``prompts``; writes everything into ``run_dir``; returns results.json's dict."""
-  cache_dir = pathlib.Path(cache_dir)
-  spec = specs.resolve_model(model, dtype=dtype, seed=config.seed)
-  profiles = {"trained" if not spec.random_init else "random":
-              profile_model(spec, prompts, config, cache_dir, progress)}
-  if baseline and not spec.random_init:
-    rnd = specs.resolve_model(specs.random_counterpart(model), dtype=dtype, seed=config.seed)
-    profiles["random"] = profile_model(rnd, prompts, config, cache_dir, progress)
-  meta = {"model": spec.label, "prompts": len(prompts), **dataclasses.asdict(config)}
+  profiles, spec = profile_pair(model, prompts, config, cache_dir=cache_dir, baseline=baseline,
+                                dtype=dtype, progress=progress)
+  meta = {"model": spec.label, "prompts": len(prompts), "compute_dtype": compute_dtype(),
+          **config.as_dict()}
   return write_profile(run_dir, profiles, spec.tokenizer, meta)
+
+
+def run_profile_acts(path, config: ProfileConfig, run_dir, *, cache_dir,
+                     progress: Callable | None = None) -> dict:
+  """The profile of recorded activity (``acts_file.load_acts``), without a model or baseline."""
+  from synergy_jax.pipeline import acts_file
+  rec = acts_file.load_acts(path)
+  res = profile_cached(rec.acts, rec.num_layers, rec.num_heads, config, pathlib.Path(cache_dir),
+                       progress)
+  res = dataclasses.replace(res, summary={**res.summary, "model": f"acts:{rec.path}"})
+  meta = {"acts": str(rec.path), "prompts": rec.acts.shape[0], "compute_dtype": compute_dtype(),
+          **config.as_dict()}
+  return write_profile(run_dir, {"recorded": res}, None, meta)

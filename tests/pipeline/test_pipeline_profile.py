@@ -154,8 +154,10 @@ def test_sharded_profile_equals_one_device():
   assert jax.device_count() >= 2, "tests/conftest.py simulates 8 CPU devices"
   rng = np.random.default_rng(1)
   acts = rng.standard_normal((3, 16, 60)).cumsum(-1) * 0.1 + rng.standard_normal((3, 16, 60))
-  one = prof.profile_activity(acts, 4, 4, prof.ProfileConfig(n_surrogates=5))
-  many = prof.profile_activity(acts, 4, 4, prof.ProfileConfig(n_surrogates=5, shard=True))
+  # 3 prompts: too few for trial shuffling, so the circular-shift null (on the sharded path).
+  one = prof.profile_activity(acts, 4, 4, prof.ProfileConfig(n_surrogates=5, null="circular"))
+  many = prof.profile_activity(acts, 4, 4, prof.ProfileConfig(n_surrogates=5, null="circular",
+                                                              shard=True))
   np.testing.assert_allclose(many.atoms, one.atoms, rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(many.surrogates.head_z, one.surrogates.head_z, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(many.summary["layer_profile"], one.summary["layer_profile"],

@@ -1,0 +1,94 @@
+"""The profile's files: results.json, head_scores*.csv, layer_profile.csv, atoms*.npz, figures and
+summary.md, all written atomically (``synergy_jax.results``)."""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from synergy_jax import analysis, phiid, plots, results
+from synergy_jax.pipeline.profile_report import SCORE_LABELS, summary_markdown
+
+# Keys of the main model's summary repeated at the top level of results.json.
+TOP_LEVEL = ("units", "layer_profile", "syn_red_spearman", "graph", "surrogates", "null", "excess",
+             "depth_trend", "layer_profile_ci", "reliability", "verdict")
+
+
+def _profile_with_ci(res, score: str) -> dict:
+  """{"depth", "mean", "ci_low", "ci_high"} of one score for ``plots.layer_profiles``."""
+  ci = res.ci.get(score)
+  mean = analysis.layer_profile(res.all_scores[score], res.num_layers, res.num_heads).mean
+  out = {"depth": analysis.profile.depth(res.num_layers), "mean": mean}
+  if ci is not None:
+    out.update(ci_low=ci.low, ci_high=ci.high)
+  return out
+
+
+def write_profile(run_dir: pathlib.Path, profiles: dict, tokenizer=None,
+                  meta: dict | None = None) -> dict:
+  """Writes results.json, head_scores*.csv, layer_profile.csv, atoms*.npz, figures, summary.md.
+
+  ``profiles`` maps a label ("trained", "random", "recorded") to its ProfileResult; the first is
+  the main one. Returns the results dict written.
+  """
+  run_dir = pathlib.Path(run_dir)
+  main_name = next(iter(profiles))
+  main = profiles[main_name]
+  out = {"config": meta or {}}
+  for name, res in profiles.items():
+    summ = dict(res.summary)
+    tokens = summ.pop("tokens", None)
+    suffix = "" if name == main_name else f"_{name}"
+    results.write_csv(run_dir / f"head_scores{suffix}.csv", res.table)
+    results.write_npz(run_dir / f"atoms{suffix}.npz", atoms=res.atoms,
+                      atom_names=np.array(phiid.ATOMS), acts=res.acts, score=res.score)
+    if tokens is not None and tokenizer is not None:
+      texts = [tokenizer.decode(row, skip_special_tokens=True) for row in tokens]
+      results.write_json(run_dir / f"generations{suffix}.json", texts)
+    out[name] = summ
+  for key in TOP_LEVEL:
+    if key in out[main_name]:
+      out[key] = out[main_name][key]
+  if "random" in profiles:
+    out["baseline_inputs"] = profiles["random"].summary.get("baseline_inputs")
+  cols = {"layer": np.arange(main.num_layers), "depth": analysis.profile.depth(main.num_layers)}
+  for n, r in profiles.items():
+    for score in r.all_scores:
+      p = _profile_with_ci(r, score)
+      cols[f"{n}_{score}_mean"] = p["mean"]
+      if "ci_low" in p:
+        cols[f"{n}_{score}_ci_low"], cols[f"{n}_{score}_ci_high"] = p["ci_low"], p["ci_high"]
+  results.write_csv(run_dir / "layer_profile.csv", cols)
+  results.write_json(run_dir / "results.json", out)
+  _figures(run_dir, profiles)
+  results.write_text(run_dir / "summary.md", summary_markdown(profiles, meta or {}))
+  return out
+
+
+def _figures(run_dir: pathlib.Path, profiles: dict) -> None:
+  main_name = next(iter(profiles))
+  main = profiles[main_name]
+  s = analysis.ranking.atom_matrix(main.atoms, "sts")
+  r = analysis.ranking.atom_matrix(main.atoms, "rtr")
+  plots.pair_heatmaps({"synergy (sts, nats)": s, "redundancy (rtr, nats)": r}, main.num_heads,
+                      save=run_dir / "heatmaps.png")
+  plots.head_rank_heatmap(main.score, main.num_layers, main.num_heads,
+                          save=run_dir / "head_ranks.png")
+  score = main.summary.get("score_name", "rank_difference")
+  band = "95% prompt-bootstrap CI" if main.ci else "no interval (n_boot = 0)"
+  plots.layer_profiles({n: _profile_with_ci(p, score) for n, p in profiles.items()},
+                       title=f"{SCORE_LABELS.get(score, score)} by depth\n(band: {band})",
+                       save=run_dir / "layer_profile.png")
+  if "excess" in main.all_scores and score != "excess":
+    plots.layer_profiles({n: _profile_with_ci(p, "excess") for n, p in profiles.items()},
+                         title=f"{SCORE_LABELS['excess']} by depth\n(band: {band})",
+                         save=run_dir / "excess_profile.png")
+  diag = main.summary
+  plots.diagnostics_scatter(main.scores.synergy, main.scores.redundancy,
+                            main.table.get("autocorr_lag1"),
+                            rho_syn_red=diag["syn_red_spearman"]["rho"],
+                            rho_ac_syn=diag.get("autocorr_syn_spearman", {}).get("rho"),
+                            save=run_dir / "diagnostics.png")
+  plots.graph_metrics_bar({f"{n} {k}": v for n, p in profiles.items()
+                           for k, v in p.summary["graph"].items()},
+                          save=run_dir / "graph_metrics.png")
