@@ -259,3 +259,43 @@ def perturbation_accuracy(sigmas, levels, accuracy: Mapping[str, np.ndarray], *,
   axes[0, 0].set_ylabel("accuracy")
   axes[0, 0].legend(fontsize=7)
   return _finish(fig, save)
+
+
+def robustness_panel(variants, depth, *, save=None) -> Figure:
+  """Small multiples of the robustness panel: one axes per (kind, preprocess), one line per score
+  with its 95% prompt-bootstrap band; "*" in a legend entry marks a significant inverted U.
+
+  variants: rows of ``pipeline.robustness.run_variants`` (kind, preprocess, score, status,
+  layer_profile, ci_low, ci_high, inverted_u); depth: (L,) normalised depth.
+  """
+  kinds = list(dict.fromkeys(v["kind"] for v in variants))
+  preps = list(dict.fromkeys(v["preprocess"] for v in variants))
+  fig, axes = _figure(len(preps), len(kinds), (3.2, 2.6))
+  scores = list(dict.fromkeys(v["score"] for v in variants))
+  for r, kind in enumerate(kinds):
+    for c, prep in enumerate(preps):
+      ax = axes[r, c]
+      rows = [v for v in variants if v["kind"] == kind and v["preprocess"] == prep]
+      ax.set_title(f"{kind} / {prep}", fontsize=9)
+      ax.set_xlim(-0.02, 1.02)
+      if not rows or rows[0]["status"] != "ok":
+        ax.text(0.5, 0.5, "not supported yet", ha="center", va="center", transform=ax.transAxes,
+                fontsize=8, color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        continue
+      for v in rows:
+        low = None if v.get("ci_low") is None else np.asarray(v["ci_low"], float)
+        high = None if v.get("ci_high") is None else np.asarray(v["ci_high"], float)
+        _with_ci(ax, depth, np.asarray(v["layer_profile"], float), low, high,
+                 color=f"C{scores.index(v['score'])}", ms=3,
+                 label=v["score"] + (" *" if v["inverted_u"] else ""))
+      ax.set_ylim(-0.05, 1.05)
+      ax.legend(fontsize=6, loc="best")
+      if r == len(kinds) - 1:
+        ax.set_xlabel("normalised depth", fontsize=8)
+      if c == 0:
+        ax.set_ylabel("scaled score", fontsize=8)
+  fig.suptitle("layer profiles across estimators (band: 95% prompt-bootstrap CI; * inverted U)",
+               fontsize=9)
+  return _finish(fig, save)

@@ -1,0 +1,166 @@
+"""Does the inverted U survive a change of estimator? One capture, then the profile under every
+estimator kind × preprocessing, each read on every score (rank difference, balance, excess).
+
+Every variant reuses the cached activity, and its atoms, per-prompt values and surrogate moments
+are cached by the variant's ``PhiidConfig.cache_key`` (``profile.profile_cached``), so the panel
+costs the estimators and nothing more, and a re-run costs almost nothing. A variant the estimator
+does not implement yet is recorded as such (with the estimator's message), never dropped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import pathlib
+from typing import Callable
+
+import numpy as np
+
+from synergy_jax import analysis, plots, results
+from synergy_jax.analysis import uncertainty
+from synergy_jax.pipeline import profile
+from synergy_jax.pipeline.profile_report import SCORE_LABELS, _fmt, inverted_u_supported
+
+KINDS = ("gaussian", "copula", "discrete")
+PREPROCESS = ("none", "detrend", "diff")
+_NOT_YET = "not supported yet"  # phiid's message for a variant it does not implement yet
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustnessConfig:
+  """profile: the base ProfileConfig (its phiid gives tau, redundancy, pool, bias correction);
+  kinds, preprocess: the grid; scores: the per-head scores read in every variant."""
+  profile: profile.ProfileConfig
+  kinds: tuple = KINDS
+  preprocess: tuple = PREPROCESS
+  scores: tuple = uncertainty.SCORES
+
+  def __post_init__(self):
+    for name, allowed in (("kinds", KINDS), ("preprocess", PREPROCESS),
+                          ("scores", uncertainty.SCORES)):
+      bad = [v for v in getattr(self, name) if v not in allowed]
+      if bad or not getattr(self, name):
+        raise ValueError(f"RobustnessConfig.{name}={getattr(self, name)!r}: choose a non-empty "
+                         f"subset of {allowed}")
+    if "excess" in self.scores and self.profile.n_surrogates < 2:
+      raise ValueError("the excess score needs the surrogate null: n_surrogates >= 2")
+
+  def variant(self, kind: str, preprocess: str) -> profile.ProfileConfig:
+    """The ProfileConfig of one grid cell (bias correction only for the Gaussian kinds)."""
+    pc = self.profile.phiid.replace(
+        kind=kind, preprocess=preprocess,
+        bias_correction=self.profile.phiid.bias_correction and kind != "discrete")
+    return dataclasses.replace(self.profile, phiid=pc, ranking="rank_difference", tau=None,
+                               redundancy=None, pool=None)
+
+
+def _variant_rows(res: "profile.ProfileResult", kind: str, preprocess: str, scores) -> list:
+  s = res.summary
+  rows = []
+  for score in scores:
+    ci = (s.get("layer_profile_ci") or {}).get(score) or {}
+    rows.append({"kind": kind, "preprocess": preprocess, "score": score, "status": "ok",
+                 "layer_profile": res.ci[score].estimate if score in res.ci else
+                 analysis.layer_profile(res.all_scores[score], res.num_layers,
+                                                res.num_heads).mean,
+                 "ci_low": ci.get("ci_low"), "ci_high": ci.get("ci_high"),
+                 "depth_trend": (s.get("depth_trend") or {}).get(score),
+                 "curvature_ci_prompts": ci.get("curvature_ci"),
+                 "reliability": (s.get("reliability") or {}).get(score),
+                 "inverted_u": inverted_u_supported(s, score),
+                 "syn_red_spearman": s["syn_red_spearman"]["rho"],
+                 "autocorr_syn_spearman": s.get("autocorr_syn_spearman", {}).get("rho")})
+  return rows
+
+
+def run_variants(acts: np.ndarray, num_layers: int, num_heads: int, config: RobustnessConfig,
+                 cache_dir, progress: Callable | None = None) -> list[dict]:
+  """One row per kind × preprocess × score: settings, layer profile with intervals, depth trend,
+  reliability and the inverted-U decision; unsupported variants get status "unsupported"."""
+  rows = []
+  for kind, prep in itertools.product(config.kinds, config.preprocess):
+    cfg = config.variant(kind, prep)
+    try:
+      res = profile.profile_cached(acts, num_layers, num_heads, cfg, pathlib.Path(cache_dir),
+                                   progress)
+    except ValueError as e:
+      if _NOT_YET not in str(e):
+        raise
+      rows += [{"kind": kind, "preprocess": prep, "score": s, "status": "unsupported",
+                "reason": str(e)} for s in config.scores]
+      continue
+    rows += _variant_rows(res, kind, prep, config.scores)
+  return rows
+
+
+def summary_markdown(rows: list[dict], meta: dict) -> str:
+  """summary.md: the count of variants with a significant inverted U first, then the table."""
+  done = [r for r in rows if r["status"] == "ok"]
+  sig = [r for r in done if r["inverted_u"]]
+  skipped = [r for r in rows if r["status"] != "ok"]
+  lines = ["# Robustness of the inverted U", "",
+           f"**Significant inverted U in {len(sig)} of {len(done)} variants** (estimator kind × "
+           f"preprocessing × score; significant = permutation p < 0.05, negative curvature, "
+           f"interior peak and a prompt-bootstrap curvature interval below 0)."]
+  if skipped:
+    cells = sorted({(r["kind"], r["preprocess"]) for r in skipped})
+    lines.append(f"Not run ({len(skipped)} variants, {len(cells)} estimator settings the "
+                 f"estimator does not implement yet): {cells}.")
+  lines += ["", "| kind | preprocess | score | layer profile | curvature [prompt CI] | p | "
+            "reliability | inverted U |", "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    if r["status"] != "ok":
+      lines.append(f"| {r['kind']} | {r['preprocess']} | {r['score']} | not supported yet | | | "
+                   f"| |")
+      continue
+    tr = r["depth_trend"] or {}
+    pci = r["curvature_ci_prompts"] or [None, None]
+    rel = (r["reliability"] or {}).get("spearman_brown")
+    lines.append(f"| {r['kind']} | {r['preprocess']} | {r['score']} | "
+                 f"{' '.join(_fmt(v, 2) for v in r['layer_profile'])} | "
+                 f"{_fmt(tr.get('curvature'), 2)} [{_fmt(pci[0], 2)}, {_fmt(pci[1], 2)}] | "
+                 f"{_fmt(tr.get('p_value'), 3)} | {_fmt(rel, 2)} | "
+                 f"{'yes' if r['inverted_u'] else 'no'} |")
+  lines += ["", "Scores: " + "; ".join(f"{k}: {v}" for k, v in SCORE_LABELS.items()), ""]
+  lines += ["Settings:", ""] + [f"- {k}: `{v}`" for k, v in meta.items()]
+  return "\n".join(lines) + "\n"
+
+
+def write_robustness(run_dir, rows: list[dict], num_layers: int, meta: dict) -> dict:
+  """results.json (``variants``), robustness.csv, robustness.png and summary.md."""
+  run_dir = pathlib.Path(run_dir)
+  out = {"config": meta, "variants": rows,
+         "n_variants": sum(r["status"] == "ok" for r in rows),
+         "n_inverted_u": sum(bool(r.get("inverted_u")) for r in rows)}
+  results.write_json(run_dir / "results.json", out)
+  results.write_csv(run_dir / "robustness.csv",
+                    [{"kind": r["kind"], "preprocess": r["preprocess"], "score": r["score"],
+                      "status": r["status"],
+                      "curvature": (r.get("depth_trend") or {}).get("curvature"),
+                      "p_value": (r.get("depth_trend") or {}).get("p_value"),
+                      "inverted_u": r.get("inverted_u")} for r in rows])
+  plots.robustness_panel(rows, analysis.profile.depth(num_layers),
+                         save=run_dir / "robustness.png")
+  results.write_text(run_dir / "summary.md", summary_markdown(rows, meta))
+  return out
+
+
+def run_robustness(model: str | None, prompts, config: RobustnessConfig, run_dir, *, cache_dir,
+                   acts_path=None, dtype: str = "float32",
+                   progress: Callable | None = None) -> dict:
+  """The robustness experiment on a model's activity (one cached capture) or a recorded file."""
+  cache_dir = pathlib.Path(cache_dir)
+  if acts_path is not None:
+    from synergy_jax.pipeline import acts_file
+    rec = acts_file.load_acts(acts_path)
+    acts, layers, heads, source = rec.acts, rec.num_layers, rec.num_heads, f"acts:{rec.path}"
+  else:
+    from synergy_jax.pipeline import specs
+    spec = specs.resolve_model(model, dtype=dtype, seed=config.profile.seed)
+    act = profile.activity_cached(spec, prompts, config.profile, cache_dir, progress)
+    acts, source = np.asarray(act["acts"]), spec.label
+    layers, heads = spec.model.config.num_layers, spec.model.config.num_heads
+  rows = run_variants(acts, layers, heads, config, cache_dir, progress)
+  meta = {"source": source, "prompts": int(acts.shape[0]), "kinds": list(config.kinds),
+          "preprocess": list(config.preprocess), "scores": list(config.scores),
+          "compute_dtype": profile.compute_dtype(), **config.profile.as_dict()}
+  return write_robustness(run_dir, rows, layers, meta)
