@@ -78,3 +78,24 @@ def test_fingerprint_tracks_weights(tiny):
   assert specs.model_fingerprint(model) != specs.model_fingerprint(changed)
   reinit = models.init(model.config, seed=4)
   assert specs.model_fingerprint(model) != specs.model_fingerprint(reinit)
+
+
+def test_matched_baseline_sees_identical_tokens(tiny, tmp_path):
+  """Teacher-forcing a model on its own generations reproduces its generation-time activity,
+  and the random baseline scored on the trained model's tokens keeps those tokens exactly."""
+  model, tok = tiny
+  gen = capture.collect_activity(model, tok, PROMPTS, max_new_tokens=6, batch_size=2)
+  forced = capture.score_activity(model, tok, PROMPTS, gen.tokens, batch_size=2)
+  np.testing.assert_array_equal(forced.tokens, gen.tokens)
+  np.testing.assert_allclose(forced.acts, gen.acts, rtol=2e-4, atol=2e-5)
+  other = models.init(model.config, seed=11)
+  matched = capture.score_activity(other, tok, PROMPTS, gen.tokens, batch_size=3)
+  np.testing.assert_array_equal(matched.tokens, gen.tokens)
+  assert matched.acts.shape == gen.acts.shape and np.all(np.isfinite(matched.acts))
+  assert not np.allclose(matched.acts, gen.acts)  # other weights, same inputs
+  with pytest.raises(ValueError, match="tokens must be"):
+    capture.score_activity(other, tok, PROMPTS[:2], gen.tokens)
+  with pytest.raises(ValueError, match="prompt 1 fall outside the vocabulary"):
+    bad = gen.tokens.copy()
+    bad[1, 0] = 10 ** 6
+    capture.score_activity(other, tok, PROMPTS, bad)

@@ -76,7 +76,29 @@ def test_profile_writes_consistent_results(profile_run):
   atoms = np.load(out / "atoms.npz")
   assert atoms["atoms"].shape == (n, n, 16)
   assert atoms["acts"].shape[1] == n and atoms["acts"].shape[2] == 40
-  assert "Synergistic-core profile" in (out / "summary.md").read_text()
+  summary = (out / "summary.md").read_text()
+  assert summary.startswith("# Synergistic-core profile\n\n**Verdict (trained).**")
+  assert res["verdict"] in summary and "Confounds" in summary
+  # Calibrated null, excess atoms, intervals, depth trend, reliability, matched baseline.
+  assert res["null"] == "trial" and res["surrogates"]["null"] == "trial"
+  assert res["baseline_inputs"] == "matched" and res["random"]["baseline_inputs"] == "matched"
+  assert len(res["excess"]["layer_profile"]) == layers
+  for score in ("rank_difference", "balance", "excess"):
+    tr = res["depth_trend"][score]
+    assert 0 < tr["p_value"] <= 1 and tr["ci"][0] <= tr["curvature"] <= tr["ci"][1]
+    ci = res["layer_profile_ci"][score]
+    lo, hi, est = map(np.asarray, (ci["ci_low"], ci["ci_high"], ci["estimate"]))
+    assert lo.shape == (layers,) and np.all(lo <= hi) and np.all(np.isfinite(est))
+    assert -1 <= res["reliability"][score]["rho"] <= 1
+    assert score in res["random"]["depth_trend"]
+  np.testing.assert_allclose(res["layer_profile_ci"]["rank_difference"]["estimate"],
+                             res["layer_profile"], rtol=1e-9)
+  sts_ex = np.array([float(r["sts_excess"]) for r in rows])
+  assert np.all(np.isfinite(sts_ex))
+  # The matched baseline was teacher-forced on exactly the trained model's continuations.
+  gens = json.loads((out / "generations.json").read_text())
+  assert json.loads((out / "generations_random.json").read_text()) == gens
+  assert (out / "excess_profile.png").stat().st_size > 0
 
 
 @needs_default
@@ -121,6 +143,59 @@ def test_profile_prompts_and_config_errors(tmp_path):
     prof.ProfileConfig(n_surrogates=-1)
   with pytest.raises(ValueError, match=r"3 layers × 4 heads"):
     prof.profile_activity(np.zeros((2, 5, 20)), 3, 4, prof.ProfileConfig())
+  with pytest.raises(ValueError, match="excess.*n_surrogates"):
+    prof.ProfileConfig(ranking="excess", n_surrogates=0)
+  with pytest.raises(ValueError, match="null must be one of"):
+    prof.ProfileConfig(null="shuffle")
+  with pytest.raises(ValueError, match="baseline_inputs"):
+    prof.ProfileConfig(baseline_inputs="mine")
+  from synergy_jax import phiid
+  with pytest.raises(ValueError, match="contradict"):
+    prof.ProfileConfig(phiid=phiid.PhiidConfig(tau=2), tau=1)
+  cfg = prof.ProfileConfig(tau=2, redundancy="ccs")
+  assert cfg.phiid == phiid.PhiidConfig(tau=2, redundancy="ccs") and cfg.tau == 2
+
+
+def _write_npz(path, **arrays):
+  np.savez(path, **arrays)
+  return path
+
+
+def test_acts_file_errors_name_the_culprit(tmp_path):
+  from synergy_jax.pipeline import acts_file
+  good = np.random.default_rng(0).standard_normal((6, 6, 30))
+  with pytest.raises(FileNotFoundError, match="nothere.npz"):
+    acts_file.load_acts(tmp_path / "nothere.npz")
+  (tmp_path / "junk.npz").write_text("not a zip")
+  with pytest.raises(ValueError, match="not a NumPy .npz"):
+    acts_file.load_acts(tmp_path / "junk.npz")
+  p = _write_npz(tmp_path / "a.npz", acts=good, num_layers=3)
+  with pytest.raises(ValueError, match=r"lacks key\(s\) \['num_heads'\]"):
+    acts_file.load_acts(p)
+  p = _write_npz(tmp_path / "b.npz", acts=good[0], num_layers=3, num_heads=2)
+  with pytest.raises(ValueError, match=r"\(prompts, units, time\)"):
+    acts_file.load_acts(p)
+  p = _write_npz(tmp_path / "c.npz", acts=good, num_layers=4, num_heads=2)
+  with pytest.raises(ValueError, match="6 units but num_layers × num_heads = 4 × 2 = 8"):
+    acts_file.load_acts(p)
+  p = _write_npz(tmp_path / "d.npz", acts=good, num_layers=3.0, num_heads=2)
+  with pytest.raises(ValueError, match="'num_layers' must be a positive integer"):
+    acts_file.load_acts(p)
+  rec = acts_file.load_acts(_write_npz(tmp_path / "e.npz", acts=good, num_layers=3, num_heads=2))
+  assert rec.acts.shape == (6, 6, 30) and (rec.num_layers, rec.num_heads) == (3, 2)
+
+
+def test_profile_of_recorded_activity(tmp_path):
+  rng = np.random.default_rng(4)
+  acts = rng.standard_normal((8, 6, 40))
+  acts[:, 2:4, 1:] += 0.9 * acts[:, 0:1, :-1]  # layer 1 driven by unit 0
+  path = _write_npz(tmp_path / "rec.npz", acts=acts, num_layers=3, num_heads=2)
+  cfg = prof.ProfileConfig(n_surrogates=10, n_boot=20, n_perm=99, ranking="excess")
+  out = prof.run_profile_acts(path, cfg, tmp_path / "run", cache_dir=tmp_path / "cache")
+  assert out["recorded"]["model"] == f"acts:{path}" and "random" not in out
+  assert out["config"]["ranking"] == "excess" and len(out["layer_profile"]) == 3
+  assert (tmp_path / "run" / "layer_profile.png").stat().st_size > 0
+  np.testing.assert_allclose(np.load(tmp_path / "run" / "atoms.npz")["acts"], acts)
 
 
 def test_profile_activity_on_planted_structure():
