@@ -44,7 +44,8 @@ def test_profile_report_end_to_end(tmp_path):
   def est(acts, *, acts_y=None, tau=1, **_):
     return atoms + rng.normal(scale=0.1, size=atoms.shape)
 
-  sur = surrogates.surrogate_test(acts, atoms, null="circular", n_surrogates=20, seed=0, estimator=est)
+  sur = surrogates.surrogate_test(acts, atoms,
+                                  null="circular", n_surrogates=20, seed=0, estimator=est)
   out, table, hs = report.profile_report(atoms, L, H, acts=acts, surrogate=sur, n_perm=50)
   assert len(out["layer_profile"]) == L
   assert sorted(table["synergy_rank"]) == list(range(1, n + 1))

@@ -59,7 +59,9 @@ def test_independent_noise_z_centred_and_few_discoveries():
   rng = np.random.default_rng(0)
   acts = _ar1(rng, 4, 10, 200)
   obs = simple_estimator(acts)
-  res = surrogates.surrogate_test(acts, obs, null="circular", n_surrogates=100, seed=1, estimator=simple_estimator)
+  res = surrogates.surrogate_test(acts, obs,
+                                  null="circular", n_surrogates=100, seed=1,
+                                  estimator=simple_estimator)
   off = ~np.eye(10, dtype=bool)
   z = res.pair_z[..., 0][off]
   assert abs(np.mean(z)) < 0.25 and 0.6 < np.std(z) < 1.4
@@ -76,7 +78,8 @@ def test_head_z_centred_over_independent_datasets():
   means = []
   for s in range(8):
     acts = _ar1(np.random.default_rng(100 + s), 3, 8, 150)
-    res = surrogates.surrogate_test(acts, simple_estimator(acts), null="circular", n_surrogates=50, seed=s,
+    res = surrogates.surrogate_test(acts, simple_estimator(acts),
+                                    null="circular", n_surrogates=50, seed=s,
                                     estimator=simple_estimator)
     means.append(np.nanmean(res.head_z, 0))
   assert np.all(np.abs(np.mean(means, 0)) < 0.45)
@@ -87,13 +90,16 @@ def test_coupled_pair_detected():
   acts = rng.normal(size=(3, 6, 300))
   acts[:, 1, 1:] += 1.5 * acts[:, 0, :-1]  # unit 0 drives unit 1 at lag 1
   obs = simple_estimator(acts)
-  res = surrogates.surrogate_test(acts, obs, null="circular", n_surrogates=100, seed=2, estimator=simple_estimator)
+  res = surrogates.surrogate_test(acts, obs,
+                                  null="circular", n_surrogates=100, seed=2,
+                                  estimator=simple_estimator)
   assert res.pair_z[0, 1, 0] > 5
   assert res.pair_p[0, 1, 0] == pytest.approx(1 / 101)  # the smallest attainable empirical p
   # 30 ordered pairs: BH's first threshold 0.05/30 is below 1/101, so only the Gaussian tail
   # can resolve a single coupled pair.
   assert not res.pair_significant[0, 1, 0]
-  res_g = surrogates.surrogate_test(acts, obs, null="circular", n_surrogates=100, seed=2, pvalue="gaussian",
+  res_g = surrogates.surrogate_test(acts, obs,
+                                    null="circular", n_surrogates=100, seed=2, pvalue="gaussian",
                                     estimator=simple_estimator)
   assert res_g.pair_significant[0, 1, 0]
   z = np.where(np.isnan(res_g.pair_z[..., 0]), -np.inf, res_g.pair_z[..., 0])
