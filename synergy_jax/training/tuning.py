@@ -41,9 +41,9 @@ class TuneConfig:
   """
   method: str = "grpo"
   steps: int = 60
-  learning_rate: float = 1e-3
+  learning_rate: float = 3e-4
   warmup_steps: int = 5
-  end_learning_rate: float = 1e-4
+  end_learning_rate: float = 3e-5
   b1: float = 0.9
   b2: float = 0.98
   weight_decay: float = 0.01
