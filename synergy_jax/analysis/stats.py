@@ -215,7 +215,9 @@ class EffectSize:
 
 def hedges_g_ci(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> EffectSize:
   """Hedges' g of x − y and its percentile bootstrap interval (each group resampled with
-  replacement within itself; infinite replicates count at the interval's ends)."""
+  replacement within itself). Replicates where both resampled groups are constant but differ
+  give ±inf and take part (the interval then reaches ±inf: the data cannot bound g); quantiles
+  are order statistics (inverted CDF), so no interpolation meets an infinity."""
   x, y = _two_groups(x, y, "hedges_g_ci", 2)
   ix = bootstrap_indices(x.size, n_boot, seed)
   iy = bootstrap_indices(y.size, n_boot, seed + 1)
@@ -224,7 +226,10 @@ def hedges_g_ci(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0)
   if undefined == n_boot:
     lo = hi = float("nan")
   else:
-    lo, hi = percentile_interval(reps[~np.isnan(reps)], level)
+    if not 0.0 < level < 1.0:
+      raise ValueError(f"CI level must be in (0, 1), got {level}")
+    lo, hi = np.quantile(reps[~np.isnan(reps)], [(1 - level) / 2, (1 + level) / 2],
+                         method="inverted_cdf")
   return EffectSize(hedges_g(x, y), float(lo), float(hi), level, n_boot, undefined)
 
 

@@ -17,7 +17,19 @@ import numpy as np
 from synergy_jax import models
 from synergy_jax.training import freeze, grpo, loop, runner, sft, tuning
 
-OBJECTIVES = {"sft": (sft.make_step_fn, sft.METRICS), "grpo": (grpo.make_step_fn, grpo.METRICS)}
+OBJECTIVES = {"sft": sft, "grpo": grpo}  # each: make_programs, make_step_fn, METRICS
+_PROGRAMS: dict = {}  # (architecture, dtype, settings but the seed) -> (optimizer, programs)
+
+
+def _programs(model, cfg):
+  """The optimizer and jitted programs of ``cfg.method``, built once per architecture, dtype and
+  configuration other than the seed and bookkeeping (so runs share compilations)."""
+  key = (model.config, model.dtype, dataclasses.replace(
+      cfg, seed=0, **{k: getattr(tuning.TuneConfig, k) for k in tuning.BOOKKEEPING}))
+  if key not in _PROGRAMS:
+    optimizer = make_optimizer(cfg, model.params)
+    _PROGRAMS[key] = optimizer, OBJECTIVES[cfg.method].make_programs(model, cfg, optimizer)
+  return _PROGRAMS[key]
 
 
 def make_optimizer(cfg: "tuning.TuneConfig", params):
@@ -38,9 +50,9 @@ def finetune(model: "models.Model", tokenizer, heads, cfg: "tuning.TuneConfig",
   cfg_model = model.config
   sel = models.head_selection(heads, cfg_model.num_layers, cfg_model.num_heads)
   mask = freeze.entry_mask(model.params, sel)
-  optimizer = make_optimizer(cfg, model.params)
-  make_step_fn, metrics = OBJECTIVES[cfg.method]
-  step_fn = make_step_fn(model, tokenizer, cfg, optimizer, mask)
+  optimizer, programs = _programs(model, cfg)
+  objective = OBJECTIVES[cfg.method]
+  step_fn = objective.make_step_fn(model, tokenizer, cfg, programs, mask)
   state0 = {"params": model.params, "opt_state": optimizer.init(model.params)}
   schedule = runner.Schedule(cfg.steps, tuple(cfg.checkpoint_steps()), cfg.eval_every,
                              cfg.log_every)
@@ -48,6 +60,6 @@ def finetune(model: "models.Model", tokenizer, heads, cfg: "tuning.TuneConfig",
             "heads": {"selected": np.argwhere(sel).tolist()}}
   return runner.run_loop(workdir, state0, step_fn,
                          evaluate or tuning.make_evaluate(model, tokenizer, cfg), schedule,
-                         metric_columns=metrics, eval_columns=tuning.eval_columns(cfg),
+                         metric_columns=objective.METRICS, eval_columns=tuning.eval_columns(cfg),
                          record=record, bookkeeping=tuning.BOOKKEEPING, stop_after=stop_after,
                          resume_from_last_good=resume_from_last_good, log=log)

@@ -148,15 +148,22 @@ def sample_batch(model, tokenizer, cfg, params, step: int) -> dict:
           "correct": correct}
 
 
-def make_step_fn(model, tokenizer, cfg, optimizer, entry_mask) -> Callable:
+def make_programs(model, cfg, optimizer) -> dict:
+  """The jitted pieces of a GRPO step: "score" (params, tokens, prompt_lengths) -> (B, T)
+  log-probabilities and "update" (steps.make_step of the policy loss). They depend on the
+  architecture and the loss settings only, so runs of other seeds and heads reuse them."""
+  t_new = tuning.answer_budget(cfg)
+  return {"score": make_scorer(model, t_new),
+          "update": steps.make_step(make_policy_loss(model, cfg, t_new), optimizer)}
+
+
+def make_step_fn(model, tokenizer, cfg, programs, entry_mask) -> Callable:
   """step_fn(state, step) -> (state, metrics) for runner.run_loop: sample, score, μ updates.
 
   The reference policy is ``model.params`` (the base, frozen); sampling key of step s:
   fold_in(PRNGKey(seed), s).
   """
-  t_new = tuning.answer_budget(cfg)
-  scorer = make_scorer(model, t_new)
-  update = steps.make_step(make_policy_loss(model, cfg, t_new), optimizer)
+  scorer, update = programs["score"], programs["update"]
   ref_params = model.params
 
   def step_fn(state, s):

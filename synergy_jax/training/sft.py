@@ -67,10 +67,17 @@ def make_batch_fn(tokenizer, cfg: "tuning.TuneConfig", pad_id: int) -> tuple[Cal
   return batch, length
 
 
-def make_step_fn(model, tokenizer, cfg, optimizer, entry_mask) -> Callable:
+def make_programs(model, cfg, optimizer) -> dict:
+  """The jitted SFT update (steps.make_step of the next-token loss); shared by all runs of one
+  architecture and configuration."""
+  del cfg
+  return {"update": steps.make_step(loop.next_token_loss(model.config), optimizer)}
+
+
+def make_step_fn(model, tokenizer, cfg, programs, entry_mask) -> Callable:
   """step_fn(state, step) -> (state, metrics) for runner.run_loop."""
   batch_fn, _ = make_batch_fn(tokenizer, cfg, models.generation.pad_id_of(model.config))
-  step = steps.make_step(loop.next_token_loss(model.config), optimizer)
+  step = programs["update"]
 
   def step_fn(state, s):
     b = batch_fn(s)

@@ -71,3 +71,10 @@ def test_permutation_false_positive_rate_and_power():
   power_ar = _rejection_rate(lambda r: (_ar1_run_mean(r, 5, 2.5 * sd), _ar1_run_mean(r, 5)),
                              seed=4)
   assert power_ar >= 0.8
+
+
+def test_hedges_g_ci_with_constant_resamples_reaches_infinity():
+  # two runs per group: a resample of one value twice has no spread, g = ±inf there
+  e = stats.hedges_g_ci([0.5, 0.52], [0.40, 0.41], n_boot=200, seed=0)
+  assert np.isfinite(e.g) and e.g > 0
+  assert e.ci_high == np.inf and not np.isnan(e.ci_low)

@@ -118,7 +118,7 @@ def test_steps_do_not_recompile():
   model, tok, cfg = _tiny()
   opt = finetune.make_optimizer(cfg, model.params)
   mask = freeze.entry_mask(model.params, [[0, 0]])
-  step_fn = grpo.make_step_fn(model, tok, cfg, opt, mask)
+  step_fn = grpo.make_step_fn(model, tok, cfg, grpo.make_programs(model, cfg, opt), mask)
   state = {"params": model.params, "opt_state": opt.init(model.params)}
   for s in range(2):
     state, metrics = step_fn(state, s)
