@@ -14,6 +14,7 @@ Axis letters: B batch, T time, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable
 
@@ -81,8 +82,15 @@ def make_optimizer(cfg, decay_mask: Callable | None = None) -> optax.GradientTra
 
 def learning_rate(cfg, step: int) -> float:
   """The schedule's value at ``step`` (for logging)."""
-  return float(optax.warmup_cosine_decay_schedule(
-      0.0, cfg.learning_rate, cfg.warmup_steps, cfg.steps, cfg.end_learning_rate)(step))
+  return float(_schedule(cfg.learning_rate, cfg.warmup_steps, cfg.steps,
+                         cfg.end_learning_rate)(step))
+
+
+@functools.lru_cache(maxsize=32)
+def _schedule(peak: float, warmup: int, steps: int, end: float):
+  # jitted once per schedule: evaluating optax's schedule eagerly dispatches a dozen small ops,
+  # which costs more than a small model's training step
+  return jax.jit(optax.warmup_cosine_decay_schedule(0.0, peak, warmup, steps, end))
 
 
 def weighted_nll(logits, targets, weights):
