@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from synergy_jax import interventions, models, results
-from synergy_jax.analysis import stats
+from synergy_jax.analysis import ranking, stats
 from synergy_jax.pipeline import profile, specs
 from synergy_jax.training import finetune, logs, tuning
 
@@ -82,12 +82,30 @@ class RunSummary:
 
 def head_sets(score: np.ndarray, num_layers: int, num_heads: int, config: FinetuneConfig
               ) -> dict[str, list[np.ndarray]]:
-  """{condition: [seeds × (k, 2) (layer, head) arrays]} (synergistic/redundant repeated)."""
+  """{condition: [seeds × (k, 2) (layer, head) arrays]} (synergistic/redundant repeated).
+
+  The redundant set is taken from the most redundant heads *not* in the synergistic set (for
+  fraction ≤ 0.5 the two are disjoint): with tied scores at the boundary (e.g. many heads with
+  rank difference 0 on short series) the stable orders alone could put a tied head in both.
+  """
   sets = interventions.perturbation_head_sets(score, num_layers, num_heads,
                                               fraction=config.fraction, n_random=config.seeds,
                                               seed=config.tune.seed + 7)
+  k = len(sets["synergistic_units"])
+  syn = set(sets["synergistic_units"].tolist())
+  red = [u for u in ranking.redundant_order(np.asarray(score)) if u not in syn][:k]
+  if len(red) < k:  # fraction > 0.5: the sets must overlap
+    red = ranking.redundant_order(np.asarray(score))[:k].tolist()
+  lh = lambda units: np.stack(np.divmod(np.sort(np.asarray(units)), num_heads), -1)
   return {"synergistic": [sets["synergistic"]] * config.seeds,
-          "redundant": [sets["redundant"]] * config.seeds, "random": list(sets["random"])}
+          "redundant": [lh(red)] * config.seeds, "random": list(sets["random"])}
+
+
+def boundary_ties(score: np.ndarray, k: int) -> int:
+  """Heads whose score equals the k-th most synergistic one's (ties split by unit order)."""
+  s = np.asarray(score, np.float64)
+  kth = s[ranking.synergistic_order(s)[k - 1]]
+  return int(np.sum(s == kth))
 
 
 def curve(log_rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +205,7 @@ def analyse_finetune(spec: "specs.ModelSpec", prompts: Sequence[str], config: Fi
       "fingerprint": specs.model_fingerprint(spec.model),
       "num_layers": cfg.num_layers, "num_heads": cfg.num_heads,
       "n_heads_per_condition": len(sets["synergistic"][0]), "ranking": config.ranking,
+      "heads_tied_at_boundary": boundary_ties(prof.score, len(sets["synergistic"][0])),
       "base_accuracy": base, "conditions": conditions, "comparisons": comparisons,
       "eval_cells": [f"{f}_{k}" for f, k in tuning.cells(config.tune)],
       "head_score": prof.score, "timing_s": {"profile": t_profile, "fine_tuning": t_tune},

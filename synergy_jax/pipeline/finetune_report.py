@@ -71,7 +71,9 @@ def summary_markdown(res: dict) -> str:
   lines = [f"# Fine-tuning the synergistic core — {res['method'].upper()} on {res['model']}", "",
            claim_sentence(res), "",
            f"{res['n_heads_per_condition']} of {res['num_layers'] * res['num_heads']} heads per "
-           f"condition (fraction {res['config']['fraction']:g}, ranked by {res['ranking']}); "
+           f"condition (fraction {res['config']['fraction']:g}, ranked by {res['ranking']}; "
+           f"{res['heads_tied_at_boundary']} head(s) tie at the selection boundary and are split "
+           "by unit order); "
            f"{len(res['conditions']['synergistic']['best'])} seeds per condition; "
            f"{tune['steps']} steps, evaluated every {tune['eval_every']} steps on "
            f"{tune['eval_examples']} held-out examples per cell {res['eval_cells']} (greedy exact "

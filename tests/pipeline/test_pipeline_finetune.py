@@ -105,3 +105,16 @@ def test_config_errors_name_the_setting():
   with pytest.raises(ValueError, match="no evaluation at its final step 12"):
     finetune.best_and_final(np.array([0, 6]), np.array([0.1, 0.2]), 12, 0.0)
   dataclasses.replace(_sft_config(), seeds=3)  # a valid config passes
+
+
+def test_head_sets_disjoint_despite_ties():
+  # 8 units, scores tied at the median: stable orders alone would put units 2 and 3 in both
+  score = np.array([5.0, 4.0, 0.0, 0.0, 0.0, 0.0, -4.0, -5.0])
+  cfg = finetune.FinetuneConfig(fraction=0.5, seeds=3)
+  sets = finetune.head_sets(score, 2, 4, cfg)
+  syn = {tuple(x) for x in sets["synergistic"][0]}
+  red = {tuple(x) for x in sets["redundant"][0]}
+  assert len(syn) == len(red) == 4 and not syn & red
+  assert {(0, 0), (0, 1)} <= syn and {(1, 2), (1, 3)} <= red  # the untied extremes
+  assert len(sets["random"]) == 3 and all(len(r) == 4 for r in sets["random"])
+  assert finetune.boundary_ties(score, 4) == 4
