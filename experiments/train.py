@@ -44,8 +44,9 @@ flags.DEFINE_integer("head_dim", 8, "Head dimension K.")
 flags.DEFINE_integer("stop_after", 0, "Stop (with a checkpoint) at this step, keeping the "
                      "--steps schedule; 0: run all --steps. The parameters at step s do not "
                      "depend on where the run stops.")
-flags.DEFINE_bool("resume_from_last_good", False, "When the newest checkpoint in --workdir is "
-                  "damaged (its content checksum does not verify), move it aside into "
+flags.DEFINE_bool("resume_from_last_good", False, "When the newest checkpoint of a run "
+                  "(--workdir; finetune: each run under --out) is damaged (its content "
+                  "checksum does not verify), move it aside into "
                   "damaged_checkpoints/ and resume from the newest good one; without this flag "
                   "a damaged checkpoint stops the run with an error naming its step.")
 flags.DEFINE_string("export", "", "Folder to export the trained model into ('default': the "
