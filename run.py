@@ -11,7 +11,7 @@ import sys
 from absl import app
 from absl import flags
 
-EXPERIMENTS = ("profile", "phase_sweep", "ablation", "train", "emergence", "robustness")
+EXPERIMENTS = ("profile", "phase_sweep", "ablation", "train", "emergence", "robustness", "finetune")
 
 flags.DEFINE_enum("experiment", "profile", EXPERIMENTS, "Which experiment to run.")
 

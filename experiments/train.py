@@ -44,6 +44,11 @@ flags.DEFINE_integer("head_dim", 8, "Head dimension K.")
 flags.DEFINE_integer("stop_after", 0, "Stop (with a checkpoint) at this step, keeping the "
                      "--steps schedule; 0: run all --steps. The parameters at step s do not "
                      "depend on where the run stops.")
+flags.DEFINE_bool("resume_from_last_good", False, "When the newest checkpoint of a run "
+                  "(--workdir; finetune: each run under --out) is damaged (its content "
+                  "checksum does not verify), move it aside into "
+                  "damaged_checkpoints/ and resume from the newest good one; without this flag "
+                  "a damaged checkpoint stops the run with an error naming its step.")
 flags.DEFINE_string("export", "", "Folder to export the trained model into ('default': the "
                     "shipped assets); empty: no export.")
 flags.DEFINE_integer("final_eval_examples", 200, "Examples per family × level for the final "
@@ -75,6 +80,7 @@ def main(argv):
       num_layers=FLAGS.num_layers, num_heads=FLAGS.num_heads, head_dim=FLAGS.head_dim)
   cfg = train_config_from_flags()
   result = training.train(model_config, cfg, FLAGS.workdir, stop_after=FLAGS.stop_after or None,
+                          resume_from_last_good=FLAGS.resume_from_last_good,
                           log=lambda s: print(s, flush=True))
   wall = time.time() - _T0
   summary = {"steps": result.step, "loop_wall_s": result.wall_s, "process_wall_s": wall}

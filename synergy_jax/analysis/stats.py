@@ -305,3 +305,113 @@ def depth_trend(score: np.ndarray, num_layers: int, num_heads: int, *, n_perm: i
   interior = 0.1 <= peak <= 0.9
   return DepthTrend(float(beta[2]), (float(lo), float(hi)), float(p), peak, bool(interior),
                     bool(p < alpha and beta[2] < 0 and interior), alpha, int(s.size), n_perm)
+# --------------------------------------------------------------------------------------------------
+# Two-group comparisons of independent runs (e.g. fine-tuning seeds of two conditions)
+# --------------------------------------------------------------------------------------------------
+
+
+def _two_groups(x, y, name: str, minimum: int) -> tuple[np.ndarray, np.ndarray]:
+  x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+  for label, a in (("x", x), ("y", y)):
+    if a.size < minimum:
+      raise ValueError(f"{name}: group {label} has {a.size} value(s); needs >= {minimum}")
+    if not np.all(np.isfinite(a)):
+      raise ValueError(f"{name}: group {label} has non-finite values at "
+                       f"{np.flatnonzero(~np.isfinite(a)).tolist()}")
+  return x, y
+
+
+def hedges_g(x, y) -> float:
+  """Hedges' g of x minus y: Cohen's d with the pooled SD, times the small-sample correction
+  J = 1 − 3 / (4 (n_x + n_y) − 9) (Hedges 1981; Hedges & Olkin 1985, eq. 5.3.9 approximation).
+
+  x (n_x ≥ 2,), y (n_y ≥ 2,). Returns NaN when both groups have zero spread (g undefined; callers
+  report it), ±inf when only the means differ.
+  """
+  x, y = _two_groups(x, y, "hedges_g", 2)
+  nx, ny = x.size, y.size
+  pooled = np.sqrt(((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2))
+  diff = x.mean() - y.mean()
+  if pooled == 0:
+    return float("nan") if diff == 0 else float(np.sign(diff) * np.inf)
+  return float(diff / pooled * (1.0 - 3.0 / (4.0 * (nx + ny) - 9.0)))
+
+
+@dataclasses.dataclass(frozen=True)
+class EffectSize:
+  """Hedges' g with a percentile bootstrap CI (groups resampled separately); n_undefined:
+  replicates where g was undefined (both resampled groups constant), left out of the CI."""
+  g: float
+  ci_low: float
+  ci_high: float
+  level: float
+  n_boot: int
+  n_undefined: int
+
+
+def hedges_g_ci(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> EffectSize:
+  """Hedges' g of x − y and its percentile bootstrap interval (each group resampled with
+  replacement within itself). Replicates where both resampled groups are constant but differ
+  give ±inf and take part (the interval then reaches ±inf: the data cannot bound g); quantiles
+  are order statistics (inverted CDF), so no interpolation meets an infinity."""
+  x, y = _two_groups(x, y, "hedges_g_ci", 2)
+  ix = bootstrap_indices(x.size, n_boot, seed)
+  iy = bootstrap_indices(y.size, n_boot, seed + 1)
+  reps = np.array([hedges_g(x[a], y[b]) for a, b in zip(ix, iy)])
+  undefined = int(np.isnan(reps).sum())
+  if undefined == n_boot:
+    lo = hi = float("nan")
+  else:
+    if not 0.0 < level < 1.0:
+      raise ValueError(f"CI level must be in (0, 1), got {level}")
+    lo, hi = np.quantile(reps[~np.isnan(reps)], [(1 - level) / 2, (1 + level) / 2],
+                         method="inverted_cdf")
+  return EffectSize(hedges_g(x, y), float(lo), float(hi), level, n_boot, undefined)
+
+
+@dataclasses.dataclass(frozen=True)
+class PermutationTest:
+  """Two-sided permutation test of statistic(x) − statistic(y): the observed difference, p (the
+  fraction of relabellings with |difference| ≥ |observed|, the identity included), the number of
+  relabellings used and whether they were all of them (exact)."""
+  difference: float
+  p: float
+  n_permutations: int
+  exact: bool
+
+
+def permutation_test(x, y, *, statistic: Callable = np.median, n_perm: int = 10000,
+                     seed: int = 0) -> PermutationTest:
+  """Two-sample permutation test of a difference in ``statistic`` (default: medians).
+
+  Exact (all C(n_x + n_y, n_x) relabellings) when there are at most ``n_perm`` of them, else
+  ``n_perm`` random relabellings plus the observed one (p never 0; Phipson & Smyth 2010). Valid
+  when the pooled values are exchangeable under the null, e.g. independent runs. ``statistic``
+  must reduce axis -1: f(a (..., n)) -> (...).
+  """
+  import itertools
+  import math
+
+  x, y = _two_groups(x, y, "permutation_test", 1)
+  pooled = np.concatenate([x, y])
+  n, nx = pooled.size, x.size
+  observed = float(statistic(x, axis=-1) - statistic(y, axis=-1))
+  total = math.comb(n, nx)
+  if total <= n_perm:
+    groups = np.array(list(itertools.combinations(range(n), nx)))
+    in_x = np.zeros((total, n), bool)
+    in_x[np.arange(total)[:, None], groups] = True
+    exact = True
+  else:
+    rng = np.random.default_rng(seed)
+    in_x = np.zeros((n_perm + 1, n), bool)
+    in_x[0, :nx] = True
+    for r in range(1, n_perm + 1):
+      in_x[r, rng.permutation(n)[:nx]] = True
+    exact = False
+  order = np.argsort(~in_x, axis=1, kind="stable")  # x-members first, in index order
+  perm = pooled[order]
+  diffs = statistic(perm[:, :nx], axis=-1) - statistic(perm[:, nx:], axis=-1)
+  tol = 1e-12 * max(1.0, abs(observed))  # relabellings tied with the observation count
+  p = float(np.mean(np.abs(diffs) >= abs(observed) - tol))
+  return PermutationTest(observed, p, int(in_x.shape[0]), exact)

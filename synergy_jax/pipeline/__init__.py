@@ -8,6 +8,7 @@
   emergence    the profile at each shipped training checkpoint
   phase_sweep  order parameters against task difficulty, with a transition analysis
   ablation     behaviour divergence under head ablation, accuracy under head perturbation
+  finetune     SFT / GRPO of the synergistic, redundant and random heads, compared over seeds
 """
 from synergy_jax.pipeline.capture import Activity, collect_activity
 from synergy_jax.pipeline.specs import ModelSpec, model_fingerprint, resolve_model

@@ -1,25 +1,54 @@
-"""Training checkpoints with orbax: save every few steps, resume after a kill, clear errors.
+"""Training checkpoints with orbax: save every few steps, resume after a kill, verified restores.
 
 A checkpoint at step s holds the training state *after* s optimizer updates: a pytree
-``{"params": ..., "opt_state": ...}`` (the step is the checkpoint's name). orbax writes each step
-into a temporary folder and renames it when complete, so a run killed with ``kill -9`` during a
-save leaves either the previous checkpoints or a complete new one, never a half-written one that
-looks finished.
+``{"params": ..., "opt_state": ...}`` (the step is the checkpoint's name) plus a SHA-256 content
+checksum of that state, stored as a (32,) uint8 leaf next to it, so one orbax save writes both.
+orbax writes each step into a temporary folder and renames it when complete, so a run killed with
+``kill -9`` during a save leaves either the previous checkpoints or a complete new one.
 
 Restoring needs an abstract target (``jax.eval_shape`` of the state) so that the optimizer's
-named tuples come back with their structure; a checkpoint whose tree or shapes do not match the
-target, or whose files are damaged, raises ValueError naming the folder and step.
+named tuples come back with their structure. Every restore recomputes the checksum of what was
+read; a checkpoint whose files cannot be read, whose tree or shapes differ from the target, or
+whose bytes changed after saving (checksum mismatch) raises one ``DamagedCheckpoint`` (a
+ValueError) naming the folder and step. ``latest_good`` walks back from the newest checkpoint
+to the newest one that verifies.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
+import shutil
+import time
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+CHECKSUM_KEY = "_sha256"
+
+
+class DamagedCheckpoint(ValueError):
+  """A checkpoint that exists but cannot be trusted: unreadable, other tree, or wrong checksum."""
+
+  def __init__(self, directory: str, step: int, reason: str):
+    self.directory, self.step, self.reason = directory, int(step), reason
+    super().__init__(f"checkpoint step {step} in {directory!r} is damaged: {reason}")
 
 
 def _abs(directory: str | os.PathLike) -> str:
   return os.path.abspath(os.fspath(directory))
+
+
+def checksum(state) -> np.ndarray:
+  """SHA-256 of a pytree's content: per leaf (in flattening order) its path, shape, dtype and
+  bytes. Returns (32,) uint8. Any changed value, shape, dtype or tree path changes it."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+    a = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
+    h.update(f"{jax.tree_util.keystr(path)}|{a.shape}|{a.dtype.str}|".encode())
+    h.update(a.tobytes())
+  return np.frombuffer(h.digest(), np.uint8).copy()
 
 
 def manager(directory: str | os.PathLike, *, create: bool = True) -> ocp.CheckpointManager:
@@ -33,8 +62,11 @@ def manager(directory: str | os.PathLike, *, create: bool = True) -> ocp.Checkpo
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
-  """Saves ``state`` as checkpoint ``step`` and waits until it is on disk (finalised)."""
-  mngr.save(int(step), args=ocp.args.StandardSave(state), force=True)
+  """Saves ``state`` and its checksum as checkpoint ``step`` and waits until it is on disk."""
+  if not isinstance(state, dict) or CHECKSUM_KEY in state:
+    raise ValueError(f"checkpoint state must be a dict without the key {CHECKSUM_KEY!r}")
+  stored = {**state, CHECKSUM_KEY: checksum(state)}
+  mngr.save(int(step), args=ocp.args.StandardSave(stored), force=True)
   mngr.wait_until_finished()
 
 
@@ -50,13 +82,24 @@ def steps(directory: str | os.PathLike) -> list[int]:
     mngr.close()
 
 
+def _first_line(e: BaseException, limit: int = 240) -> str:
+  text = (str(e).strip().splitlines() or [""])[0]
+  return f"{type(e).__name__}: {text[:limit]}{'…' if len(text) > limit else ''}"
+
+
+def _abstract(target):
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if hasattr(x, "shape") else x, target)
+
+
 def restore(directory: str | os.PathLike, step: int | None, target,
             mngr: ocp.CheckpointManager | None = None):
-  """Restores checkpoint ``step`` (None: the latest) of ``directory`` into the shape of ``target``.
+  """Restores and verifies checkpoint ``step`` (None: the latest) into the shape of ``target``.
 
-  target: a pytree of arrays or ``jax.ShapeDtypeStruct`` (e.g. ``jax.eval_shape`` of the state).
-  Raises FileNotFoundError for a missing folder, an empty folder or a missing step, and
-  ValueError for a checkpoint that cannot be read into ``target`` (damaged files, other tree).
+  target: a pytree of arrays or ``jax.ShapeDtypeStruct`` (e.g. ``jax.eval_shape`` of the state),
+  without the checksum. Raises FileNotFoundError for a missing folder, an empty folder or a
+  missing step, and DamagedCheckpoint (a ValueError, one line naming the step) for a checkpoint
+  that cannot be read into ``target`` or whose content checksum does not match.
   """
   directory = _abs(directory)
   own = mngr is None
@@ -71,24 +114,69 @@ def restore(directory: str | os.PathLike, step: int | None, target,
     if step not in available:
       raise FileNotFoundError(f"checkpoint folder {directory!r} has no step {step}; it holds "
                               f"steps {available}")
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if hasattr(x, "shape") else x, target)
+    abstract = {**_abstract(target), CHECKSUM_KEY: jax.ShapeDtypeStruct((32,), np.uint8)}
     try:
       restored = mngr.restore(int(step), args=ocp.args.StandardRestore(abstract))
-    except (ValueError, KeyError, OSError, TypeError, RuntimeError) as e:
-      raise ValueError(f"checkpoint step {step} in {directory!r} is damaged or does not match "
-                       f"the expected training state: {type(e).__name__}: {e}") from e
-    got = jax.tree.structure(restored)
-    want = jax.tree.structure(abstract)
+    except (ValueError, KeyError, OSError, TypeError, RuntimeError, IndexError) as e:
+      # Storage errors can run to many lines; the first names what failed.
+      raise DamagedCheckpoint(directory, step, "its files cannot be read into the expected "
+                              f"training state ({_first_line(e)})") from None
+    got, want = jax.tree.structure(restored), jax.tree.structure(abstract)
     if got != want:
-      raise ValueError(f"checkpoint step {step} in {directory!r} has tree {got}, expected {want}")
+      raise DamagedCheckpoint(directory, step, f"it has tree {got}, expected {want}")
     for path, a, b in zip(jax.tree_util.tree_flatten_with_path(restored)[0],
                           jax.tree.leaves(restored), jax.tree.leaves(abstract)):
       if a.shape != b.shape or a.dtype != b.dtype:
-        raise ValueError(f"checkpoint step {step} in {directory!r}: leaf "
-                         f"{jax.tree_util.keystr(path[0])} is {a.shape} {a.dtype}, expected "
-                         f"{b.shape} {b.dtype}")
+        raise DamagedCheckpoint(directory, step, f"leaf {jax.tree_util.keystr(path[0])} is "
+                                f"{a.shape} {a.dtype}, expected {b.shape} {b.dtype}")
+    stored = np.asarray(restored.pop(CHECKSUM_KEY))
+    if not np.array_equal(stored, checksum(restored)):
+      raise DamagedCheckpoint(directory, step, "its content checksum does not match the one "
+                              "saved with it (bytes changed after saving)")
     return restored
   finally:
     if own:
       mngr.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class GoodRestore:
+  """What ``latest_good`` found: the state and step restored, and the damaged checkpoints skipped
+  (moved aside to ``quarantine``) on the way, newest first."""
+  state: object
+  step: int
+  skipped: tuple[DamagedCheckpoint, ...]
+  quarantine: str | None
+
+
+def latest_good(directory: str | os.PathLike, target, *, fall_back: bool,
+                quarantine: str | os.PathLike | None = None) -> GoodRestore | None:
+  """Restores the newest checkpoint of ``directory`` (None when it holds none).
+
+  fall_back=False: a damaged newest checkpoint raises its DamagedCheckpoint (the message says how
+  to fall back). fall_back=True: damaged checkpoints are moved into ``quarantine`` (default
+  ``<directory>.damaged``; kept for inspection, out of orbax's sight so the run can save those
+  steps again) and the next older one is tried; all damaged raises the newest one's error.
+  """
+  directory = _abs(directory)
+  quarantine = _abs(quarantine) if quarantine else directory + ".damaged"
+  skipped: list[DamagedCheckpoint] = []
+  while True:
+    done = steps(directory) if os.path.isdir(directory) else []
+    if not done:
+      if skipped:
+        raise skipped[0]
+      return None
+    try:
+      state = restore(directory, done[-1], target)
+      return GoodRestore(state, done[-1], tuple(skipped), quarantine if skipped else None)
+    except DamagedCheckpoint as e:
+      if not fall_back:
+        older = done[:-1]
+        hint = (f"; resume from the previous one (step {older[-1]}) with --resume_from_last_good"
+                if older else "; it is the only checkpoint: start a new workdir")
+        raise DamagedCheckpoint(e.directory, e.step, e.reason + hint) from None
+      skipped.append(e)
+      os.makedirs(quarantine, exist_ok=True)
+      dest = os.path.join(quarantine, f"{e.step}-{time.strftime('%Y%m%dT%H%M%S')}")
+      shutil.move(os.path.join(directory, str(e.step)), dest)

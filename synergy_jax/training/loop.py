@@ -1,12 +1,9 @@
-"""The training loop: optax AdamW with warmup + cosine decay and clipping, a jitted step,
-teacher-forced task accuracy, CSV log, orbax checkpoints and exact resume.
+"""Pre-training: optax AdamW with warmup + cosine decay and clipping, the next-token step,
+teacher-forced task accuracy, run through the shared loop (``runner.run_loop``).
 
-``train(model_config, train_config, workdir)`` runs (or resumes) a run in ``workdir``:
-
-  workdir/run_config.json   model and training configuration (a resumed run must match it)
-  workdir/checkpoints/      orbax: step 0, every ``save_every`` steps and the final step
-  workdir/log.csv           one row per logged step: step, loss (nats/token), lr, grad_norm,
-                            wall seconds, and at eval steps acc_<family>_<level>
+``train(model_config, train_config, workdir)`` runs (or resumes) a run in ``workdir`` (layout in
+runner.py): log.csv columns step, loss (nats/token), lr, grad_norm, wall_s, and at eval steps
+acc_<family>_<level>.
 
 Exact resume: the batch of step s is a pure function of (seed, s) (``data.batch``), the state
 saved at step s is (params, optimizer state incl. its step count), and the jitted step is the same
@@ -16,12 +13,9 @@ Axis letters: B batch, T time, V vocabulary.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
+import functools
 import os
-import time
 from typing import Any, Callable
 
 import jax
@@ -31,7 +25,7 @@ import optax
 
 from synergy_jax import models
 from synergy_jax.tasks import families
-from synergy_jax.training import checkpoints, data, tokenizer
+from synergy_jax.training import data, logs, runner, steps, tokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,24 +62,35 @@ class TrainConfig:
     return sorted(set(range(0, self.steps, self.save_every)) | {self.steps})
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(cfg, decay_mask: Callable | None = None) -> optax.GradientTransformation:
   """Global-norm clipping, then AdamW on a warmup + cosine schedule.
 
-  Weight decay applies to matrices only (ndim ≥ 2), not to norm gains or biases.
+  cfg: anything with the optimizer fields of TrainConfig (learning_rate, warmup_steps, steps,
+  end_learning_rate, b1, b2, weight_decay, clip_norm). decay_mask: params -> pytree of bools
+  (which leaves get weight decay); default: leaves with ndim ≥ 2 (the shipped model's recipe;
+  note that stacked per-layer norm gains are 2-D and so are decayed too).
   """
   schedule = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
       decay_steps=cfg.steps, end_value=cfg.end_learning_rate)
-  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+  if decay_mask is None:
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   return optax.chain(
       optax.clip_by_global_norm(cfg.clip_norm),
       optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=decay_mask))
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
+def learning_rate(cfg, step: int) -> float:
   """The schedule's value at ``step`` (for logging)."""
-  return float(optax.warmup_cosine_decay_schedule(
-      0.0, cfg.learning_rate, cfg.warmup_steps, cfg.steps, cfg.end_learning_rate)(step))
+  return float(_schedule(cfg.learning_rate, cfg.warmup_steps, cfg.steps,
+                         cfg.end_learning_rate)(step))
+
+
+@functools.lru_cache(maxsize=32)
+def _schedule(peak: float, warmup: int, steps: int, end: float):
+  # jitted once per schedule: evaluating optax's schedule eagerly dispatches a dozen small ops,
+  # which costs more than a small model's training step
+  return jax.jit(optax.warmup_cosine_decay_schedule(0.0, peak, warmup, steps, end))
 
 
 def weighted_nll(logits, targets, weights):
@@ -98,6 +103,17 @@ def weighted_nll(logits, targets, weights):
   return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
+def next_token_loss(model_config) -> Callable:
+  """loss(params, (inputs, targets, weights)) -> (weighted_nll in nats/token, {}), the
+  objective of pre-training and SFT (``steps.make_step``)."""
+  logits_fn = models.logits_fn(model_config)
+
+  def loss(params, batch):
+    inputs, targets, weights = batch
+    return weighted_nll(logits_fn(params, inputs), targets, weights), {}
+  return loss
+
+
 def make_train_step(model_config, optimizer: optax.GradientTransformation) -> Callable:
   """jit(step)(params, opt_state, inputs, targets, weights) -> (params, opt_state, metrics).
 
@@ -105,17 +121,9 @@ def make_train_step(model_config, optimizer: optax.GradientTransformation) -> Ca
   (before clipping). Parameters are an explicit argument (nothing is closed over but the static
   architecture).
   """
-  logits_fn = models.logits_fn(model_config)
-
-  def step(params, opt_state, inputs, targets, weights):
-    def loss(p):
-      return weighted_nll(logits_fn(p, inputs), targets, weights)
-    value, grads = jax.value_and_grad(loss)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return params, opt_state, {"loss": value, "grad_norm": optax.global_norm(grads)}
-
-  return jax.jit(step)
+  step = steps.make_step(next_token_loss(model_config), optimizer)
+  return lambda params, opt_state, inputs, targets, weights: step(
+      params, opt_state, (inputs, targets, weights), {})
 
 
 # --- teacher-forced task accuracy -----------------------------------------------------------
@@ -179,54 +187,16 @@ def accuracy_table(correct: np.ndarray, keys) -> dict[str, float]:
   return {k: float(np.mean(v)) for k, v in out.items()}
 
 
-# --- CSV log ------------------------------------------------------------------------------------
+# --- the run ------------------------------------------------------------------------------------
 
 def log_columns() -> list[str]:
-  return (["step", "loss", "lr", "grad_norm", "wall_s"]
+  return (["step", *METRICS, "wall_s"]
           + [f"acc_{f}_{k}" for f in families.FAMILIES for k in families.levels(f)])
 
 
-def _truncate_log(path: str, last_step: int) -> None:
-  """Keeps only the header and rows with step ≤ last_step (atomic rewrite), e.g. after a kill."""
-  columns = log_columns()
-  kept = []
-  if os.path.exists(path):
-    with open(path, newline="") as f:
-      reader = csv.DictReader(f)
-      if reader.fieldnames != columns:
-        raise ValueError(f"log {path!r} has columns {reader.fieldnames}, expected {columns}")
-      for row in reader:
-        if row.get("step") and None not in row.values() and int(row["step"]) <= last_step:
-          kept.append(row)
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, columns, lineterminator="\n")
-  writer.writeheader()
-  writer.writerows(kept)
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
-    f.write(buf.getvalue())
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+METRICS = ("loss", "lr", "grad_norm")
+read_log = logs.read
 
-
-def _append_log(path: str, row: dict[str, Any]) -> None:
-  buf = io.StringIO()
-  csv.DictWriter(buf, log_columns(), lineterminator="\n").writerow(row)
-  with open(path, "a", newline="") as f:
-    f.write(buf.getvalue())
-    f.flush()
-    os.fsync(f.fileno())
-
-
-def read_log(path: str | os.PathLike) -> list[dict[str, float]]:
-  """Rows of a run's log.csv as dicts of floats (missing values left out)."""
-  with open(os.fspath(path), newline="") as f:
-    return [{k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(f)]
-
-
-# --- the run ------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class TrainResult:
@@ -242,101 +212,39 @@ class TrainResult:
 BOOKKEEPING = ("save_every", "eval_every", "eval_examples", "eval_seed", "log_every")
 
 
-def _write_run_config(path: str, model_config, cfg: TrainConfig) -> None:
-  want = json.loads(json.dumps({"model": model_config.to_hf(), "train": dataclasses.asdict(cfg)}))
-  if os.path.exists(path):
-    with open(path) as f:
-      have = json.load(f)
-    strip = lambda c: {"model": c["model"], "train": {k: v for k, v in c["train"].items()
-                                                      if k not in BOOKKEEPING}}
-    if strip(have) != strip(want):
-      diff = sorted(k for k in set(have["train"]) | set(want["train"])
-                    if have["train"].get(k) != want["train"].get(k) and k not in BOOKKEEPING)
-      raise ValueError(f"{path!r} records a different configuration than this run's (training "
-                       f"fields {diff}, or the model); use a new workdir or the same flags to "
-                       "resume")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(want, f, indent=2)
-  os.replace(tmp, path)
-
-
 def train(model_config, cfg: TrainConfig, workdir: str | os.PathLike, *,
-          init_params=None, stop_after: int | None = None,
+          init_params=None, stop_after: int | None = None, resume_from_last_good: bool = False,
           log: Callable[[str], None] = print) -> TrainResult:
   """Trains (or resumes) the run in ``workdir`` up to ``cfg.steps``.
 
   init_params: starting parameters (default: ``models.init(model_config, cfg.seed)``); ignored
     when a checkpoint exists. stop_after: stop (with a checkpoint) once this step is reached —
-    for tests of resume; the result is then partial.
+    for tests of resume; the result is then partial. resume_from_last_good: skip (and move
+    aside) a damaged newest checkpoint instead of raising.
   """
-  workdir = os.path.abspath(os.fspath(workdir))
-  os.makedirs(workdir, exist_ok=True)
-  _write_run_config(os.path.join(workdir, "run_config.json"), model_config, cfg)
-  log_path = os.path.join(workdir, "log.csv")
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-
   optimizer = make_optimizer(cfg)
-  if init_params is None:
-    init_params = models.init(model_config, cfg.seed).params
-  params = init_params
-  opt_state = optimizer.init(params)
-  mngr = checkpoints.manager(ckpt_dir)
-  try:
-    done = sorted(mngr.all_steps())
-    if done:
-      state = checkpoints.restore(ckpt_dir, done[-1], {"params": params, "opt_state": opt_state},
-                                  mngr=mngr)
-      params, opt_state, start = state["params"], state["opt_state"], done[-1]
-      log(f"resuming {workdir} from checkpoint step {start}")
-      _truncate_log(log_path, start)
-    else:
-      start = 0
-      checkpoints.save(mngr, 0, {"params": params, "opt_state": opt_state})
-      _truncate_log(log_path, -1)
+  params = models.init(model_config, cfg.seed).params if init_params is None else init_params
+  state0 = {"params": params, "opt_state": optimizer.init(params)}
+  train_step = make_train_step(model_config, optimizer)
+  em_fn = make_exact_match_fn(model_config)
+  eval_set = make_eval_set(cfg.eval_examples, cfg.eval_seed)
 
-    step_fn = make_train_step(model_config, optimizer)
-    em_fn = make_exact_match_fn(model_config)
-    eval_set = make_eval_set(cfg.eval_examples, cfg.eval_seed)
-    save_at = set(cfg.checkpoint_steps())
-    t0 = time.time()
-    last = stop_after if stop_after is not None else cfg.steps
-    last = min(last, cfg.steps)
+  def step_fn(state, step):
+    b = data.batch(cfg.seed, step, cfg.batch_size, cfg.seq_len, cfg.task_fraction)
+    p, o, metrics = train_step(state["params"], state["opt_state"], b["inputs"], b["targets"],
+                               b["weights"])
+    return {"params": p, "opt_state": o}, {**metrics, "lr": learning_rate(cfg, step)}
 
-    def evaluate(p):
-      correct = np.asarray(em_fn(p, eval_set.ids, eval_set.answer_mask))
-      return accuracy_table(correct, eval_set.keys)
+  def evaluate(p):
+    correct = np.asarray(em_fn(p, eval_set.ids, eval_set.answer_mask))
+    return accuracy_table(correct, eval_set.keys)
 
-    if start == 0 and last > 0:
-      acc = evaluate(params)
-      _append_log(log_path, {"step": 0, "lr": 0.0, "wall_s": 0.0, **acc})
-    step = start
-    while step < last:
-      b = data.batch(cfg.seed, step, cfg.batch_size, cfg.seq_len, cfg.task_fraction)
-      params, opt_state, metrics = step_fn(params, opt_state, b["inputs"], b["targets"],
-                                           b["weights"])
-      step += 1
-      row = None
-      if step % cfg.log_every == 0 or step == cfg.steps or step % cfg.eval_every == 0:
-        metrics = jax.device_get(metrics)
-        row = {"step": step, "loss": f"{float(metrics['loss']):.6f}",
-               "lr": f"{learning_rate(cfg, step - 1):.6g}",
-               "grad_norm": f"{float(metrics['grad_norm']):.4f}",
-               "wall_s": f"{time.time() - t0:.1f}"}
-        if not np.isfinite(metrics["loss"]):
-          raise FloatingPointError(f"loss became {metrics['loss']} at step {step} in {workdir}")
-      if step % cfg.eval_every == 0 or step == cfg.steps:
-        row.update({k: f"{v:.4f}" for k, v in evaluate(params).items()})
-      if row is not None:
-        _append_log(log_path, row)
-        msg = f"step {step}/{cfg.steps} loss {row['loss']} lr {row['lr']} ({row['wall_s']} s)"
-        accs = [float(v) for k, v in row.items() if k.startswith("acc_")]
-        if accs:
-          msg += f" mean task acc {np.mean(accs):.3f}"
-        log(msg)
-      if step in save_at or step == last:
-        checkpoints.save(mngr, step, {"params": params, "opt_state": opt_state})
-    return TrainResult(params=params, step=step, workdir=workdir, wall_s=time.time() - t0)
-  finally:
-    mngr.wait_until_finished()
-    mngr.close()
+  schedule = runner.Schedule(cfg.steps, tuple(cfg.checkpoint_steps()), cfg.eval_every,
+                             cfg.log_every)
+  res = runner.run_loop(workdir, state0, step_fn, evaluate, schedule, metric_columns=METRICS,
+                        eval_columns=log_columns()[len(METRICS) + 2:],
+                        record={"model": model_config.to_hf(), "train": dataclasses.asdict(cfg)},
+                        bookkeeping=BOOKKEEPING, stop_after=stop_after,
+                        resume_from_last_good=resume_from_last_good, log=log)
+  return TrainResult(params=res.state["params"], step=res.step, workdir=res.workdir,
+                     wall_s=res.wall_s)
