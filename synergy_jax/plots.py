@@ -104,22 +104,75 @@ def layer_profiles(profiles: Mapping[str, object], *, title: str = "layer profil
   return _finish(fig, save)
 
 
+def _step_norm(steps: np.ndarray):
+  """Colour scale of training steps: logarithmic (0 kept, linear below 1) when steps span more
+  than two decades, as Pythia's 0, 1, 2, 4, …, 143000 do; else linear."""
+  lo, hi = float(steps.min()), float(max(steps.max(), steps.min() + 1))
+  if lo >= 0 and hi > 100 * max(lo, 1):
+    return colors.SymLogNorm(linthresh=1.0, vmin=lo, vmax=hi, base=10)
+  return colors.Normalize(vmin=lo, vmax=hi)
+
+
 def emergence_profiles(steps: Sequence[int], means: Sequence[np.ndarray], depth: np.ndarray, *,
-                       save=None, ylabel: str = "min–max scaled score") -> Figure:
-  """One layer-profile curve per training checkpoint, coloured by training step (colour bar)."""
+                       save=None, ylabel: str = "scaled rank score (0..1)",
+                       title: str = "", max_curves: int = 10) -> Figure:
+  """Layer profiles across training: curves coloured by step (at most ``max_curves`` of them,
+  evenly spread over the checkpoints) and, beside them, every checkpoint as a layer × checkpoint
+  heatmap."""
   steps = np.asarray(steps)
   if len(means) != steps.size:
     raise ValueError(f"{len(means)} profiles for {steps.size} steps")
-  fig, axes = _figure(1, 1, (6.0, 4.0))
-  ax = axes[0, 0]
-  norm = colors.Normalize(vmin=float(steps.min()), vmax=float(max(steps.max(), steps.min() + 1)))
+  fig, axes = _figure(2, 1, (5.0, 3.8))
+  ax, hx = axes[0, 0], axes[0, 1]
+  norm = _step_norm(steps)
   cmap = matplotlib.colormaps["viridis"]
-  for s, m in zip(steps, means):
-    ax.plot(depth, m, "-", color=cmap(norm(s)), lw=1.5)
+  shown = np.unique(np.linspace(0, steps.size - 1, min(max_curves, steps.size)).round().astype(int))
+  for k in shown:
+    ax.plot(depth, means[k], "-", color=cmap(norm(steps[k])), lw=1.5, alpha=0.85)
   fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="training step")
-  ax.set_xlabel("normalised depth")
+  ax.set_xlabel("normalised depth (0 = first layer, 1 = last)")
   ax.set_ylabel(ylabel)
-  ax.set_title("layer profile during training")
+  ax.set_title(f"{len(shown)} of {steps.size} checkpoints", fontsize=9)
+  grid = np.stack([np.asarray(m, np.float64) for m in means], axis=1)  # (L, S)
+  im = hx.imshow(grid, aspect="auto", origin="lower", cmap="magma", interpolation="nearest")
+  fig.colorbar(im, ax=hx, label=ylabel)
+  ticks = shown if steps.size > 8 else np.arange(steps.size)
+  hx.set_xticks(ticks, [str(int(steps[k])) for k in ticks], rotation=45, ha="right", fontsize=7)
+  hx.set_xlabel("checkpoint (training step)")
+  hx.set_ylabel("layer (0 = input side)")
+  hx.set_title("all checkpoints", fontsize=9)
+  fig.suptitle(f"layer profile during training{' — ' + title if title else ''}", fontsize=10)
+  return _finish(fig, save)
+
+
+def emergence_trend(steps: Sequence[float], series: Mapping[str, Sequence[float | None]], *,
+                    labels: Sequence[str] | None = None, title: str = "", save=None) -> Figure:
+  """Statistics of each checkpoint's profile against training step, one panel each.
+
+  steps: (S,) training steps (log axis, step 0 drawn on its linear part), or positions
+  0..S-1 when ``labels`` names checkpoints that have no step number (categorical axis).
+  series: {name: (S,) values}; None or NaN values are gaps.
+  """
+  x = np.asarray(steps, np.float64)
+  fig, axes = _figure(len(series), 1, (4.4, 3.4))
+  for ax, (name, values) in zip(axes[0], series.items()):
+    y = np.array([np.nan if v is None else v for v in values], np.float64)
+    ax.plot(x, y, "o-", ms=3, lw=1.2, color=COLORS["trained"])
+    ax.axhline(0.0, color="0.6", lw=0.8, ls="--", label="0 (no effect)")
+    if labels is None:
+      log = isinstance(_step_norm(x), colors.SymLogNorm)
+      if log:
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=-0.3 if x.min() == 0 else None)
+      ax.set_xlabel("training step" + (" (log scale; 0 = initialisation)" if log else ""))
+    else:
+      ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
+      ax.set_xlabel("checkpoint")
+    ax.set_ylabel(name)
+    ax.set_title(name, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+  if title:
+    fig.suptitle(f"profile statistics during training — {title}", fontsize=10)
   return _finish(fig, save)
 
 
