@@ -95,7 +95,8 @@ class Experiment:
 
 
 def progress_fn():
-  """tqdm wrapper for loops (or None when --noprogress / not a terminal)."""
+  """tqdm wrapper for loops (or None when --noprogress). Pipelines name the stage, model and unit
+  through ``desc`` and ``unit`` (see ``pipeline.specs.labelled``)."""
   if not FLAGS.progress:
     return None
   from tqdm import tqdm
@@ -143,6 +144,7 @@ def finish(path: pathlib.Path) -> None:
   """Marks the run complete (``results.json`` rewritten last) and prints where it is."""
   from synergy_jax import results
   results.complete_run(path)
+  _CURRENT["run_dir"] = None  # complete: a later error (e.g. a closed stdout) does not undo it
   summary = path / "summary.md"
   print(f"\nresults written to {os.path.abspath(path)}")
   if summary.exists():

@@ -102,7 +102,8 @@ def profile_checkpoints(checkpoints: Iterable[Checkpoint], prompts: Sequence[str
   """([(Checkpoint, entry dict)], depth (L,)) for every checkpoint, loading one model at a time."""
   out, depth = [], None
   for ck in checkpoints:
-    res = prof.profile_model(ck.load(), prompts, config, pathlib.Path(cache_dir), progress)
+    bar = specs.labelled(progress, f"checkpoint {ck.label}", "generation / surrogates", "batch")
+    res = prof.profile_model(ck.load(), prompts, config, pathlib.Path(cache_dir), bar)
     depth = np.asarray(res.summary["layer_profile_detail"]["rank_score"]["depth"])
     out.append((ck, checkpoint_summary(res)))
   if not out:

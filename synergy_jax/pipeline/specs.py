@@ -96,3 +96,17 @@ def model_fingerprint(model: "models.Model") -> str:
 
 
 _FINGERPRINTS: dict = {}
+
+
+def labelled(progress, model: str, stage: str = "", unit: str = "it"):
+  """``progress`` (a tqdm-like ``f(iterable, **kw)`` or None) with every bar named
+  "<model> · <stage>" and counting ``unit``: a bar that sets its own ``desc`` keeps it after the
+  model name. None stays None."""
+  if progress is None:
+    return None
+
+  def bar(it, **kw):
+    desc = kw.pop("desc", None) or stage
+    kw.setdefault("unit", unit)
+    return progress(it, desc=f"{model} · {desc}" if desc else model, **kw)
+  return bar
