@@ -52,8 +52,8 @@ flags.DEFINE_integer("final_eval_seed", 2024, "Seed of the final evaluation exam
 
 FLAGS = flags.FLAGS
 
-# --quick: a smoke run of the whole pipeline (train, checkpoints, evaluation), meant to take under three minutes
-# on 2 CPU cores; each flag given explicitly still wins.
+# --quick: a smoke run of the whole pipeline (train, checkpoints, evaluation), meant to take
+# under three minutes on 2 CPU cores; each flag given explicitly still wins.
 QUICK = {"workdir": "runs/train_quick", "steps": 120, "train_batch_size": 16,
          "warmup_steps": 12, "save_every": 40, "eval_every": 60, "eval_examples": 8,
          "log_every": 20, "final_eval_examples": 10}

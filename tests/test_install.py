@@ -51,24 +51,20 @@ def _run_outside(code: str, site: pathlib.Path, cwd: pathlib.Path):
                         text=True, timeout=300)
 
 
-def test_readme_phiid_snippet_runs_verbatim_from_anywhere(installed, tmp_path):
-  proc = _run_outside(readme_section_code("ΦID in one minute"), installed, tmp_path)
+def test_readme_snippet_runs_verbatim_from_anywhere_and_package_data_is_installed(installed,
+                                                                                 tmp_path):
+  # The README code exactly as printed, then checks of the installed copy in the same process.
+  check = ("\nimport importlib.metadata, synergy_jax\n"
+           "from synergy_jax import models, tasks\n"
+           "print('file', synergy_jax.__file__)\n"
+           "print('version', importlib.metadata.version('synergy_jax'))\n"
+           "print('layers', models.load('default').config.num_layers)\n"
+           "print('prompts', len(tasks.prompt_suite()))\n")
+  proc = _run_outside(readme_section_code("ΦID in one minute") + check, installed, tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "(32,)" in proc.stdout
-  assert "xty" in proc.stdout  # y follows x: the unique x → y atom is among those printed
-
-
-def test_installed_package_carries_its_data(installed, tmp_path):
-  code = ("import importlib.metadata, synergy_jax\n"
-          "from synergy_jax import models, tasks\n"
-          "print('file', synergy_jax.__file__)\n"
-          "print('version', importlib.metadata.version('synergy_jax'))\n"
-          "m = models.load('default')\n"
-          "print('layers', m.config.num_layers, 'prompts', len(tasks.prompt_suite()))\n")
-  proc = _run_outside(code, installed, tmp_path)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
-  assert pathlib.Path(out["file"]).is_relative_to(installed)
+  lines = proc.stdout.splitlines()
+  assert "(32,)" in lines and "xty" in proc.stdout  # y follows x: the unique x → y atom is printed
+  out = dict(line.split(" ", 1) for line in lines[-4:])
+  assert pathlib.Path(out["file"]).is_relative_to(installed)  # not the repository's copy
   assert out["version"] == "0.1.0"
-  layers, n_prompts = re.match(r"(\d+) prompts (\d+)", out["layers"]).groups()
-  assert int(layers) >= 1 and int(n_prompts) >= 60
+  assert int(out["layers"]) >= 1 and int(out["prompts"]) >= 60
