@@ -13,7 +13,6 @@ import hashlib
 import weakref
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from synergy_jax import models
