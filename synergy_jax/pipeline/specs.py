@@ -109,3 +109,10 @@ def labelled(progress, model: str, stage: str = "", unit: str = "it"):
     kw.setdefault("unit", unit)
     return progress(it, desc=f"{model} · {desc}" if desc else model, **kw)
   return bar
+
+
+def degenerate_records(problems, num_heads: int) -> list[dict]:
+  """results.json's ``degenerate`` entries from ``phiid.check_units`` problems: unit, its layer
+  and head, prompt and reason."""
+  return [{"unit": p.unit, "layer": p.unit // num_heads, "head": p.unit % num_heads,
+           "prompt": p.prompt, "reason": p.reason} for p in problems]

@@ -178,13 +178,12 @@ def level_data(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: Phas
   acts = np.asarray(act["acts"])
   key = {"what": "per_prompt_sts_rtr", "model": specs.model_fingerprint(spec.model),
          "prompts": prompts, "max_new_tokens": config.max_new_tokens, "tau": config.tau,
-         "redundancy": config.redundancy}
+         "redundancy": config.redundancy, "compute_dtype": specs.compute_dtype()}
   sts_rtr = np.asarray(results.cached(
       cache_dir, key, lambda: per_prompt_sts_rtr(acts, tau=config.tau,
                                                  redundancy=config.redundancy), "sts_rtr"))
   nh = spec.model.config.num_heads
-  deg = [{"unit": p.unit, "layer": p.unit // nh, "head": p.unit % nh, "prompt": p.prompt,
-          "reason": p.reason} for p in phiid.check_units(acts, config.tau)]
+  deg = specs.degenerate_records(phiid.check_units(acts, config.tau), nh)
   correct = None
   if all(it.example is not None for it in items):
     texts = _decode(spec.tokenizer, np.asarray(act["tokens"]))
