@@ -50,19 +50,23 @@ def write_ablation(run_dir, result: AblationResult) -> dict:
   results.write_npz(run_dir / "perturbation.npz", correct=result.correct,
                     sigmas=np.asarray(p["sigmas"]), conditions=np.asarray(p["conditions"]))
   plots.divergence_curves(d["fractions"], d["synergistic"], d["redundant"],
-                          d["random"]["curves"], save=run_dir / "divergence.png")
-  plots.perturbation_accuracy(p["sigmas"], p["levels"],
-                              {c: np.asarray(p["accuracy"][c]["mean"]) for c in p["conditions"]},
-                              ci={c: (np.asarray(p["accuracy"][c]["ci_low"]),
-                                      np.asarray(p["accuracy"][c]["ci_high"]))
-                                  for c in p["conditions"]},
-                              save=run_dir / "perturbation.png")
-  for fam, fd in p["by_family"].items():
-    plots.perturbation_accuracy(p["sigmas"], fd["levels"],
-                                {c: np.asarray(fd[c]["mean"]) for c in p["conditions"]},
-                                ci={c: (np.asarray(fd[c]["ci_low"]), np.asarray(fd[c]["ci_high"]))
-                                    for c in p["conditions"]},
-                                save=run_dir / f"perturbation_{fam}.png")
+                          d["random"]["curves"], save=run_dir / "divergence.png",
+                          title=f"{res['model']}: zero ablation, heads ranked by {res['ranking']}")
+  sigma_label = ("σ, relative to the RMS of the heads' q/o weights" if p["sigma_scale"] ==
+                 "relative" else "σ (absolute)")
+  ci_text = f"{int(res['config']['ci_level'] * 100)}% bootstrap CI over seeds × examples"
+  for fam, levels, acc, name, kind in (
+      [("families " + ", ".join(p["families"]) + " pooled", p["levels"], p["accuracy"],
+        "perturbation.png", "difficulty rank")]
+      + [(f"task family {fam}", fd["levels"], fd, f"perturbation_{fam}.png", "level k")
+         for fam, fd in p["by_family"].items()]):
+    plots.perturbation_accuracy(
+        p["sigmas"], levels, {c: np.asarray(acc[c]["mean"]) for c in p["conditions"]},
+        ci={c: (np.asarray(acc[c]["ci_low"]), np.asarray(acc[c]["ci_high"]))
+            for c in p["conditions"]},
+        title=f"{res['model']}: noise in {int(100 * res['config']['perturb_fraction'])}% of "
+              f"heads — {fam}", sigma_label=sigma_label, level_label=kind, ci_text=ci_text,
+        save=run_dir / name)
   results.write_text(run_dir / "summary.md", summary_markdown(public))
   return public
 

@@ -80,6 +80,8 @@ def write_sweep(run_dir, result: SweepResult) -> dict:
         fit_curve=None if "fit_curve" not in t else (t["fit_curve"]["x"], t["fit_curve"]["y"]),
         threshold=None if t.get("threshold") is None else t["threshold"]["estimate"],
         threshold_ci=None if t.get("threshold") is None else t["threshold"]["ci"],
+        title=f"phase sweep — {res['model']}: {name} against difficulty",
+        ci_level=res["order_parameter"][name]["ci_level"],
         save=run_dir / f"phase_sweep_{name}.png")
     del fig
   results.write_text(run_dir / "summary.md", summary_markdown(public))
