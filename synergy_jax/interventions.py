@@ -193,12 +193,17 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
     # lengths are traced and every batch of one shape and T shares a single compilation.
     default_score = _default_score_fn()
     jitted_by_t = {}
+    traces = {"n": 0}  # Python runs the body only while tracing: one trace per compilation
 
     def traced_for(tokens, prompt_lengths):
       t = int(np.shape(tokens)[1]) - int(np.max(np.asarray(prompt_lengths)))
       if t not in jitted_by_t:
         scorer = functools.partial(default_score, continuation_length=t)
-        jitted_by_t[t] = jax.jit(functools.partial(_run, scorer))
+
+        def counted(*args, scorer=scorer):
+          traces["n"] += 1
+          return _run(scorer, *args)
+        jitted_by_t[t] = jax.jit(counted)
       return jitted_by_t[t]
   params, rebuild = _split_model(model)
 
@@ -241,7 +246,7 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
 
   def compilations() -> int:
     """Number of compiled variants so far (default scorer; for tests and profiling)."""
-    return sum(j._cache_size() for j in jitted_by_t.values()) if score_fn is None else -1
+    return traces["n"] if score_fn is None else -1
 
   f.compilations = compilations
   return f
