@@ -1,38 +1,72 @@
 """The one entry point: ``python run.py --experiment=NAME [flags]``.
 
-Dispatches to ``experiments/NAME.py``; every experiment is also runnable on its own
-(``python -m experiments.profile --helpfull``). This file only chooses the module and hands the
-command line to absl, which parses the shared flags (``--model``, ``--out``, ``--quick``, ...)
-and the experiment's own.
+Shared flags: --model (default, a directory, a hub id[@revision], random:BASE), --out, --quick,
+--cache_dir, --seed; each experiment adds its own (``--experiment=NAME --helpfull`` lists all).
+
+``EXPERIMENTS`` is the table of experiments: adding one is one entry here (its module defines its
+flags and ``main(argv)``). run.py parses ``--experiment`` alone first, imports that module (which
+defines its flags), then hands the whole command line to absl and runs ``main`` through
+``experiments.common.run_main`` (flag validation, one-line user errors, run status).
 """
 import importlib
+import logging
+import os
 import sys
 
 from absl import app
 from absl import flags
 
-EXPERIMENTS = ("profile", "phase_sweep", "ablation", "train", "emergence", "robustness", "finetune")
+from experiments import common
 
-flags.DEFINE_enum("experiment", "profile", EXPERIMENTS, "Which experiment to run.")
+_SHARED_BY_PIPELINES = ("families", "levels")
+EXPERIMENTS = {
+    "profile": common.Experiment("experiments.profile",
+                                 ignores=_SHARED_BY_PIPELINES + ("n_boot", "ci_level")),
+    # emergence resolves --model at each of its --revisions itself, before loading any.
+    "emergence": common.Experiment("experiments.emergence", loads_model=False,
+                                   ignores=_SHARED_BY_PIPELINES + ("n_boot", "ci_level", "ranking",
+                                                                   "shard")),
+    "phase_sweep": common.Experiment("experiments.phase_sweep",
+                                     ignores=("ranking", "shard", "surrogates")),
+    "ablation": common.Experiment("experiments.ablation", ignores=("shard", "surrogates")),
+    "train": common.Experiment("experiments.train", loads_model=False, ignores=(
+        "model", "revision", "out", "cache_dir", "dtype", "prompts", "max_new_tokens",
+        "batch_size", "tau", "redundancy", "ranking", "families", "levels", "shard", "surrogates",
+        "n_boot", "ci_level", "progress")),
+    "robustness": common.Experiment("experiments.robustness", ignores=_SHARED_BY_PIPELINES + (
+        "n_boot", "ci_level", "ranking", "kind", "preprocess", "null", "baseline_inputs")),
+    "finetune": common.Experiment("experiments.finetune", ignores=_SHARED_BY_PIPELINES + (
+        "shard", "surrogates", "kind", "preprocess", "bias_correction", "null",
+        "baseline_inputs", "acts")),
+}
+
+flags.DEFINE_enum("experiment", "profile", list(EXPERIMENTS), "Which experiment to run.")
+# The same flag alone in its own FlagValues: parsed first to choose the module, while --help and
+# every other flag wait for the full parse.
+_CHOOSER = flags.FlagValues()
+flags.DEFINE_enum("experiment", "profile", list(EXPERIMENTS), "Which experiment to run.",
+                  flag_values=_CHOOSER)
 
 
-def _chosen_experiment(argv):
-  """Reads --experiment from argv before absl parses it (the module defines the other flags)."""
-  name = "profile"
-  for i, arg in enumerate(argv[1:], start=1):
-    if arg.startswith("--experiment="):
-      name = arg.split("=", 1)[1]
-    elif arg == "--experiment" and i + 1 < len(argv):
-      name = argv[i + 1]
-  if name not in EXPERIMENTS:
-    raise SystemExit(f"run.py: unknown --experiment={name!r}; choose one of {', '.join(EXPERIMENTS)}")
-  return name
+def quiet_startup() -> None:
+  """Silences two harmless start-up messages: JAX's INFO line that no TPU backend could be
+  initialised (shown under absl's logging on every machine without a TPU) and transformers'
+  advice that PyTorch is absent (synergy_jax needs only its configs and tokenizers)."""
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
-def main_entry():
-  name = _chosen_experiment(sys.argv)
-  module = importlib.import_module(f"experiments.{name}")
-  app.run(module.main)
+def main_entry(argv=None):
+  quiet_startup()
+  argv = list(sys.argv if argv is None else argv)
+  try:
+    _CHOOSER(argv, known_only=True)
+  except flags.Error as e:
+    raise SystemExit(f"run.py: {e}") from None
+  name = _CHOOSER.experiment
+  experiment = EXPERIMENTS[name]
+  module = importlib.import_module(experiment.module)
+  app.run(common.run_main(name, experiment, module.main), argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,29 @@
-"""Flags shared by every experiment (defined once, here) and small helpers for the scripts."""
+"""Flags shared by every experiment (defined once, here) and the life cycle of one run.
+
+An experiment module defines its own flags and ``main(argv)``; ``run.py`` registers it with one
+:class:`Experiment` entry and runs it through :func:`run_main`, which validates every flag before
+anything is loaded, turns user errors into one line on stderr (exit 2), records failed or
+interrupted runs in the run directory's ``status.json``, and says how to resume after Ctrl-C.
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import sys
+from typing import Any, Callable
 
 from absl import flags
 
 flags.DEFINE_string("model", "default",
-                    "Model: 'default' (shipped), a local HF directory, a hub id (local HF cache), "
-                    "or 'random:BASE' for BASE's architecture with fresh seeded weights.")
-flags.DEFINE_string("out", None, "Run directory (default: runs/<experiment>-<UTC timestamp>).")
+                    "Model: 'default' (shipped), a local HF directory, a hub id ('gpt2', "
+                    "'EleutherAI/pythia-160m', optionally '@REVISION'; local HF cache, downloaded "
+                    "when online), or 'random:BASE' for BASE's architecture with fresh seeded "
+                    "weights.")
+flags.DEFINE_string("revision", None, "Hub revision (branch, tag or commit) of a hub --model; "
+                    "same as MODEL@REVISION.")
+flags.DEFINE_string("out", None, "Run directory (default: runs/<experiment>-<UTC timestamp>). An "
+                    "earlier run's files there are removed first.")
 flags.DEFINE_string("cache_dir", "runs/cache",
                     "Cache of intermediates (activity, ΦID atoms) keyed by a hash of their config; "
                     "a repeated or interrupted run reuses them.")
@@ -60,23 +73,83 @@ flags.DEFINE_bool("shard", False, "Split the all-pairs ΦID grid over all local 
 flags.DEFINE_integer("surrogates", 100, "Circular-shift surrogates for the ΦID null (0: none).")
 flags.DEFINE_integer("n_boot", 1000, "Bootstrap replicates for confidence intervals.")
 flags.DEFINE_float("ci_level", 0.95, "Confidence level of all intervals.")
+flags.DEFINE_bool("verbose_errors", False, "Show the full traceback of a user error (bad flag, "
+                  "missing file, unknown model) instead of one line.")
 
 FLAGS = flags.FLAGS
 
+# Range checks of numeric flags, applied to whichever of them exist (experiments add their own
+# flags here: one entry each). Each maps a value to True when it is valid.
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "tau": (lambda v: v >= 1, ">= 1"),
+    "max_new_tokens": (lambda v: v >= 1, ">= 1"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "surrogates": (lambda v: v >= 0, ">= 0"),
+    "n_boot": (lambda v: v >= 1, ">= 1"),
+    "ci_level": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "graph_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "n_prompts": (lambda v: v >= 1, ">= 1"),
+    "n_transition_boot": (lambda v: v >= 1, ">= 1"),
+    "n_perm": (lambda v: v >= 1, ">= 1"),
+    "n_random": (lambda v: v >= 2, ">= 2"),
+    "n_seeds": (lambda v: v >= 1, ">= 1"),
+    "n_examples": (lambda v: v >= 1, ">= 1"),
+    "perturb_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "mask_chunk": (lambda v: v >= 1, ">= 1"),
+    "divergence_batch": (lambda v: v >= 0, ">= 0"),
+}
+
+
+class UserError(ValueError):
+  """A bad flag value or a flag the chosen experiment does not use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """One entry of run.py's table: the module holding ``main(argv)`` and its flags, and the shared
+  flags above that it does not use (giving one of them explicitly is an error, not ignored)."""
+  module: str
+  ignores: tuple = ()
+  loads_model: bool = True
+
 
 def progress_fn():
-  """tqdm wrapper for loops (or None when --noprogress / not a terminal)."""
+  """tqdm wrapper for loops (or None when --noprogress). Pipelines name the stage, model and unit
+  through ``desc`` and ``unit`` (see ``pipeline.specs.labelled``)."""
   if not FLAGS.progress:
     return None
   from tqdm import tqdm
   return lambda it, **kw: tqdm(it, file=sys.stderr, leave=False, **kw)
 
 
+# The run of this process: set by run_dir(), read by run_main() to record how the run ended.
+_CURRENT: dict = {"name": None, "experiment": None, "run_dir": None}
+
+
+def experiment_flags(experiment: Experiment | None = None) -> dict:
+  """{flag: value} of the experiment's own flags and the shared ones it uses (no absl internals)."""
+  ignored = set(experiment.ignores) if experiment else set()
+  modules = {__name__, experiment.module if experiment else None}
+  out = {}
+  for module, module_flags in FLAGS.flags_by_module_dict().items():
+    if module not in modules:
+      continue
+    for f in module_flags:
+      if f.name not in ignored:
+        out[f.name] = f.value
+  if _CURRENT["name"]:
+    out = {"experiment": _CURRENT["name"], **out}
+  return dict(sorted(out.items()))
+
+
 def run_dir(experiment: str) -> pathlib.Path:
-  """The run directory for this invocation, with flags.json written into it."""
+  """The run directory of this invocation: a previous run's files removed, ``status.json``
+  ("running") and ``flags.json`` written (see ``results.start_run``)."""
   from synergy_jax import results
   path = results.make_run_dir(FLAGS.out, experiment=experiment)
-  results.dump_flags(path, FLAGS)
+  results.start_run(path, experiment=experiment, flags=experiment_flags(_CURRENT["experiment"]),
+                    keep=[FLAGS.cache_dir])
+  _CURRENT["run_dir"] = path
   return path
 
 
@@ -87,7 +160,10 @@ def cache_dir() -> pathlib.Path:
 
 
 def finish(path: pathlib.Path) -> None:
-  """Prints where the results are and the summary."""
+  """Marks the run complete (``results.json`` rewritten last) and prints where it is."""
+  from synergy_jax import results
+  results.complete_run(path)
+  _CURRENT["run_dir"] = None  # complete: a later error (e.g. a closed stdout) does not undo it
   summary = path / "summary.md"
   print(f"\nresults written to {os.path.abspath(path)}")
   if summary.exists():
@@ -112,3 +188,98 @@ def quick_or(name: str, quick_value):
   if FLAGS.quick and not FLAGS[name].present:
     return quick_value
   return FLAGS[name].value
+
+
+def number_list(name: str, kind=float, quick_value=None) -> tuple | None:
+  """The list flag ``name`` (or ``quick_value`` under --quick, see quick_or) as numbers of type
+  ``kind``; None if unset. A bad entry raises UserError naming the flag and the entry."""
+  values = FLAGS[name].value if quick_value is None else quick_or(name, quick_value)
+  if values is None:
+    return None
+  out = []
+  for v in values:
+    try:
+      x = kind(v)
+    except ValueError:
+      raise UserError(f"--{name}: {v!r} is not {'an integer' if kind is int else 'a number'}") \
+          from None
+    out.append(x)
+  return tuple(out)
+
+
+def _fold_revision() -> None:
+  """Writes --revision into --model as MODEL@REVISION (the form models.load resolves), so every
+  experiment reading FLAGS.model gets the revision."""
+  from synergy_jax.models import hub
+  if FLAGS.revision:
+    FLAGS.model = hub.with_revision(FLAGS.model, FLAGS.revision)
+
+
+def validate_flags(name: str, experiment: Experiment) -> None:
+  """Every check that needs no model: ranges, flags the experiment ignores, files, the model name.
+
+  Raises:
+    UserError / FileNotFoundError naming the flag.
+  """
+  given_ignored = [f for f in experiment.ignores if f in FLAGS and FLAGS[f].present]
+  if given_ignored:
+    raise UserError(f"--experiment={name} does not use "
+                    + ", ".join(f"--{f}" for f in given_ignored) + "; leave it out")
+  for flag, (ok, rule) in RANGES.items():
+    if flag in FLAGS and not ok(FLAGS[flag].value):
+      raise UserError(f"--{flag}={FLAGS[flag].value} must be {rule}")
+  if "tau" in FLAGS and "tau" not in experiment.ignores and FLAGS["max_new_tokens"].present:
+    from synergy_jax.phiid import checks
+    try:
+      checks.check_tau(FLAGS.tau, FLAGS.max_new_tokens)
+    except ValueError as e:
+      raise UserError(f"--max_new_tokens={FLAGS.max_new_tokens} with --tau={FLAGS.tau}: {e}") from e
+  if FLAGS.prompts is not None and "prompts" not in experiment.ignores:
+    if not os.path.isfile(FLAGS.prompts):
+      raise FileNotFoundError(f"--prompts={FLAGS.prompts}: no such file")
+  if "revision" not in experiment.ignores:
+    _fold_revision()
+  if experiment.loads_model and "model" not in experiment.ignores:
+    from synergy_jax.models import hub
+    from synergy_jax.pipeline import specs
+    model = FLAGS.model
+    base = model[len(specs.RANDOM_PREFIX):] if model.startswith(specs.RANDOM_PREFIX) else model
+    if not base:
+      raise UserError(f"--model={FLAGS.model!r}: name a base model after 'random:'")
+    try:
+      hub.resolve(base)
+    except FileNotFoundError as e:
+      raise FileNotFoundError(f"--model={FLAGS.model}: {e}") from e
+
+
+def _one_line(err: BaseException) -> str:
+  return " ".join(str(err).split()) or type(err).__name__
+
+
+def run_main(name: str, experiment: Experiment, main: Callable) -> Callable:
+  """``main`` wrapped for absl's ``app.run``: validation first, then user errors as one line."""
+  from synergy_jax import results
+
+  def wrapped(argv):
+    _CURRENT.update(name=name, experiment=experiment, run_dir=None)
+    try:
+      validate_flags(name, experiment)
+      return main(argv)
+    except KeyboardInterrupt:
+      if _CURRENT["run_dir"] is not None:
+        results.end_run(_CURRENT["run_dir"], "interrupted", "stopped by Ctrl-C")
+      print(f"\ninterrupted: rerun the same command to resume; finished work is cached in "
+            f"--cache_dir={FLAGS.cache_dir}", file=sys.stderr)
+      sys.exit(130)
+    except (ValueError, FileNotFoundError) as e:
+      if _CURRENT["run_dir"] is not None:
+        results.end_run(_CURRENT["run_dir"], "failed", _one_line(e))
+      if FLAGS.verbose_errors:
+        raise
+      print(f"error: {_one_line(e)}  (--verbose_errors shows the traceback)", file=sys.stderr)
+      sys.exit(2)
+    except BaseException as e:
+      if _CURRENT["run_dir"] is not None and not isinstance(e, SystemExit):
+        results.end_run(_CURRENT["run_dir"], "failed", f"{type(e).__name__}: {_one_line(e)}")
+      raise
+  return wrapped

@@ -1,7 +1,12 @@
-"""The synergistic-core profile at every saved training checkpoint (emergence during training).
+"""The synergistic-core profile at successive training checkpoints (emergence during training).
 
   python run.py --experiment=emergence                 # shipped checkpoints of the default model
   python run.py --experiment=emergence --checkpoints=DIR --checkpoint_steps=0,500,1000
+  python run.py --experiment=emergence --model=EleutherAI/pythia-160m --revisions=pythia
+  python run.py --experiment=emergence --model=EleutherAI/pythia-160m --revisions=step0,step1000
+
+With --revisions, --model is a hub id profiled at each revision (local HF cache, downloaded when
+online); without, the checkpoints of an exported training run (--checkpoints) are profiled.
 """
 from absl import app
 from absl import flags
@@ -11,24 +16,48 @@ from synergy_jax.pipeline import emergence, profile
 
 flags.DEFINE_string("checkpoints", "default",
                     "Exported model folder whose checkpoints/step_NNNNNN/ are profiled "
-                    "('default': the shipped model).")
-flags.DEFINE_list("checkpoint_steps", None, "Subset of checkpoint steps to profile (default: all exported).")
+                    "('default': the shipped model). Not used with --revisions.")
+flags.DEFINE_list("checkpoint_steps", None, "Subset of checkpoint steps to profile (default: all "
+                  "exported). Not used with --revisions.")
+flags.DEFINE_list("revisions", None, "Hub revisions of --model to profile, e.g. "
+                  "step0,step1000,step143000, or a preset: "
+                  + ", ".join(f"'{k}' ({len(v)} revisions {v[0]}, {v[1]}, …, {v[-1]})"
+                              for k, v in emergence.PRESETS.items()) + ".")
 
 FLAGS = flags.FLAGS
 
 
+def config_from_flags() -> profile.ProfileConfig:
+  q = common.quick_or
+  return profile.ProfileConfig(tau=FLAGS.tau, redundancy=FLAGS.redundancy,
+                               n_surrogates=q("surrogates", 0), seed=FLAGS.seed,
+                               max_new_tokens=q("max_new_tokens", 40),
+                               batch_size=FLAGS.batch_size)
+
+
 def main(argv):
   del argv
-  q = common.quick_or
-  config = profile.ProfileConfig(tau=FLAGS.tau, redundancy=FLAGS.redundancy,
-                                 n_surrogates=q("surrogates", 0), seed=FLAGS.seed,
-                                 max_new_tokens=q("max_new_tokens", 40),
-                                 batch_size=FLAGS.batch_size)
+  config = config_from_flags()
   prompts = profile.profile_prompts(FLAGS.prompts, per_category=2 if FLAGS.quick else None)
-  steps = None if FLAGS.checkpoint_steps is None else [int(s) for s in FLAGS.checkpoint_steps]
-  path = common.run_dir("emergence")
-  emergence.run_emergence(prompts, config, path, cache_dir=common.cache_dir(),
-                          path=FLAGS.checkpoints, steps=steps, progress=common.progress_fn())
+  if FLAGS.revisions is not None:
+    for name in ("checkpoints", "checkpoint_steps"):
+      if FLAGS[name].present:
+        raise common.UserError(f"--{name} is for exported checkpoints; with --revisions the "
+                               "checkpoints are revisions of --model")
+    revisions = emergence.resolve_revisions(FLAGS.model, FLAGS.revisions)
+    path = common.run_dir("emergence")
+    emergence.run_emergence_hub(FLAGS.model, revisions, prompts, config, path,
+                                cache_dir=common.cache_dir(), dtype=FLAGS.dtype,
+                                progress=common.progress_fn())
+  else:
+    if FLAGS["model"].present:
+      raise common.UserError("--model is used with --revisions (a hub model's checkpoints); "
+                             "exported checkpoints are chosen with --checkpoints")
+    steps = common.number_list("checkpoint_steps", int)
+    path = common.run_dir("emergence")
+    emergence.run_emergence(prompts, config, path, cache_dir=common.cache_dir(),
+                            path=FLAGS.checkpoints, steps=steps, dtype=FLAGS.dtype,
+                            progress=common.progress_fn())
   common.finish(path)
 
 

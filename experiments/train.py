@@ -1,6 +1,7 @@
 """Trains the default model (or any Llama-style size) on the task + category-text corpus.
 
   python -m experiments.train --workdir=runs/train_default --export=default
+  python run.py --experiment=train --quick      # a smoke run (under 3 min on 2 cores) into runs/train_quick
 
 Resumes from the last checkpoint in --workdir when re-run with the same flags (after a crash or a
 kill -9), ending with the same parameters as an uninterrupted run. With --export, writes the model,
@@ -9,7 +10,6 @@ level, measured with tasks.evaluate) into the folder ("default": synergy_jax/ass
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from experiments import common  # noqa: F401  (shared flags: --seed)
+from experiments import common  # shared flags: --seed, --quick
 
 _T0 = time.time()
 
@@ -57,16 +57,34 @@ flags.DEFINE_integer("final_eval_seed", 2024, "Seed of the final evaluation exam
 
 FLAGS = flags.FLAGS
 
+# --quick: a smoke run of the whole pipeline (train, checkpoints, evaluation), meant to take
+# under three minutes on 2 CPU cores; each flag given explicitly still wins.
+QUICK = {"workdir": "runs/train_quick", "steps": 120, "train_batch_size": 16,
+         "warmup_steps": 12, "save_every": 40, "eval_every": 60, "eval_examples": 8,
+         "log_every": 20, "final_eval_examples": 10}
+
+
+def _flag(name):
+  return common.quick_or(name, QUICK[name]) if name in QUICK else FLAGS[name].value
+
 
 def train_config_from_flags():
   from synergy_jax import training
   return training.TrainConfig(
-      steps=FLAGS.steps, batch_size=FLAGS.train_batch_size, seq_len=FLAGS.seq_len,
-      learning_rate=FLAGS.learning_rate, warmup_steps=FLAGS.warmup_steps,
+      steps=_flag("steps"), batch_size=_flag("train_batch_size"), seq_len=_flag("seq_len"),
+      learning_rate=FLAGS.learning_rate, warmup_steps=_flag("warmup_steps"),
       end_learning_rate=FLAGS.end_learning_rate, weight_decay=FLAGS.weight_decay,
       clip_norm=FLAGS.clip_norm, seed=FLAGS.seed, task_fraction=FLAGS.task_fraction,
-      save_every=FLAGS.save_every, eval_every=FLAGS.eval_every,
-      eval_examples=FLAGS.eval_examples, log_every=FLAGS.log_every)
+      save_every=_flag("save_every"), eval_every=_flag("eval_every"),
+      eval_examples=_flag("eval_examples"), log_every=_flag("log_every"))
+
+
+def reproduce_command(argv) -> str:
+  """The command line that reruns this training, as the model card prints it."""
+  rest = [a for a in argv[1:] if not a.startswith("--experiment")]
+  via_run_py = os.path.basename(argv[0]) == "run.py"
+  return ("python run.py --experiment=train " if via_run_py else "python -m experiments.train ") \
+      + " ".join(rest)
 
 
 def main(argv):
@@ -79,24 +97,22 @@ def main(argv):
       hidden_size=FLAGS.hidden_size, intermediate_size=FLAGS.intermediate_size,
       num_layers=FLAGS.num_layers, num_heads=FLAGS.num_heads, head_dim=FLAGS.head_dim)
   cfg = train_config_from_flags()
-  result = training.train(model_config, cfg, FLAGS.workdir, stop_after=FLAGS.stop_after or None,
+  from synergy_jax import results
+  result = training.train(model_config, cfg, _flag("workdir"),
+                          stop_after=FLAGS.stop_after or None,
                           resume_from_last_good=FLAGS.resume_from_last_good,
                           log=lambda s: print(s, flush=True))
   wall = time.time() - _T0
   summary = {"steps": result.step, "loop_wall_s": result.wall_s, "process_wall_s": wall}
-  tmp = os.path.join(result.workdir, "train_wall.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(summary, f, indent=2)
-  os.replace(tmp, os.path.join(result.workdir, "train_wall.json"))
+  results.write_json(os.path.join(result.workdir, "train_wall.json"), summary)
   print(f"trained {result.step} steps in {wall:.0f} s (loop {result.wall_s:.0f} s)")
   if FLAGS.export:
     out = default.ASSETS if FLAGS.export == "default" else FLAGS.export
     steps = default.export(result.params, model_config, result.workdir, out)
     print(f"exported model and {len(steps)} emergence checkpoints {steps} to {out}")
-    command = "python -m experiments.train " + " ".join(sys.argv[1:])
-    model_card.write(out, command=command, model_config=model_config, train_config=cfg,
-                     run_dir=result.workdir, wall=summary,
-                     eval_examples=FLAGS.final_eval_examples, eval_seed=FLAGS.final_eval_seed)
+    model_card.write(out, command=reproduce_command(sys.argv), model_config=model_config,
+                     train_config=cfg, run_dir=result.workdir, wall=summary,
+                     eval_examples=_flag("final_eval_examples"), eval_seed=FLAGS.final_eval_seed)
     print(f"wrote {os.path.join(out, 'MODEL_CARD.md')}")
 
 

@@ -71,8 +71,24 @@ def kl_per_prompt(logp: jax.Array, logq: jax.Array, valid: jax.Array | None = No
 
 
 def mean_kl(logp: jax.Array, logq: jax.Array, valid: jax.Array | None = None) -> jax.Array:
-  """Scalar: mean over prompts (with >= 1 valid token) of :func:`kl_per_prompt`."""
-  return jnp.nanmean(kl_per_prompt(logp, logq, valid))
+  """Scalar: mean of :func:`kl_per_prompt` over the prompts with >= 1 valid token (NaN if there
+  are none). Prompts are selected by that mask, not by dropping NaN: a prompt whose KL is NaN
+  for another reason (non-finite log-probs) makes the mean NaN."""
+  per = kl_per_prompt(logp, logq, valid)
+  has = jnp.ones(per.shape, bool) if valid is None else jnp.asarray(valid).astype(bool).any(-1)
+  n = has.sum()
+  return jnp.where(n > 0, jnp.where(has, per, 0.0).sum() / jnp.maximum(n, 1), jnp.nan)
+
+
+def finite_mean(values: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+  """(mean over the finite entries along ``axis``, their count): the explicit-mask replacement of
+  ``nanmean``, whose count the caller reports. The mean is NaN where the count is 0."""
+  v = np.asarray(values, np.float64)
+  ok = np.isfinite(v)
+  n = ok.sum(axis)
+  total = np.where(ok, v, 0.0).sum(axis)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan), n
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,12 +193,17 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
     # lengths are traced and every batch of one shape and T shares a single compilation.
     default_score = _default_score_fn()
     jitted_by_t = {}
+    traces = {"n": 0}  # Python runs the body only while tracing: one trace per compilation
 
     def traced_for(tokens, prompt_lengths):
       t = int(np.shape(tokens)[1]) - int(np.max(np.asarray(prompt_lengths)))
       if t not in jitted_by_t:
         scorer = functools.partial(default_score, continuation_length=t)
-        jitted_by_t[t] = jax.jit(functools.partial(_run, scorer))
+
+        def counted(*args, scorer=scorer):
+          traces["n"] += 1
+          return _run(scorer, *args)
+        jitted_by_t[t] = jax.jit(counted)
       return jitted_by_t[t]
   params, rebuild = _split_model(model)
 
@@ -225,7 +246,7 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
 
   def compilations() -> int:
     """Number of compiled variants so far (default scorer; for tests and profiling)."""
-    return sum(j._cache_size() for j in jitted_by_t.values()) if score_fn is None else -1
+    return traces["n"] if score_fn is None else -1
 
   f.compilations = compilations
   return f
@@ -265,10 +286,12 @@ def behaviour_divergence(model, tokens, prompt_lengths, order, fractions, *,
 
 @dataclasses.dataclass(frozen=True)
 class OrderCurves:
-  """Curves for O orders: fractions (F,), mean (O, F), per_prompt (O, F, B)."""
+  """Curves for O orders: fractions (F,), mean (O, F) over the prompts with a finite divergence,
+  per_prompt (O, F, B), n_finite (O, F) prompts in each mean (B unless some are non-finite)."""
   fractions: np.ndarray
   mean: np.ndarray
   per_prompt: np.ndarray
+  n_finite: np.ndarray | None = None
 
   @property
   def auc(self) -> np.ndarray:
@@ -307,9 +330,8 @@ def divergence_curves(model, tokens, prompt_lengths, orders: Mapping[str, np.nda
   for name, n_o in zip(names, sizes):
     block = per[start:start + n_o * fr.size].reshape(n_o, fr.size, -1)
     start += n_o * fr.size
-    with np.errstate(invalid="ignore"):
-      mean = np.nanmean(block, -1)
-    out[name] = OrderCurves(fr, mean, block)
+    mean, n_finite = finite_mean(block, -1)
+    out[name] = OrderCurves(fr, mean, block, n_finite)
   return out
 
 

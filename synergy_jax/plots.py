@@ -108,22 +108,75 @@ def layer_profiles(profiles: Mapping[str, object], *, title: str = "layer profil
   return _finish(fig, save)
 
 
+def _step_norm(steps: np.ndarray):
+  """Colour scale of training steps: logarithmic (0 kept, linear below 1) when steps span more
+  than two decades, as Pythia's 0, 1, 2, 4, …, 143000 do; else linear."""
+  lo, hi = float(steps.min()), float(max(steps.max(), steps.min() + 1))
+  if lo >= 0 and hi > 100 * max(lo, 1):
+    return colors.SymLogNorm(linthresh=1.0, vmin=lo, vmax=hi, base=10)
+  return colors.Normalize(vmin=lo, vmax=hi)
+
+
 def emergence_profiles(steps: Sequence[int], means: Sequence[np.ndarray], depth: np.ndarray, *,
-                       save=None, ylabel: str = "min–max scaled score") -> Figure:
-  """One layer-profile curve per training checkpoint, coloured by training step (colour bar)."""
+                       save=None, ylabel: str = "scaled rank score (0..1)",
+                       title: str = "", max_curves: int = 10) -> Figure:
+  """Layer profiles across training: curves coloured by step (at most ``max_curves`` of them,
+  evenly spread over the checkpoints) and, beside them, every checkpoint as a layer × checkpoint
+  heatmap."""
   steps = np.asarray(steps)
   if len(means) != steps.size:
     raise ValueError(f"{len(means)} profiles for {steps.size} steps")
-  fig, axes = _figure(1, 1, (6.0, 4.0))
-  ax = axes[0, 0]
-  norm = colors.Normalize(vmin=float(steps.min()), vmax=float(max(steps.max(), steps.min() + 1)))
+  fig, axes = _figure(2, 1, (5.0, 3.8))
+  ax, hx = axes[0, 0], axes[0, 1]
+  norm = _step_norm(steps)
   cmap = matplotlib.colormaps["viridis"]
-  for s, m in zip(steps, means):
-    ax.plot(depth, m, "-", color=cmap(norm(s)), lw=1.5)
+  shown = np.unique(np.linspace(0, steps.size - 1, min(max_curves, steps.size)).round().astype(int))
+  for k in shown:
+    ax.plot(depth, means[k], "-", color=cmap(norm(steps[k])), lw=1.5, alpha=0.85)
   fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="training step")
-  ax.set_xlabel("normalised depth")
+  ax.set_xlabel("normalised depth (0 = first layer, 1 = last)")
   ax.set_ylabel(ylabel)
-  ax.set_title("layer profile during training")
+  ax.set_title(f"{len(shown)} of {steps.size} checkpoints", fontsize=9)
+  grid = np.stack([np.asarray(m, np.float64) for m in means], axis=1)  # (L, S)
+  im = hx.imshow(grid, aspect="auto", origin="lower", cmap="magma", interpolation="nearest")
+  fig.colorbar(im, ax=hx, label=ylabel)
+  ticks = shown if steps.size > 8 else np.arange(steps.size)
+  hx.set_xticks(ticks, [str(int(steps[k])) for k in ticks], rotation=45, ha="right", fontsize=7)
+  hx.set_xlabel("checkpoint (training step)")
+  hx.set_ylabel("layer (0 = input side)")
+  hx.set_title("all checkpoints", fontsize=9)
+  fig.suptitle(f"layer profile during training{' — ' + title if title else ''}", fontsize=10)
+  return _finish(fig, save)
+
+
+def emergence_trend(steps: Sequence[float], series: Mapping[str, Sequence[float | None]], *,
+                    labels: Sequence[str] | None = None, title: str = "", save=None) -> Figure:
+  """Statistics of each checkpoint's profile against training step, one panel each.
+
+  steps: (S,) training steps (log axis, step 0 drawn on its linear part), or positions
+  0..S-1 when ``labels`` names checkpoints that have no step number (categorical axis).
+  series: {name: (S,) values}; None or NaN values are gaps.
+  """
+  x = np.asarray(steps, np.float64)
+  fig, axes = _figure(len(series), 1, (4.4, 3.4))
+  for ax, (name, values) in zip(axes[0], series.items()):
+    y = np.array([np.nan if v is None else v for v in values], np.float64)
+    ax.plot(x, y, "o-", ms=3, lw=1.2, color=COLORS["trained"])
+    ax.axhline(0.0, color="0.6", lw=0.8, ls="--", label="0 (no effect)")
+    if labels is None:
+      log = isinstance(_step_norm(x), colors.SymLogNorm)
+      if log:
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=-0.3 if x.min() == 0 else None)
+      ax.set_xlabel("training step" + (" (log scale; 0 = initialisation)" if log else ""))
+    else:
+      ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
+      ax.set_xlabel("checkpoint")
+    ax.set_ylabel(name)
+    ax.set_title(name, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+  if title:
+    fig.suptitle(f"profile statistics during training — {title}", fontsize=10)
   return _finish(fig, save)
 
 
@@ -172,10 +225,20 @@ def _with_ci(ax, x, mean, low=None, high=None, **kw):
   return line
 
 
+def _scale_note(ax, values) -> str:
+  """The y-axis span relative to the data's mean, for a panel title: a zoomed axis must not make a
+  1 % change look like a jump."""
+  lo, hi = ax.get_ylim()
+  v = np.asarray(values, np.float64)
+  mean = float(np.nanmean(np.abs(v))) if np.isfinite(v).any() else 0.0
+  rel = f" ({100 * (hi - lo) / mean:.1f}% of the mean)" if mean > 0 else ""
+  return f"y axis spans {hi - lo:.3g}{rel}"
+
+
 def phase_sweep(levels, order_parameter: Mapping[str, np.ndarray], susceptibility,
                 accuracy: Mapping[str, np.ndarray] | None = None, *,
                 order_name: str = "order parameter", fit_curve=None, threshold=None,
-                threshold_ci=None, save=None) -> Figure:
+                threshold_ci=None, title: str = "", ci_level: float = 0.95, save=None) -> Figure:
   """Order parameter (mean, ci_low, ci_high) with CIs, susceptibility and accuracy vs difficulty.
 
   Args:
@@ -185,13 +248,15 @@ def phase_sweep(levels, order_parameter: Mapping[str, np.ndarray], susceptibilit
     accuracy: optional {"mean", "ci_low", "ci_high"} per level, in [0, 1].
     fit_curve: optional (x (M,), y (M,)) fitted logistic drawn over the order parameter.
     threshold, threshold_ci: drawn as a vertical line and band when a transition is supported.
+    title: the figure's title (e.g. which model); ci_level: coverage of the bands.
   """
   lv = np.asarray(levels, dtype=np.float64)
   n = 3 if accuracy is not None else 2
   fig, axes = _figure(n, 1, (4.2, 3.6))
   ax = axes[0, 0]
+  band = f"{ci_level:.0%} bootstrap CI over prompts (band)"
   _with_ci(ax, lv, order_parameter["mean"], order_parameter.get("ci_low"),
-           order_parameter.get("ci_high"), color="C3", label="data (95% CI)")
+           order_parameter.get("ci_high"), color="C3", label=f"mean over prompts; {band}")
   if fit_curve is not None:
     ax.plot(fit_curve[0], fit_curve[1], "k--", lw=1, label="logistic fit")
   for a in axes[0]:
@@ -199,24 +264,35 @@ def phase_sweep(levels, order_parameter: Mapping[str, np.ndarray], susceptibilit
       a.axvline(threshold, color="k", lw=0.8)
       if threshold_ci is not None:
         a.axvspan(threshold_ci[0], threshold_ci[1], color="k", alpha=0.08)
+  if threshold is not None:
+    ax.plot([], [], color="k", lw=0.8, label="threshold (grey: its CI)")
   ax.set_xlabel("difficulty")
   ax.set_ylabel(order_name)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=7, loc="best")
+  ax.set_title(f"{order_name}\n{_scale_note(ax, order_parameter['mean'])}", fontsize=8)
   ax = axes[0, 1]
   ax.plot(lv, susceptibility, "s-", color="C0")
   ax.set_xlabel("difficulty")
-  ax.set_ylabel("susceptibility (variance across prompts)")
+  ax.set_ylabel("variance across prompts")
+  ax.set_title("susceptibility", fontsize=9)
   if accuracy is not None:
     ax = axes[0, 2]
-    _with_ci(ax, lv, accuracy["mean"], accuracy.get("ci_low"), accuracy.get("ci_high"), color="C2")
+    _with_ci(ax, lv, accuracy["mean"], accuracy.get("ci_low"), accuracy.get("ci_high"), color="C2",
+             label=f"{ci_level:.0%} bootstrap CI (band)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("difficulty")
     ax.set_ylabel("exact-match accuracy")
+    ax.set_title("task accuracy (greedy)", fontsize=9)
+    ax.legend(fontsize=7)
+  for a in axes[0]:
+    a.set_xticks(lv)
+  if title:
+    fig.suptitle(title, fontsize=10)
   return _finish(fig, save)
 
 
 def divergence_curves(fractions, synergistic, redundant, random, *, save=None,
-                      ylabel: str = "KL(original ‖ ablated), nats") -> Figure:
+                      ylabel: str = "KL(original ‖ ablated), nats", title: str = "") -> Figure:
   """Behaviour divergence vs ablated fraction; random orders as mean ± sd band (random (R, F))."""
   fr = np.asarray(fractions)
   rnd = np.atleast_2d(np.asarray(random, dtype=np.float64))
@@ -229,22 +305,32 @@ def divergence_curves(fractions, synergistic, redundant, random, *, save=None,
   ax.fill_between(fr, m - sd, m + sd, color=COLORS["random"], alpha=0.25, lw=0)
   ax.set_xlabel("fraction of heads ablated")
   ax.set_ylabel(ylabel)
+  ax.set_title(title or "behaviour divergence under zero ablation", fontsize=9)
   ax.legend(fontsize=8)
   return _finish(fig, save)
 
 
 def perturbation_accuracy(sigmas, levels, accuracy: Mapping[str, np.ndarray], *,
-                          ci: Mapping[str, tuple] | None = None, save=None) -> Figure:
+                          ci: Mapping[str, tuple] | None = None, save=None, title: str = "",
+                          sigma_label: str = "noise σ", level_label: str = "level",
+                          ci_text: str = "CI") -> Figure:
   """Accuracy vs noise σ, one panel per difficulty level, one line per condition.
 
   Args:
     sigmas: (S,) noise scales; levels: (K,) difficulty levels.
     accuracy: {condition: (S, K) mean accuracy}, e.g. synergistic / redundant / random.
-    ci: optional {condition: ((S, K) low, (S, K) high)}.
+    ci: optional {condition: ((S, K) low, (S, K) high)}, drawn as bands (``ci_text`` says which).
+    title: the figure title (e.g. task family and model); sigma_label: the x axis (e.g. "σ,
+    relative to the q/o weight RMS"); level_label: panel titles ("difficulty rank", "level k").
   """
   sg, lv = np.asarray(sigmas), list(levels)
-  fig, axes = _figure(len(lv), 1, (3.2, 3.0))
-  for k, ax in enumerate(axes[0]):
+  ncols = min(len(lv), 4)
+  nrows = -(-len(lv) // ncols)
+  fig, axes = _figure(ncols, nrows, (3.2, 3.0))
+  flat = axes.ravel()
+  for ax in flat[len(lv):]:
+    ax.set_visible(False)
+  for k, ax in enumerate(flat[:len(lv)]):
     for i, (cond, acc) in enumerate(accuracy.items()):
       acc = np.asarray(acc)
       if acc.shape != (sg.size, len(lv)):
@@ -253,11 +339,20 @@ def perturbation_accuracy(sigmas, levels, accuracy: Mapping[str, np.ndarray], *,
       _with_ci(ax, sg, acc[:, k], None if lo_hi is None else np.asarray(lo_hi[0])[:, k],
                None if lo_hi is None else np.asarray(lo_hi[1])[:, k],
                color=COLORS.get(cond, f"C{i}"), label=cond)
-    ax.set_title(f"level {lv[k]}")
-    ax.set_xlabel("noise σ")
+    ax.set_title(f"{level_label} {lv[k]}", fontsize=9)
+    ax.set_xlabel(sigma_label, fontsize=8)
+    ax.set_xticks(sg)
     ax.set_ylim(-0.02, 1.02)
-  axes[0, 0].set_ylabel("accuracy")
-  axes[0, 0].legend(fontsize=7)
+  for ax in axes[:, 0]:
+    ax.set_ylabel("exact-match accuracy")
+  # The legend goes on the last panel: the hardest level, where accuracy is lowest and the
+  # upper part of the panel is empty.
+  last = flat[len(lv) - 1]
+  if ci:
+    last.plot([], [], " ", label=f"bands: {ci_text}")
+  last.legend(fontsize=7, loc="upper right")
+  if title:
+    fig.suptitle(title, fontsize=10)
   return _finish(fig, save)
 
 

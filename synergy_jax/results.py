@@ -20,6 +20,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import tempfile
 import zipfile
 from typing import Any, Callable, Mapping, Sequence
@@ -32,6 +33,9 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 _KEY_ENTRY = "__cache_key__"
 _SINGLE_ENTRY = "__single_array__"
+_TMP_SUFFIX = ".tmp"
+STATUS_FILE = "status.json"
+RESULTS_FILE = "results.json"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -44,7 +48,9 @@ def _atomic_path(path: PathLike):
   """Yields a temporary path next to ``path``; moves it onto ``path`` only if the body succeeds."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  # The writer's pid in the name lets a later run tell a dead writer's leftover from a live one's.
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP_SUFFIX,
+                             dir=path.parent)
   os.close(fd)
   os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are ordinary files
   try:
@@ -53,6 +59,47 @@ def _atomic_path(path: PathLike):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's live process
+    return True
+  return True
+
+
+def _tmp_writer_pid(name: str) -> int | None:
+  """The writer pid in a temporary name ``.<file>.<pid>.<random>.tmp``; None if it has none."""
+  if not (name.startswith(".") and name.endswith(_TMP_SUFFIX)):
+    return None
+  parts = name[:-len(_TMP_SUFFIX)].rsplit(".", 2)
+  if len(parts) != 3 or not parts[1].isdigit():
+    return None
+  return int(parts[1])
+
+
+def clean_stale_tmp(directory: PathLike) -> list[pathlib.Path]:
+  """Removes the temporary files that killed writers left in ``directory`` (not recursive).
+
+  Only names of this module's pattern (``.<file>.<pid>.<random>.tmp``) whose writer process is
+  gone are removed, so a live run sharing the directory (e.g. a common cache) is not disturbed.
+  Returns the removed paths.
+  """
+  directory = pathlib.Path(directory)
+  if not directory.is_dir():
+    return []
+  removed = []
+  for entry in directory.iterdir():
+    pid = _tmp_writer_pid(entry.name)
+    if pid is None or not entry.is_file() or (pid != os.getpid() and _pid_alive(pid)):
+      continue
+    with contextlib.suppress(FileNotFoundError):  # another cleaner got there first
+      entry.unlink()
+      removed.append(entry)
+  return removed
 
 
 def write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
@@ -193,8 +240,8 @@ def make_run_dir(out: PathLike | None = None, *, root: PathLike = "runs",
                  experiment: str = "run", now: datetime.datetime | None = None) -> pathlib.Path:
   """Creates and returns the run directory.
 
-  ``out`` given: that directory (created if needed; an existing one is reused so a resumed run
-  writes in place). Otherwise ``root/<experiment>-<YYYYmmdd-HHMMSS>`` in UTC, with ``-2``, ``-3``,
+  ``out`` given: that directory (created if needed; an existing one is returned as it is:
+  :func:`start_run` clears a previous run's files). Otherwise ``root/<experiment>-<YYYYmmdd-HHMMSS>`` in UTC, with ``-2``, ``-3``,
   ... appended if that name exists already.
   """
   if out is not None:
@@ -234,6 +281,99 @@ def dump_flags(run_dir: PathLike, flags_obj: Any, *, name: str = "flags.json") -
   return write_json(pathlib.Path(run_dir) / name, clean)
 
 
+def _utc_now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _inside(path: pathlib.Path, other: pathlib.Path) -> bool:
+  """Whether ``other`` is ``path`` or lies below it."""
+  return other == path or path in other.parents
+
+
+def clear_run_dir(path: PathLike, *, keep: Sequence[PathLike] = ()) -> list[pathlib.Path]:
+  """Empties a previous run's directory (it must hold that run's ``status.json``).
+
+  Entries that are, or contain, a path in ``keep`` (e.g. a cache directory placed inside the run
+  directory) are left alone. Returns the removed entries.
+
+  Raises:
+    ValueError: ``path`` holds files but no ``status.json``: it is not a synergy_jax run directory,
+      and nothing in it is removed.
+  """
+  path = pathlib.Path(path).resolve()
+  clean_stale_tmp(path)
+  entries = sorted(path.iterdir())
+  if entries and not (path / STATUS_FILE).exists():
+    raise ValueError(f"--out={path} is not empty and holds no {STATUS_FILE}, so it is not the "
+                     "directory of an earlier run; choose a new or empty folder (nothing there "
+                     "was changed)")
+  kept = [pathlib.Path(k).resolve() for k in keep]
+  removed = []
+  for entry in entries:
+    if any(_inside(entry, k) for k in kept):
+      continue
+    if entry.is_dir() and not entry.is_symlink():
+      shutil.rmtree(entry)
+    else:
+      entry.unlink()
+    removed.append(entry)
+  return removed
+
+
+def start_run(path: PathLike, *, experiment: str, flags: Mapping[str, Any],
+              keep: Sequence[PathLike] = ()) -> pathlib.Path:
+  """Prepares ``path`` (an existing or new run directory) for a run of ``experiment``.
+
+  Removes what a previous run left there (``clear_run_dir``), then writes ``status.json``
+  (``"status": "running"``) and ``flags.json``. The run ends with :func:`complete_run` or
+  :func:`end_run`; a run killed before either leaves ``"running"`` in ``status.json``.
+  """
+  path = pathlib.Path(path)
+  path.mkdir(parents=True, exist_ok=True)
+  clear_run_dir(path, keep=keep)
+  write_json(path / STATUS_FILE, {"status": "running", "experiment": experiment,
+                                  "started": _utc_now(), "pid": os.getpid()})
+  dump_flags(path, dict(flags))
+  return path
+
+
+def end_run(path: PathLike, status: str, message: str = "") -> pathlib.Path:
+  """Records a run that stopped early: ``status`` is "failed" or "interrupted"."""
+  if status not in ("failed", "interrupted"):
+    raise ValueError(f"end_run: status must be 'failed' or 'interrupted', got {status!r}")
+  path = pathlib.Path(path)
+  old = _read_json_or_empty(path / STATUS_FILE)
+  return write_json(path / STATUS_FILE, {**old, "status": status, "ended": _utc_now(),
+                                         "message": message})
+
+
+def complete_run(path: PathLike) -> dict:
+  """Marks a run complete: ``status.json`` says so, then ``results.json`` is rewritten, last of
+  all files, with ``"status": "complete"`` first. Returns the results dict.
+
+  Raises:
+    FileNotFoundError: the run wrote no ``results.json``.
+  """
+  path = pathlib.Path(path)
+  res_path = path / RESULTS_FILE
+  if not res_path.exists():
+    raise FileNotFoundError(f"{res_path}: the run finished without writing {RESULTS_FILE}")
+  data = json.loads(res_path.read_text())
+  data = {"status": "complete", **{k: v for k, v in data.items() if k != "status"}}
+  old = _read_json_or_empty(path / STATUS_FILE)
+  write_json(path / STATUS_FILE, {**old, "status": "complete", "ended": _utc_now()})
+  write_json(res_path, data)
+  return data
+
+
+def _read_json_or_empty(path: pathlib.Path) -> dict:
+  try:
+    data = json.loads(path.read_text())
+  except (FileNotFoundError, json.JSONDecodeError):
+    return {}
+  return data if isinstance(data, dict) else {}
+
+
 # --------------------------------------------------------------------------------------------------
 # Config hashing and cache
 # --------------------------------------------------------------------------------------------------
@@ -261,6 +401,17 @@ def cache_path(cache_dir: PathLike, key: Mapping[str, Any], name: str) -> pathli
   return pathlib.Path(cache_dir) / f"{name}-{config_hash(key)}.npz"
 
 
+_CLEANED_DIRS: set = set()
+
+
+def _clean_once(directory: pathlib.Path) -> None:
+  """Removes dead writers' temporary files from a cache directory, once per process."""
+  key = os.path.abspath(directory)
+  if key not in _CLEANED_DIRS:
+    clean_stale_tmp(directory)
+    _CLEANED_DIRS.add(key)
+
+
 def cached(cache_dir: PathLike, key_dict: Mapping[str, Any],
            compute_fn: Callable[[], Any], name: str):
   """Returns ``compute_fn()``, computing it only if no cache file for ``key_dict`` exists.
@@ -279,6 +430,7 @@ def cached(cache_dir: PathLike, key_dict: Mapping[str, Any],
       names the file); delete it to recompute.
   """
   path = cache_path(cache_dir, key_dict, name)
+  _clean_once(path.parent)
   canon = canonical_json(key_dict)
   if path.exists():
     data = read_npz(path)

@@ -219,3 +219,19 @@ def test_real_models_score_compiles_once_across_batches():
   lp = models.score(model, tokens, lens).logprobs
   lq = models.score(model, tokens, lens, head_mask=jnp.asarray(masks[1])).logprobs
   np.testing.assert_allclose(second[1], np.asarray(iv.kl_per_prompt(lp, lq)), rtol=1e-4)
+
+
+def test_mean_kl_selects_prompts_by_mask_and_does_not_drop_nan():
+  logp = jnp.log(jnp.array([[[0.5, 0.5]], [[0.9, 0.1]]]))  # (B=2, T=1, V=2)
+  logq = jnp.log(jnp.array([[[0.25, 0.75]], [[0.9, 0.1]]]))
+  kl0 = 0.5 * np.log(0.5 / 0.25) + 0.5 * np.log(0.5 / 0.75)  # closed form, prompt 0
+  assert float(iv.mean_kl(logp, logq)) == pytest.approx(kl0 / 2, rel=1e-5)
+  # Prompt 1 has no valid token: the mean is prompt 0's KL alone.
+  valid = jnp.array([[True], [False]])
+  assert float(iv.mean_kl(logp, logq, valid)) == pytest.approx(kl0, rel=1e-5)
+  # A NaN log-prob in a prompt with valid tokens makes the mean NaN (it is not dropped).
+  bad = logq.at[1, 0, 0].set(jnp.nan)
+  assert np.isnan(float(iv.mean_kl(logp, bad)))
+  mean, n = iv.finite_mean(np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, np.nan]]))
+  np.testing.assert_array_equal(n, [2, 0])
+  assert mean[0] == 2.0 and np.isnan(mean[1])

@@ -1,5 +1,6 @@
 """Atomic writers, run directories, flags, config hashes and the resumable cache."""
 import datetime
+import pathlib
 import json
 
 import numpy as np
@@ -112,3 +113,90 @@ def test_cached_corrupt_file_named(tmp_path):
     results.cached(tmp_path, key, lambda: np.ones(2), "phiid")
   with pytest.raises(ValueError, match="name"):
     results.cached(tmp_path, key, lambda: np.ones(2), "a/b")
+
+
+def _dead_pid():
+  import subprocess
+  import sys
+  proc = subprocess.Popen([sys.executable, "-c", "pass"])
+  proc.wait()
+  return proc.pid
+
+
+def test_stale_tmp_files_of_dead_writers_are_removed(tmp_path):
+  import os
+  dead, alive = _dead_pid(), os.getppid()  # our parent runs for as long as this test does
+  names = {"dead": f".results.json.{dead}.k3x9a1b2.tmp", "alive": f".atoms.npz.{alive}.abcdefgh.tmp",
+           "other": ".notes.tmp", "plain": "results.json"}
+  for n in names.values():
+    (tmp_path / n).write_text("x")
+  removed = results.clean_stale_tmp(tmp_path)
+  assert [p.name for p in removed] == [names["dead"]]
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+      [names["alive"], names["other"], names["plain"]])
+  # The cache cleans its directory on first use: a dead writer's leftover goes, a result stays.
+  cache = tmp_path / "cache"
+  cache.mkdir()
+  (cache / f".activity-0123.npz.{dead}.zzzzzzzz.tmp").write_bytes(b"half a file")
+  results.cached(cache, {"k": 1}, lambda: np.ones(2), "acts")
+  assert [p.name for p in cache.iterdir()] == [results.cache_path(cache, {"k": 1}, "acts").name]
+
+
+def test_atomic_writes_name_their_writer_and_leave_nothing(tmp_path):
+  import os
+  seen = []
+  real_replace = os.replace
+
+  def spy(src, dst):
+    seen.append(pathlib.Path(src).name)
+    return real_replace(src, dst)
+  import unittest.mock
+  with unittest.mock.patch.object(results.os, "replace", spy):
+    results.write_json(tmp_path / "r.json", {"a": 1})
+  assert len(seen) == 1 and seen[0].startswith(f".r.json.{os.getpid()}.") and seen[0].endswith(".tmp")
+  assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_run_lifecycle_status_and_rerun_clears_previous_files(tmp_path):
+  run = tmp_path / "run"
+  cache = run / "cache"  # a cache inside --out survives the clearing
+  results.start_run(run, experiment="profile", flags={"model": "default"}, keep=[cache])
+  assert json.loads((run / "status.json").read_text())["status"] == "running"
+  assert json.loads((run / "flags.json").read_text()) == {"model": "default"}
+  results.write_npz(cache / "acts-1.npz", x=np.ones(1))
+  results.write_csv(run / "head_scores_random.csv", {"a": [1]})
+  results.write_json(run / "results.json", {"layer_profile": [0.5]})
+  import os
+  import unittest.mock
+  written, real_replace = [], os.replace
+
+  def spy(src, dst):
+    written.append(pathlib.Path(dst).name)
+    return real_replace(src, dst)
+  with unittest.mock.patch.object(results.os, "replace", spy):
+    done = results.complete_run(run)
+  assert written == ["status.json", "results.json"]  # results.json is the last file written
+  assert list(done) == ["status", "layer_profile"] and done["status"] == "complete"
+  on_disk = json.loads((run / "results.json").read_text())
+  assert on_disk == {"status": "complete", "layer_profile": [0.5]}
+  assert json.loads((run / "status.json").read_text())["status"] == "complete"
+  # A rerun into the same --out starts from an empty directory (the cache kept).
+  results.start_run(run, experiment="profile", flags={"model": "x"}, keep=[cache])
+  assert sorted(p.name for p in run.iterdir()) == ["cache", "flags.json", "status.json"]
+  assert (cache / "acts-1.npz").exists()
+  results.end_run(run, "interrupted", "stopped by Ctrl-C")
+  st = json.loads((run / "status.json").read_text())
+  assert st["status"] == "interrupted" and st["message"] == "stopped by Ctrl-C"
+  with pytest.raises(FileNotFoundError, match="results.json"):
+    results.complete_run(run)
+  with pytest.raises(ValueError, match="status"):
+    results.end_run(run, "weird")
+
+
+def test_start_run_refuses_a_folder_that_is_not_a_run(tmp_path):
+  mine = tmp_path / "my_thesis"
+  mine.mkdir()
+  (mine / "chapter1.tex").write_text("precious")
+  with pytest.raises(ValueError, match="my_thesis.*status.json"):
+    results.start_run(mine, experiment="profile", flags={})
+  assert [p.name for p in mine.iterdir()] == ["chapter1.tex"]

@@ -31,3 +31,58 @@ def test_unknown_experiment_is_named():
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert "nonsense" in proc.stderr and "profile" in proc.stderr
+
+
+def _run(*args, env=None, timeout=120):
+  import os
+  return subprocess.run([sys.executable, "run.py", "--noprogress", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+def test_user_errors_are_one_line_naming_the_culprit_before_any_work(tmp_path):
+  out = tmp_path / "never"
+  cases = [
+      (["--tau=0"], "--tau=0"),
+      (["--experiment=profile", "--ci_level=0.9"], "--ci_level"),
+      (["--experiment=phase_sweep", "--n_prompts=0"], "--n_prompts=0"),
+      (["--max_new_tokens=3"], "--max_new_tokens=3"),
+      (["--prompts=/no/such/prompts.jsonl"], "/no/such/prompts.jsonl"),
+      (["--model=surely-not-a-model-xyz"], "surely-not-a-model-xyz"),
+      (["--model=owner/name@v9", "--revision=v1"], "v9"),
+  ]
+  for args, culprit in cases:
+    proc = _run(*args, f"--out={out}")
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (args, proc.stderr[-2000:])
+    assert len(err) == 1 and err[0].startswith("error: ") and culprit in err[0], (args, err)
+    assert not out.exists(), f"{args}: a run directory was created for a rejected command"
+  verbose = _run("--tau=0", "--verbose_errors")
+  assert verbose.returncode != 0 and "Traceback" in verbose.stderr and "--tau=0" in verbose.stderr
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(tmp_path):
+  import json
+  import signal
+  import time
+  out = tmp_path / "run"
+  proc = subprocess.Popen([sys.executable, "run.py", "--noprogress", "--quick", f"--out={out}",
+                           f"--cache_dir={tmp_path / 'cache'}"], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while not (out / "status.json").exists() and time.time() < deadline:
+    time.sleep(0.1)
+  assert proc.poll() is None, proc.communicate()[1][-2000:]
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err[-2000:]
+  assert "rerun the same command to resume" in err
+  status = json.loads((out / "status.json").read_text())
+  assert status["status"] == "interrupted" and status["experiment"] == "profile"
+  assert not (out / "results.json").exists()
+
+
+def test_readme_retrain_command_is_the_model_cards():
+  card = (ROOT / "synergy_jax/assets/default/MODEL_CARD.md").read_text()
+  command = next(line for line in card.splitlines() if line.startswith("python "))
+  assert command in (ROOT / "README.md").read_text()

@@ -415,3 +415,37 @@ def permutation_test(x, y, *, statistic: Callable = np.median, n_perm: int = 100
   tol = 1e-12 * max(1.0, abs(observed))  # relabellings tied with the observation count
   p = float(np.mean(np.abs(diffs) >= abs(observed) - tol))
   return PermutationTest(observed, p, int(in_x.shape[0]), exact)
+def stratified_mean_ci(values: np.ndarray, groups: np.ndarray, n_boot: int, level: float,
+                       seed: int) -> tuple[float, float, float]:
+  """(mean, low, high): percentile bootstrap CI of the mean of (P,) values, resampling within
+  each group (e.g. task family) so every replicate keeps the groups' sizes.
+
+  Only finite values take part (the caller reports how many: ``np.isfinite(values).sum()``);
+  (NaN, NaN, NaN) when none is finite.
+  """
+  v = np.asarray(values, np.float64)
+  ok = np.isfinite(v)
+  if not ok.any():
+    return float("nan"), float("nan"), float("nan")
+  v, g = v[ok], np.asarray(groups)[ok]
+  idx = stratified_bootstrap_indices(g, n_boot, seed)
+  lo, hi = percentile_interval(v[idx].mean(1), level)
+  return float(v.mean()), float(lo), float(hi)
+
+
+def two_way_bootstrap(c: np.ndarray, *, n_boot: int, level: float, seed: int):
+  """(mean, low, high) of the mean of c (R seeds × E examples), resampling seeds and examples
+  independently with replacement (percentile interval of the two-way bootstrap; crossed random
+  effects, e.g. Owen, Ann. Appl. Stat. 2007)."""
+  c = np.asarray(c, np.float64)
+  if c.ndim != 2 or 0 in c.shape:
+    raise ValueError(f"two_way_bootstrap: expected a non-empty (seeds, examples) array, got "
+                     f"shape {c.shape}")
+  if not np.isfinite(c).all():
+    raise ValueError("two_way_bootstrap: the values contain NaN or inf")
+  rng = np.random.default_rng(seed)
+  si = rng.integers(0, c.shape[0], size=(n_boot, c.shape[0]))
+  ei = rng.integers(0, c.shape[1], size=(n_boot, c.shape[1]))
+  boot = c[si[:, :, None], ei[:, None, :]].mean(axis=(1, 2))  # (n_boot,)
+  lo, hi = percentile_interval(boot, level)
+  return float(c.mean()), float(lo), float(hi)

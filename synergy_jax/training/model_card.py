@@ -7,14 +7,13 @@ the prompt suite.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 
 import jax
 import numpy as np
 
-from synergy_jax import models, tasks
+from synergy_jax import models, results, tasks
 from synergy_jax.training import default, tokenizer as tok
 
 
@@ -46,8 +45,8 @@ def write(out_dir, *, command: str, model_config, train_config, run_dir: str, wa
   model = models.load(out_dir)
   hf_tok = models.load_tokenizer(out_dir)
   acc = accuracy_table(model, hf_tok, eval_examples, eval_seed)
-  with open(os.path.join(out_dir, "accuracy.json"), "w") as f:
-    json.dump({f"{fam}/{k}": v for (fam, k), v in acc.items()}, f, indent=2)
+  results.write_json(os.path.join(out_dir, "accuracy.json"),
+                     {f"{fam}/{k}": v for (fam, k), v in acc.items()})
   n_params = int(sum(np.size(x) for x in jax.tree.leaves(model.params)))
   steps = default.emergence_steps(out_dir)
   levels_max = max(len(tasks.levels(f)) for f in tasks.FAMILIES)

@@ -177,3 +177,26 @@ def test_split_batches_one_compilation_each():
   many = ablation.divergence(model, tokens, plen, more, np.linspace(0, 1, 9),
                              divergence_batch=2)
   assert many["compilations"] == 2  # 10 orders × 9 fractions: still one program per batch
+
+
+def test_divergence_summary_masks_nonfinite_prompts_explicitly_and_lists_them():
+  rng = np.random.default_rng(0)
+  fr = np.array([0.0, 0.5, 1.0])
+  per = {"synergistic": rng.random((1, 3, 4)), "redundant": rng.random((1, 3, 4)),
+         "random": rng.random((3, 3, 4))}
+  per["synergistic"][0, 1, 2] = np.nan  # one prompt's divergence at fraction 0.5
+  div = {**per, "fractions": fr, "compilations": 1, "batches": 1}
+  orders = {"synergistic": np.arange(4), "redundant": np.arange(4)[::-1],
+            "random": np.stack([rng.permutation(4) for _ in range(3)])}
+  d = ablation.summarise_divergence(div, orders, n_boot=50, ci_level=0.9, seed=0)["divergence"]
+  kept = np.delete(per["synergistic"][0, 1], 2)
+  assert d["synergistic"][1] == pytest.approx(kept.mean())  # mean of the other three prompts
+  assert d["prompt_sd"]["synergistic"][1] == pytest.approx(kept.std(ddof=1))
+  assert d["synergistic"][0] == pytest.approx(per["synergistic"][0, 0].mean())
+  assert d["nonfinite"] == [{"order": "synergistic", "order_index": 0, "fraction": 0.5,
+                             "prompt": 2}]
+  np.testing.assert_array_equal(d["n_prompts_used"]["synergistic"], [[4, 3, 4]])
+  assert np.isfinite(d["auc"]["synergistic"])
+  per["random"][1, 2, :] = np.inf  # every prompt of one random order at fraction 1
+  with pytest.raises(ValueError, match="random order 1 at ablated fraction 1"):
+    ablation.summarise_divergence(div, orders, n_boot=50, ci_level=0.9, seed=0)

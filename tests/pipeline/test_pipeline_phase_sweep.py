@@ -71,7 +71,39 @@ def test_files_and_shapes(sweep):
                 "per_prompt_ci_high"):
       assert len(op[key]) == len(QUICK_LEVELS), (name, key)
   summary = (run / "summary.md").read_text()
-  assert "phase transition" in summary and "accuracy" in summary
+  assert "Transition tests" in summary and "accuracy" in summary
+  # The summary opens with one verdict on the claim, the one results.json holds, and no later
+  # line states the opposite verdict on the claim.
+  lead = summary.splitlines()[2]
+  assert lead.startswith("**The claim under test")
+  assert ("is supported" in lead) == res["claim_supported"]
+  opposite = "is supported by" if not res["claim_supported"] else "is not supported by"
+  assert opposite not in summary
+  # The table shows what the figures show: per-prompt means with their CIs.
+  op = res["order_parameter"][res["order_parameter_name"]]
+  row = next(line for line in summary.splitlines() if line.startswith(f"| {QUICK_LEVELS[0]:g} |"))
+  assert f"{op['per_prompt_mean'][0]:.3g} [{op['per_prompt_ci_low'][0]:.3g}," in row
+
+
+def _verdict_input(supported, jump, skipped=False):
+  tr = ({"skipped": "needs >= 3 levels"} if skipped else
+        {"supported": supported, "fits": {"logistic": {"jump": jump}}, "level_means": [0.8, 0.82],
+         "logistic_threshold_unconfirmed": 3.1})
+  return {"order_parameter_name": "balance", "transition": {"balance": tr},
+          "claim_supported": bool(supported and jump > 0)}
+
+
+def test_claim_sentence_agrees_with_the_verdict_in_every_case():
+  # (transition supported, jump, claim supported): the third case is the one that used to open
+  # "Yes — a transition is supported" and then say the claim was not supported.
+  for supported, jump, claim in ((True, 0.05, True), (False, 0.05, False), (True, -0.01, False),
+                                 (False, -0.02, False)):
+    text = phase_sweep.claim_sentence(_verdict_input(supported, jump))
+    assert ("is supported" in text) == claim and ("is not supported" in text) == (not claim), text
+    if supported and jump < 0:
+      assert "downward" in text and "opposite" in text
+  text = phase_sweep.claim_sentence(_verdict_input(False, 0.0, skipped=True))
+  assert "could not be tested" in text and "supported" not in text
 
 
 def test_order_parameters_ranges_and_cis(sweep):

@@ -1,0 +1,153 @@
+"""Ablation, behaviour divergence: the head ranking, zero-ablation curves of most-synergistic-first,
+most-redundant-first and random orders, and their summary (AUC ratios with CIs).
+
+D = mean over prompts of the mean over continuation tokens of KL(p_original ‖ p_ablated), in nats;
+the ablated model scores the original model's own continuation (teacher forcing). A prompt whose
+divergence is not finite is left out of the mean of that order and fraction by an explicit mask,
+and listed (``divergence["nonfinite"]``), never dropped silently.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from synergy_jax import analysis, interventions, models
+from synergy_jax.pipeline import profile, specs
+from synergy_jax.pipeline.ablation.config import AblationConfig
+
+
+def head_ranking(spec: "specs.ModelSpec", prompts: Sequence[str], config: AblationConfig,
+                 cache_dir: pathlib.Path, progress: Callable | None = None) -> dict:
+  """Profile on ``prompts``: {"scores": HeadScores, "score": (N,) higher = more synergistic,
+  "tokens": (P, T) the original model's continuations, "acts": (P, N, T)}."""
+  pc = config.profile_config()
+  act = profile.activity_cached(spec, prompts, pc, cache_dir, progress)
+  acts = np.asarray(act["acts"])
+  atoms = profile.atoms_cached(acts, pc, cache_dir)
+  scores = analysis.head_scores(atoms)
+  return {"scores": scores, "score": profile.head_score(scores, config.ranking),
+          "tokens": np.asarray(act["tokens"]), "acts": acts}
+
+
+def continuation_batch(tokenizer, prompts: Sequence[str], continuations: np.ndarray,
+                       pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+  """(B, P + T) tokens and (B,) prompt lengths in ``models.score``'s layout: each row is
+  [left padding | its prompt's ids | its T generated ids]."""
+  from synergy_jax.pipeline import capture
+  ids = capture.encode_prompts(tokenizer, prompts)
+  cont = np.asarray(continuations)
+  if cont.ndim != 2 or cont.shape[0] != len(ids):
+    raise ValueError(f"continuations must be ({len(ids)} prompts, T), got {cont.shape}")
+  width = max(len(t) for t in ids)
+  out = np.full((len(ids), width + cont.shape[1]), pad_id, np.int32)
+  for b, t in enumerate(ids):
+    out[b, width - len(t):width] = t
+  out[:, width:] = cont
+  return out, np.array([len(t) for t in ids], np.int32)
+
+
+_BACKEND_COMPILES = {"n": 0, "listening": False}
+
+
+def _count_compiles(event: str, duration: float, **kwargs) -> None:
+  del duration, kwargs
+  if event == "/jax/core/compile/backend_compile_duration":
+    _BACKEND_COMPILES["n"] += 1
+
+
+def backend_compiles() -> int:
+  """XLA compilations in this process since the first call (``jax.monitoring`` events)."""
+  if not _BACKEND_COMPILES["listening"]:
+    jax.monitoring.register_event_duration_secs_listener(_count_compiles)
+    _BACKEND_COMPILES["listening"] = True
+  return _BACKEND_COMPILES["n"]
+
+
+def divergence(model: "models.Model", tokens: np.ndarray, prompt_lengths: np.ndarray,
+               orders: dict, fractions: Sequence[float], *, divergence_batch: int = 0,
+               mask_chunk: int | None = 8, progress: Callable | None = None) -> dict:
+  """Divergence curves of every order, prompt batch by prompt batch.
+
+  Args:
+    tokens, prompt_lengths: ``continuation_batch`` output (B prompts).
+    orders: {"synergistic": (N,), "redundant": (N,), "random": (R, N)} unit orders.
+    divergence_batch: prompts per batch (0: all in one batch, one compilation).
+  Returns:
+    {"fractions", name: per_prompt (O, F, B) for each order group, "batches", "compilations"}:
+    the XLA compilations that happened during the call (one per prompt batch is expected: all
+    fractions and orders of a batch share one compiled function).
+  """
+  b = tokens.shape[0]
+  step = b if divergence_batch in (0, None) else int(divergence_batch)
+  compiles0 = backend_compiles()
+  fn = interventions.make_divergence_fn(model, batch_size=mask_chunk)
+  parts = {k: [] for k in orders}
+  starts = list(range(0, b, step))
+  p_all = int(np.max(prompt_lengths))
+  for s in (progress(starts, desc="divergence batches") if progress else starts):
+    lens = np.asarray(prompt_lengths[s:s + step])
+    # models.score's layout: the prompt block is exactly as wide as this batch's longest prompt.
+    toks = np.asarray(tokens[s:s + step, p_all - int(lens.max()):])
+    curves = interventions.divergence_curves(model, toks, lens, orders, fractions,
+                                             divergence_fn=fn)
+    for k, c in curves.items():
+      parts[k].append(c.per_prompt)
+  out = {k: np.concatenate(v, axis=-1).astype(np.float64) for k, v in parts.items()}
+  out["fractions"] = np.asarray(fractions, np.float64)
+  out["compilations"] = backend_compiles() - compiles0
+  out["batches"] = len(starts)
+  return out
+
+
+def summarise_divergence(div: dict, orders: dict, *, n_boot: int, ci_level: float,
+                         seed: int) -> dict:
+  """results.json's ``divergence`` and ``auc_ratio`` entries from per-prompt curves.
+
+  Means and prompt SDs use the prompts whose divergence is finite, by an explicit mask; the
+  others are listed in ``divergence["nonfinite"]`` and counted in ``n_prompts_used``.
+
+  Raises:
+    ValueError: no prompt has a finite divergence for some order and fraction (named).
+  """
+  fr = div["fractions"]
+  mean, used, prompt_sd, nonfinite = {}, {}, {}, []
+  for k in orders:
+    v = np.asarray(div[k], np.float64)  # (O, F, B)
+    mean[k], used[k] = interventions.finite_mean(v, -1)
+    ok = np.isfinite(v)
+    if not used[k].all():
+      o, f = np.argwhere(used[k] == 0)[0]
+      raise ValueError(f"ablation: no prompt has a finite divergence for the {k} order {o} at "
+                       f"ablated fraction {fr[f]:g}")
+    sq = np.where(ok, (v - mean[k][..., None]) ** 2, 0.0).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+      prompt_sd[k] = np.where(used[k] > 1, np.sqrt(sq / np.maximum(used[k] - 1, 1)), np.nan)
+    nonfinite += [{"order": k, "order_index": int(o), "fraction": float(fr[f]), "prompt": int(b)}
+                  for o, f, b in np.argwhere(~ok)]
+  aucs = {k: np.array([interventions.auc(fr, m) for m in mean[k]]) for k in orders}
+  rnd = mean["random"]
+  out = {
+      "fractions": fr,
+      "synergistic": mean["synergistic"][0],
+      "redundant": mean["redundant"][0],
+      "random": {"mean": rnd.mean(0), "sd": rnd.std(0, ddof=1), "curves": rnd},
+      "prompt_sd": {"synergistic": prompt_sd["synergistic"][0],
+                    "redundant": prompt_sd["redundant"][0]},
+      "auc": {"synergistic": float(aucs["synergistic"][0]),
+              "redundant": float(aucs["redundant"][0]), "random": aucs["random"]},
+      "n_prompts": int(div["synergistic"].shape[-1]),
+      "n_prompts_used": {k: used[k] for k in orders},
+      "nonfinite": nonfinite,
+      "units": "nats (mean over prompts of the mean over continuation tokens of KL)",
+      "compilations": int(div["compilations"]),
+      "batches": int(div["batches"]),
+      "orders": {k: np.asarray(v) for k, v in orders.items()},
+  }
+  ratio = {k: interventions.auc_ratio(out["auc"][k], aucs["random"], n_boot=n_boot,
+                                      level=ci_level, seed=seed)
+           for k in ("synergistic", "redundant")}
+  return {"divergence": out, "auc_ratio": ratio["synergistic"],
+          "auc_ratio_redundant": ratio["redundant"]}
