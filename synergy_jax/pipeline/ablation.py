@@ -232,9 +232,7 @@ def summarise_divergence(div: dict, orders: dict, *, n_boot: int, ci_level: floa
 
 def weight_rms(params) -> float:
   """RMS of all heads' query- and output-projection weights (the scale of relative σ)."""
-  q = np.asarray(params["layers"]["q"], np.float64)
-  o = np.asarray(params["layers"]["o"], np.float64)
-  return float(np.sqrt((np.sum(q * q) + np.sum(o * o)) / (q.size + o.size)))
+  return models.unit_weight_rms(params)
 
 
 def perturbation_examples(config: AblationConfig) -> list:
@@ -283,7 +281,7 @@ def perturbation_accuracy(model: "models.Model", tokenizer, examples: list, head
     for c, cond in enumerate(CONDITIONS):
       heads = head_sets[cond] if cond != "random" else head_sets["random"][r]
       params = models.perturb_heads(model.params, heads, float(sig[s]), key)
-      out[c, s, r] = _correct(dataclasses.replace(model, params=params), tokenizer, examples)
+      out[c, s, r] = _correct(model.replace(params=params), tokenizer, examples)
   return out
 
 
