@@ -86,7 +86,8 @@ def check_tensor(name: str, source: str, x: np.ndarray, dtype=None) -> np.ndarra
     raise ValueError(f"{source}: tensor {name!r} holds a non-finite value {value} at index {idx}")
   if dtype is None:
     return x
-  y = np.asarray(x.astype(jnp.dtype(dtype)))
+  with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected just below
+    y = np.asarray(x.astype(jnp.dtype(dtype)))
   if not np.all(np.isfinite(y)):
     idx, _ = _first_bad(y)
     raise ValueError(f"{source}: tensor {name!r} value {x[idx]} at index {idx} overflows the "
