@@ -63,6 +63,16 @@ class Layers(nnx.Module):
       setattr(self, key, _param(value, f"{segment}/{key}", cfg))
 
 
+def _pure(node) -> dict:
+  out = {}
+  for key, value in vars(node).items():
+    if isinstance(value, nnx.Param):
+      out[key] = value.get_value()
+    elif isinstance(value, Layers):
+      out[key] = _pure(value)
+  return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ForwardResult:
   """logits (B, S, V) float32; head_norms (B, L, N, S) float32 ‖head output‖₂ at every
@@ -96,8 +106,11 @@ class Model(nnx.Module):
 
   @property
   def params(self) -> dict:
-    """The nnx.Param state as a plain nested dict of arrays (the family's params layout)."""
-    return nnx.to_pure_dict(nnx.state(self, nnx.Param))
+    """The nnx.Param state as a plain nested dict of arrays (the family's params layout); the
+    same values as nnx.to_pure_dict(nnx.state(model, nnx.Param)), read straight from the
+    attributes because every generate/score call takes this view (a plain attribute walk, not
+    a graph traversal)."""
+    return _pure(self)
 
   def replace(self, **changes) -> "Model":
     """A new Model with `config`, `params` (a dict in the same layout) or `dtype` replaced."""

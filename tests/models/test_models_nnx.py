@@ -191,3 +191,11 @@ def test_head_parameter_mask_is_the_hf_rows_and_columns_of_the_head(tmp_path):
   assert M.unit_weight_rms(m) == pytest.approx(want, rel=1e-12)
   with pytest.raises(ValueError, match="layers/q"):
     M.head_parameter_mask({"layers": {"o": m.params["layers"]["o"]}}, [0])
+
+
+def test_params_view_equals_the_nnx_param_state():
+  m = M.init(M.load_config("default"), seed=1)
+  state = nnx.to_pure_dict(nnx.state(m, nnx.Param))
+  assert jax.tree.structure(state) == jax.tree.structure(m.params)
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(m.params)):
+    assert a is b
