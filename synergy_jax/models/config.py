@@ -169,16 +169,19 @@ class ModelConfig:
   @classmethod
   def from_hf(cls, hf: Mapping[str, Any] | str) -> "ModelConfig":
     """Builds a config from an HF config dict (or a path to config.json), strictly."""
+    path = None
     if isinstance(hf, (str, os.PathLike)):
       path = os.fspath(hf)
       hf = read_json(path, "model config")
-      try:
-        return family_for_model_type(hf.get("model_type")).config_from_hf(dict(hf))
-      except KeyError as e:
-        raise ValueError(f"{path}: required config key {e.args[0]!r} is missing") from e
-      except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: {e}") from e
-    return family_for_model_type(hf.get("model_type")).config_from_hf(dict(hf))
+    where = f"{path}: " if path else ""
+    try:
+      return family_for_model_type(hf.get("model_type")).config_from_hf(dict(hf))
+    except KeyError as e:
+      raise ValueError(f"{where}required config key {e.args[0]!r} is missing") from e
+    except (ValueError, TypeError) as e:
+      if not path:
+        raise
+      raise ValueError(f"{path}: {e}") from e
 
   def to_hf(self) -> dict[str, Any]:
     """The HF config.json dictionary of this architecture (inverse of `from_hf`)."""

@@ -96,6 +96,9 @@ def test_config_file_errors_name_file_and_key(model_dir):
   _edit_config(model_dir, num_hidden_layers=None)
   with pytest.raises(ValueError, match=r"config.json: required config key 'num_hidden_layers'"):
     M.load_config(model_dir)
+  hf = json.loads((model_dir / "config.json").read_text())
+  with pytest.raises(ValueError, match=r"^required config key 'num_hidden_layers' is missing"):
+    M.ModelConfig.from_hf(hf)
   (model_dir / "config.json").write_text(good[:40])
   with pytest.raises(ValueError, match=r"config.json: model config is malformed JSON \(line"):
     M.load(model_dir)

@@ -60,8 +60,12 @@ def test_split_merge_round_trip_and_params_view():
   with pytest.raises(ValueError, match="unknown fields"):
     m.replace(weights=doubled)
   ids = np.array([[1, 5, 9, 4]])
-  call = nnx.jit(lambda mdl, x: mdl(x).logits)
-  np.testing.assert_array_equal(np.asarray(call(m2, ids)), np.asarray(M.forward(m, ids)))
+  out = nnx.jit(lambda mdl, x: mdl(x))(m2, ids)
+  np.testing.assert_array_equal(np.asarray(out.logits), np.asarray(M.forward(m, ids)))
+  # the module's capture is score's (checked against PyTorch hooks in test_models_generate)
+  s = M.score(m, ids, [2])  # continuation = the last 2 tokens, produced at positions 1, 2
+  np.testing.assert_allclose(np.asarray(out.head_norms)[..., 1:3], np.asarray(s.head_norms),
+                             atol=1e-5, rtol=0)
 
 
 def test_jitted_nnx_train_step_lowers_the_loss():
