@@ -164,11 +164,8 @@ def main(argv):
             f"{row['speedup']:.2f}x | identical tokens {row['identical_token_fraction']:.3f} | "
             f"max |norm diff| {diff:.2e}")
   if FLAGS.out:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    tmp = FLAGS.out + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(figures, f, indent=2)
-    os.replace(tmp, FLAGS.out)
+    from synergy_jax import results
+    results.write_json(FLAGS.out, figures)
   print(json.dumps(figures, indent=2))
 
 

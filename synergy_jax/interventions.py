@@ -154,6 +154,8 @@ def _model_shape(model, num_layers, num_heads):
 
 def _split_model(model):
   """(params, rebuild): trace the params pytree instead of baking it into the compiled function."""
+  if hasattr(model, "params") and hasattr(model, "replace"):  # models.Model (an nnx.Module)
+    return model.params, lambda p: model.replace(params=p)
   if dataclasses.is_dataclass(model) and hasattr(model, "params"):
     return model.params, lambda p: dataclasses.replace(model, params=p)
   return None, lambda p: model

@@ -6,8 +6,10 @@ Families (HF model_type): llama, mistral, qwen2, qwen3 (llama.py); gpt2 (gpt2.py
 (gpt_neox.py); gemma, gemma2, gemma3_text and the text tower of gemma3 (gemma.py). Others can
 register themselves through `register_family` (see config.py).
 
-  load(path_or_id, *, dtype="float32", mesh=None) -> Model(config, params, dtype)
+  load(path_or_id, *, dtype="float32", mesh=None) -> Model (a flax.nnx.Module; module.py)
   init(config, seed, *, dtype="float32") -> Model;  save(model, directory)
+  abstract(config, dtype) -> Model with ShapeDtypeStruct weights (nnx.eval_shape)
+  model(input_ids, attention_mask=None, *, head_mask=None, head_means=None) -> ForwardResult
   load_tokenizer(path_or_id);  load_config(path_or_id) -> ModelConfig
   logits_fn(config, *, remat=False) -> f(params, input_ids, attention_mask=None, head_mask=None)
   forward(model, input_ids, attention_mask=None, *, head_mask=None, head_means=None) -> (B, S, V)
@@ -16,24 +18,29 @@ register themselves through `register_family` (see config.py).
            stop_at_eos=False, capture_outputs=False, mesh=None) -> GenerateResult
   score(model, tokens, prompt_lengths, *, head_mask=None, head_means=None,
         capture_outputs=False, mesh=None) -> ScoreResult
-  perturb_heads(params, heads, sigma, rng) -> params
-  shard_model(model, mesh), shard_batch(x, mesh)
+  perturb_heads(params, heads, sigma, rng) -> params;  head_parameter_mask(params, heads)
+  unit_weight_rms(params);  shard_model(model, mesh), shard_batch(x, mesh)
 
-Parameters are plain nested-dict pytrees (layers stacked on a leading axis); the layout is in
-each family file (llama.py). Layouts of tokens/head_norms: generation.py.
+A Model holds nnx.Param weights; `model.params` is their plain nested-dict view (layers stacked
+on a leading axis; the layout is in each family file, llama.py) and `model.replace(params=...)`
+its inverse. The family contract (units, sharding, cache layout, segments): contract.py and
+docs/adding_a_family.md. Layouts of tokens/head_norms: generation.py.
 """
 from synergy_jax.models import _families  # noqa: F401  (registers the families)
-from synergy_jax.models.config import FAMILIES, Family, ModelConfig, register_family
+from synergy_jax.models.config import (FAMILIES, Family, MoEConfig, ModelConfig, Segment,
+                                       UnitParam, register_family)
 from synergy_jax.models.generation import GenerateResult, ScoreResult, generate, score
-from synergy_jax.models.model import (Model, cast, forward, init, load, load_config,
+from synergy_jax.models.model import (abstract, cast, forward, init, load, load_config,
                                       load_tokenizer, logits_fn, param_shapes, save)
+from synergy_jax.models.module import ForwardResult, Model
 from synergy_jax.models.perturb import (head_parameter_mask, head_selection, perturb_heads,
-                                        perturb_selected)
+                                        perturb_selected, unit_params, unit_weight_rms)
 from synergy_jax.models.sharding import shard_batch, shard_model
 
 __all__ = [
-    "FAMILIES", "Family", "GenerateResult", "Model", "ModelConfig", "ScoreResult", "cast",
-    "forward", "generate", "head_parameter_mask", "head_selection", "init", "load", "load_config", "load_tokenizer",
+    "FAMILIES", "Family", "ForwardResult", "GenerateResult", "Model", "ModelConfig", "MoEConfig",
+    "ScoreResult", "Segment", "UnitParam", "abstract", "cast", "forward", "generate",
+    "head_parameter_mask", "head_selection", "init", "load", "load_config", "load_tokenizer",
     "logits_fn", "param_shapes", "perturb_heads", "perturb_selected", "register_family", "save",
-    "score", "shard_batch", "shard_model",
+    "score", "shard_batch", "shard_model", "unit_params", "unit_weight_rms",
 ]

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable, Mapping
+import math
+import os
+from typing import Any, Mapping
+
+from synergy_jax.models.contract import (Family, Segment, UnitParam,  # noqa: F401 (re-exported)
+                                         attention_heads)
 
 # HF keys that never change what the network computes (bookkeeping, generation defaults, labels).
 METADATA_KEYS = frozenset({
@@ -42,6 +47,43 @@ ROPE_TYPES = ("default", "linear", "llama3")
 
 
 @dataclasses.dataclass(frozen=True)
+class MoEConfig:
+  """Mixture-of-experts settings of a family with expert layers (typed; no family reads them yet).
+
+  num_experts E routed experts per MoE layer, experts_per_token (top-k) of them chosen per
+  token, num_shared_experts S always-on experts, expert_intermediate_size the width F_e of one
+  expert's MLP, moe_layers the indices of the layers whose MLP is a mixture (the other layers
+  are dense), norm_topk_prob renormalises the chosen router weights to sum to 1,
+  routed_scaling_factor multiplies the routed sum (DeepSeek-V2).
+  """
+  num_experts: int
+  experts_per_token: int
+  expert_intermediate_size: int
+  moe_layers: tuple[int, ...]
+  num_shared_experts: int = 0
+  norm_topk_prob: bool = True
+  routed_scaling_factor: float = 1.0
+
+  def __post_init__(self):
+    for name in ("num_experts", "experts_per_token", "expert_intermediate_size"):
+      if int(getattr(self, name)) <= 0:
+        raise ValueError(f"MoEConfig.{name} must be positive, got {getattr(self, name)}")
+    if self.experts_per_token > self.num_experts:
+      raise ValueError(f"MoEConfig.experts_per_token={self.experts_per_token} exceeds "
+                       f"num_experts={self.num_experts}")
+    if self.num_shared_experts < 0:
+      raise ValueError(f"MoEConfig.num_shared_experts must be >= 0, got "
+                       f"{self.num_shared_experts}")
+    if not (math.isfinite(self.routed_scaling_factor) and self.routed_scaling_factor > 0):
+      raise ValueError(f"MoEConfig.routed_scaling_factor must be a positive finite number, got "
+                       f"{self.routed_scaling_factor}")
+    if list(self.moe_layers) != sorted(set(self.moe_layers)) or any(l < 0 for l in self.moe_layers):
+      raise ValueError(f"MoEConfig.moe_layers must be distinct non-negative layer indices in "
+                       f"increasing order, got {self.moe_layers}")
+
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Architecture of a decoder-only transformer (hashable; a static jit argument).
 
@@ -55,7 +97,12 @@ class ModelConfig:
     rope_type/rope_theta (e.g. factor, low_freq_factor, high_freq_factor,
     original_max_position_embeddings for "llama3").
   options: sorted (key, value) pairs of family-specific settings (hashable values only), read
-    with `cfg.option(name, default)`; lets a family add settings without new fields here.
+    with `cfg.option(name, default)`; for small scalar switches only. Structured settings get a
+    typed sub-config instead (`moe`).
+  moe: the mixture-of-experts sub-config, or None for a dense model.
+
+  Values are range-checked here (positive sizes, rope_theta > 0, norm_eps > 0, ...), so a
+  config that would silently give NaN logits is rejected when it is built.
   """
   family: str
   model_type: str
@@ -83,6 +130,7 @@ class ModelConfig:
   eos_token_ids: tuple[int, ...] = ()
   pad_token_id: int | None = None
   options: tuple[tuple[str, Any], ...] = ()
+  moe: MoEConfig | None = None
 
   def __post_init__(self):
     if self.family not in FAMILIES:
@@ -104,6 +152,7 @@ class ModelConfig:
     if len(self.layer_windows) != self.num_layers:
       raise ValueError(f"layer_windows has {len(self.layer_windows)} entries for "
                        f"num_layers={self.num_layers}")
+    _check_ranges(self)
 
   @property
   def num_units(self) -> int:
@@ -120,12 +169,19 @@ class ModelConfig:
   @classmethod
   def from_hf(cls, hf: Mapping[str, Any] | str) -> "ModelConfig":
     """Builds a config from an HF config dict (or a path to config.json), strictly."""
-    if isinstance(hf, str):
-      with open(hf) as f:
-        hf = json.load(f)
-    model_type = hf.get("model_type")
-    fam = family_for_model_type(model_type)
-    return fam.config_from_hf(dict(hf))
+    path = None
+    if isinstance(hf, (str, os.PathLike)):
+      path = os.fspath(hf)
+      hf = read_json(path, "model config")
+    where = f"{path}: " if path else ""
+    try:
+      return family_for_model_type(hf.get("model_type")).config_from_hf(dict(hf))
+    except KeyError as e:
+      raise ValueError(f"{where}required config key {e.args[0]!r} is missing") from e
+    except (ValueError, TypeError) as e:
+      if not path:
+        raise
+      raise ValueError(f"{path}: {e}") from e
 
   def to_hf(self) -> dict[str, Any]:
     """The HF config.json dictionary of this architecture (inverse of `from_hf`)."""
@@ -135,40 +191,58 @@ class ModelConfig:
     return dataclasses.replace(self, **changes)
 
 
+# HF names of the fields checked below, for messages (families spell them differently).
+_HF_NAMES = {"norm_eps": "rms_norm_eps / layer_norm_eps / layer_norm_epsilon",
+             "rope_theta": "rope_theta / rope_parameters.rope_theta / rotary_emb_base",
+             "max_position_embeddings": "max_position_embeddings / n_positions",
+             "initializer_range": "initializer_range"}
+
+
+def _check_ranges(cfg: "ModelConfig") -> None:
+  """Raises naming the first config value outside the range the computation needs."""
+  def bad(field, value, need):
+    raise ValueError(f"ModelConfig.{field}={value!r} (HF {_HF_NAMES.get(field, field)}) {need}")
+  for field in ("norm_eps", "rope_theta"):
+    v = getattr(cfg, field)
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+      bad(field, v, "must be a positive finite number")
+  if int(cfg.max_position_embeddings) <= 0:
+    bad("max_position_embeddings", cfg.max_position_embeddings, "must be positive")
+  if not (math.isfinite(cfg.initializer_range) and cfg.initializer_range >= 0):
+    bad("initializer_range", cfg.initializer_range, "must be a finite number >= 0")
+  neg = [(i, w) for i, w in enumerate(cfg.layer_windows) if int(w) < 0]
+  if neg:
+    bad("layer_windows", cfg.layer_windows, f"has negative windows at layers {[i for i, _ in neg]}")
+  for key, value in (cfg.rope_scaling or ()):
+    if isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
+      bad("rope_scaling", dict(cfg.rope_scaling), f"entry {key}={value} must be positive")
+  r = cfg.rope
+  if cfg.rope_type == "llama3" and not r["low_freq_factor"] < r["high_freq_factor"]:
+    bad("rope_scaling", r, "needs low_freq_factor < high_freq_factor")
+  if cfg.moe is not None and any(l >= cfg.num_layers for l in cfg.moe.moe_layers):
+    bad("moe", cfg.moe, f"names MoE layers beyond num_layers={cfg.num_layers}")
+
+
+def read_json(path: str, what: str) -> dict:
+  """A JSON object from `path`; FileNotFoundError/ValueError naming the file (and position)."""
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"{path}: {what} file does not exist") from e
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: {what} is not UTF-8 text ({e})") from e
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: {what} is malformed JSON (line {e.lineno}, column {e.colno}: "
+                     f"{e.msg})") from e
+  if not isinstance(data, dict):
+    raise ValueError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
+  return data
+
+
 # ---------------------------------------------------------------------------------------------
 # Family registry
 # ---------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-  """What a model family file registers (see /work/notes/models_families.md).
-
-  name: the `ModelConfig.family` value. model_types: HF `model_type`s it reads.
-  config_from_hf(dict) -> ModelConfig; config_to_hf(ModelConfig) -> dict.
-  weights(config) -> list[convert.Weight]: the HF checkpoint's tensors and how each maps onto the
-    params pytree (used by load, save, init shapes and the strict checks).
-  block(config, layer_params, x, attend) -> x: one decoder layer, see decoder.py.
-  embed(config, params, ids, positions) -> x; unembed(config, params, x) -> logits (float32).
-  rope_tables(config) -> dict name -> inverse frequencies (R/2,) float32; the tables a block
-    can ask for with attend.rope(x, name). Default: {"default": layers.rope_inv_freq(config)}.
-  ignorable(name) -> bool: checkpoint keys that may be present and are skipped (e.g. stale rotary
-    buffers).
-  rename(name) -> name: maps a stored checkpoint tensor name onto the family's canonical name
-    before the strict checks (older layouts, e.g. GPT-2 checkpoints saved without the
-    "transformer." prefix). Default: names are used as stored.
-  """
-  name: str
-  model_types: tuple[str, ...]
-  config_from_hf: Callable[[dict], ModelConfig]
-  config_to_hf: Callable[[ModelConfig], dict]
-  weights: Callable[[ModelConfig], list]
-  block: Callable
-  embed: Callable
-  unembed: Callable
-  ignorable: Callable[[str], bool] = lambda name: False
-  rope_tables: Callable[[ModelConfig], dict] | None = None
-  rename: Callable[[str], str] | None = None
-
 
 FAMILIES: dict[str, Family] = {}
 _BY_MODEL_TYPE: dict[str, Family] = {}

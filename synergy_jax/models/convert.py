@@ -1,20 +1,22 @@
-"""Hugging Face safetensors <-> params pytree, strictly.
+"""Hugging Face tensors <-> params pytree, strictly.
 
 A family describes its checkpoint as a list of `Weight`s: each HF tensor name (with "{i}" for the
-layer index), its HF shape, and a pair of reshaping functions between the HF tensor and one or
-more params leaves. Per-layer tensors are stacked over layers (leading L axis) into
-params["layers"][key]. The reshaping functions only use `.reshape`/`.swapaxes` on the trailing
-axes, so the same code runs on numpy arrays (loading), jax arrays (init), stacked arrays with a
-leading layer axis, and abstract values under `jax.eval_shape`.
+layer index within its segment and, for mixture-of-experts tensors, "{e}" for the expert index),
+its HF shape, and a pair of reshaping functions between the HF tensor and one or more params
+leaves. Per-layer tensors are stacked over the segment's layers (leading axis) into
+params[segment][key]; per-expert tensors get a second stacked axis (layers, experts, ...). The
+reshaping functions only use `.reshape`/`.swapaxes` on the trailing axes, so the same code runs
+on numpy arrays (loading), jax arrays (init), stacked arrays, and abstract values under
+`jax.eval_shape`.
 
-Everything here is strict: missing or unexpected tensors are listed in one error, and a tensor of
-the wrong shape names the key and both shapes.
+Everything here is strict: missing or unexpected tensors are listed in one error, a tensor of the
+wrong shape names the key and both shapes, and filling a model template (`fill`) sets every
+parameter leaf exactly once (a leaf filled twice or never is an error naming it). Reading files
+is in files.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any, Callable, Mapping
 
 import jax
@@ -28,12 +30,14 @@ from synergy_jax.models.config import FAMILIES, ModelConfig
 class Weight:
   """One HF tensor and the params leaves it fills.
 
-  hf: tensor name; "{i}" marks a per-layer tensor (params live under params["layers"]).
-  shape: the HF tensor's shape (per layer).
-  keys: params leaf names it produces (top-level keys, or keys under "layers" if per layer).
+  hf: tensor name; "{i}" marks a per-layer tensor (leaves under params[segment]), "{e}" a
+    per-expert one (needs config.moe; stacked as (layers, experts, ...)).
+  shape: the HF tensor's shape (per layer and expert).
+  keys: params leaf names it produces (top-level keys, or keys under params[segment]).
   to_params: HF tensor (..., *shape) -> tuple of leaves, one per key (leading axes preserved).
   from_params: tuple of leaves -> HF tensor (inverse of to_params).
   init: "normal" (std initializer_range), "ones" or "zeros" — HF's initialisation of the tensor.
+  segment: the layer segment (Family.segments) a per-layer tensor belongs to.
   """
   hf: str
   shape: tuple[int, ...]
@@ -41,10 +45,15 @@ class Weight:
   to_params: Callable[[Any], tuple]
   from_params: Callable[[tuple], Any]
   init: str = "normal"
+  segment: str = "layers"
 
   @property
   def per_layer(self) -> bool:
     return "{i}" in self.hf
+
+  @property
+  def per_expert(self) -> bool:
+    return "{e}" in self.hf
 
 
 def same(hf: str, shape, key: str, init: str = "normal") -> Weight:
@@ -96,38 +105,113 @@ def weights_of(cfg: ModelConfig) -> list[Weight]:
   return FAMILIES[cfg.family].weights(cfg)
 
 
+def _segment(w: Weight, cfg: ModelConfig):
+  for seg in FAMILIES[cfg.family].segments_of(cfg):
+    if seg.key == w.segment:
+      return seg
+  raise ValueError(f"weight {w.hf!r} names segment {w.segment!r}, which the {cfg.family} family "
+                   f"does not define for this config")
+
+
+def stacked_shape(w: Weight, cfg: ModelConfig) -> tuple[int, ...]:
+  """The leading stacked axes of w's leaves: (layers in its segment[, experts]) or ()."""
+  if w.per_expert and not w.per_layer:
+    raise ValueError(f"weight {w.hf!r}: a per-expert tensor must also be per layer ('{{i}}')")
+  lead = (_segment(w, cfg).num_layers,) if w.per_layer else ()
+  if w.per_expert:
+    if cfg.moe is None:
+      raise ValueError(f"weight {w.hf!r} is per expert but the config has no moe sub-config")
+    lead += (cfg.moe.num_experts,)
+  return lead
+
+
+def hf_names(w: Weight, cfg: ModelConfig) -> list[tuple[tuple[int, ...], str]]:
+  """(index into the stacked axes, HF tensor name) for every tensor of w, in stacking order."""
+  lead = stacked_shape(w, cfg)
+  if not lead:
+    return [((), w.hf)]
+  start = _segment(w, cfg).start
+  return [(idx, w.hf.format(i=start + idx[0], **({"e": idx[1]} if w.per_expert else {})))
+          for idx in np.ndindex(*lead)]
+
+
 def hf_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
   """Every HF tensor name the checkpoint must hold, with its shape."""
-  out = {}
+  return {name: w.shape for w in weights_of(cfg) for _, name in hf_names(w, cfg)}
+
+
+def leaf_path(w: Weight, key: str) -> tuple[str, ...]:
+  return (w.segment, key) if w.per_layer else (key,)
+
+
+def _stack(arrays, lead):
+  if all(isinstance(a, np.ndarray) for a in arrays):
+    x = np.stack(arrays)
+  else:
+    x = jnp.stack(arrays)
+  return x.reshape(*lead, *x.shape[1:])
+
+
+def hf_to_leaves(tensors: Mapping[str, Any], cfg: ModelConfig):
+  """Yields (leaf path, leaf, HF name) for every params leaf, from HF tensors (numpy, jax or
+  abstract); names and shapes are assumed checked (see `check_tensors`)."""
   for w in weights_of(cfg):
-    if w.per_layer:
-      for i in range(cfg.num_layers):
-        out[w.hf.format(i=i)] = w.shape
-    else:
-      out[w.hf] = w.shape
+    names = hf_names(w, cfg)
+    lead = stacked_shape(w, cfg)
+    x = _stack([tensors[n] for _, n in names], lead) if lead else tensors[w.hf]
+    for key, leaf in zip(w.keys, w.to_params(x)):
+      yield leaf_path(w, key), leaf, w.hf
+
+
+def _get(tree, path):
+  for k in path:
+    tree = tree[k]
+  return tree
+
+
+def fill(template, tensors: Mapping[str, Any], cfg: ModelConfig,
+         convert=lambda path, leaf, like: leaf):
+  """A params dict like `template` (nested dict of arrays or ShapeDtypeStructs, e.g. the pure
+  state of an abstract `nnx.eval_shape` model) with every leaf set exactly once from HF tensors.
+
+  convert(path, leaf, like) makes the stored value (casting, placement) from the converted tensor
+  and the template leaf at `path`. Raises ValueError naming a leaf the weight specs fill twice, a leaf they
+  produce that the template lacks, a leaf of the wrong shape, or template leaves left unfilled.
+  """
+  out: dict[str, Any] = {}
+  for path, leaf, hf in hf_to_leaves(tensors, cfg):
+    try:
+      like = _get(template, path)
+    except (KeyError, TypeError):
+      raise ValueError(f"{cfg.family}: tensor {hf!r} fills params leaf {'/'.join(path)}, which "
+                       "the model does not have") from None
+    if tuple(np.shape(leaf)) != tuple(like.shape):
+      raise ValueError(f"{cfg.family}: tensor {hf!r} gives params leaf {'/'.join(path)} shape "
+                       f"{tuple(np.shape(leaf))}, the model expects {tuple(like.shape)}")
+    dest = out
+    for k in path[:-1]:
+      dest = dest.setdefault(k, {})
+    if path[-1] in dest:
+      raise ValueError(f"{cfg.family}: params leaf {'/'.join(path)} is filled twice (again by "
+                       f"{hf!r})")
+    dest[path[-1]] = convert(path, leaf, like)
+  filled = {p for p, _ in jax.tree_util.tree_flatten_with_path(out)[0]}
+  unfilled = ["/".join(str(getattr(k, "key", k)) for k in p)
+              for p, _ in jax.tree_util.tree_flatten_with_path(template)[0] if p not in filled]
+  if unfilled:
+    raise ValueError(f"{cfg.family}: params leaves {unfilled} are not filled by any checkpoint "
+                     "tensor (the family's weight specs miss them)")
   return out
 
 
-def _stack(arrays):
-  if all(isinstance(a, np.ndarray) for a in arrays):
-    return np.stack(arrays)
-  return jnp.stack(arrays)
-
-
 def params_from_hf(tensors: Mapping[str, Any], cfg: ModelConfig) -> dict:
-  """HF tensors (name -> array; numpy, jax or abstract) -> params pytree (same array kind).
-
-  Assumes names and shapes were checked (see `check_tensors`).
-  """
-  params: dict[str, Any] = {"layers": {}}
-  for w in weights_of(cfg):
-    if w.per_layer:
-      x = _stack([tensors[w.hf.format(i=i)] for i in range(cfg.num_layers)])
-      leaves, dest = w.to_params(x), params["layers"]
-    else:
-      leaves, dest = w.to_params(tensors[w.hf]), params
-    for key, leaf in zip(w.keys, leaves):
-      dest[key] = leaf
+  """HF tensors (name -> array; numpy, jax or abstract) -> params pytree (same array kind)."""
+  params: dict[str, Any] = {}
+  for path, leaf, _ in hf_to_leaves(tensors, cfg):
+    dest = params
+    for k in path[:-1]:
+      dest = dest.setdefault(k, {})
+    dest[path[-1]] = leaf
   return params
 
 
@@ -135,13 +219,10 @@ def params_to_hf(params, cfg: ModelConfig) -> dict[str, np.ndarray]:
   """params pytree -> HF tensors (numpy), the inverse of `params_from_hf`."""
   out = {}
   for w in weights_of(cfg):
-    if w.per_layer:
-      x = np.asarray(w.from_params(tuple(np.asarray(params["layers"][k]) for k in w.keys)))
-      for i in range(cfg.num_layers):
-        out[w.hf.format(i=i)] = np.ascontiguousarray(x[i])
-    else:
-      out[w.hf] = np.ascontiguousarray(
-          np.asarray(w.from_params(tuple(np.asarray(params[k]) for k in w.keys))))
+    x = np.asarray(w.from_params(tuple(np.asarray(_get(params, leaf_path(w, k)))
+                                       for k in w.keys)))
+    for idx, name in hf_names(w, cfg):
+      out[name] = np.ascontiguousarray(x[idx])
   return out
 
 
@@ -163,74 +244,3 @@ def check_tensors(available: Mapping[str, tuple[int, ...]], cfg: ModelConfig, so
       raise ValueError(f"{source}: tensor {name!r} has shape {tuple(available[name])}, the config "
                        f"implies {tuple(shape)}")
   return sorted(expected)
-
-
-# ---------------------------------------------------------------------------------------------
-# Files
-# ---------------------------------------------------------------------------------------------
-
-def safetensors_files(directory: str) -> list[str]:
-  """The weight files of an HF directory (sharded index or single file)."""
-  index = os.path.join(directory, "model.safetensors.index.json")
-  if os.path.exists(index):
-    with open(index) as f:
-      weight_map = json.load(f)["weight_map"]
-    files = sorted(set(weight_map.values()))
-    absent = [f for f in files if not os.path.exists(os.path.join(directory, f))]
-    if absent:
-      raise FileNotFoundError(f"{index} lists weight files that are absent: {absent}")
-    return [os.path.join(directory, f) for f in files]
-  files = sorted(f for f in os.listdir(directory) if f.endswith(".safetensors"))
-  if not files:
-    raise FileNotFoundError(f"no *.safetensors weights in {directory} (files there: "
-                            f"{sorted(os.listdir(directory))})")
-  return [os.path.join(directory, f) for f in files]
-
-
-def read_checkpoint(directory: str, cfg: ModelConfig) -> dict[str, np.ndarray]:
-  """Reads and strictly checks the HF tensors of `directory` into numpy arrays."""
-  from safetensors import safe_open
-
-  files = safetensors_files(directory)
-  rename = FAMILIES[cfg.family].rename or (lambda n: n)
-  where: dict[str, str] = {}
-  stored_as: dict[str, str] = {}  # canonical name -> name in the file
-  shapes: dict[str, tuple[int, ...]] = {}
-  for path in files:
-    with safe_open(path, "numpy") as f:
-      for stored in f.keys():
-        name = rename(stored)
-        if name in where:
-          raise ValueError(f"tensor {name!r} appears twice: as {stored_as[name]!r} in "
-                           f"{where[name]} and as {stored!r} in {path}")
-        where[name], stored_as[name] = path, stored
-        shapes[name] = tuple(f.get_slice(stored).get_shape())
-  names = check_tensors(shapes, cfg, directory)
-  tensors = {}
-  by_file: dict[str, list[str]] = {}
-  for n in names:
-    by_file.setdefault(where[n], []).append(n)
-  for path, ns in by_file.items():
-    with safe_open(path, "numpy") as f:
-      for n in ns:
-        tensors[n] = f.get_tensor(stored_as[n])
-  return tensors
-
-
-def write_checkpoint(params, cfg: ModelConfig, directory: str):
-  """Writes config.json and model.safetensors (HF naming) atomically into `directory`."""
-  from safetensors.numpy import save_file
-
-  os.makedirs(directory, exist_ok=True)
-  tensors = params_to_hf(params, cfg)
-  tmp = os.path.join(directory, ".model.safetensors.tmp")
-  save_file(tensors, tmp, metadata={"format": "pt"})
-  os.replace(tmp, os.path.join(directory, "model.safetensors"))
-  hf = cfg.to_hf()
-  leaf = jax.tree_util.tree_leaves(params)[0]
-  hf["torch_dtype"] = str(np.dtype(leaf.dtype)) if np.dtype(leaf.dtype) != np.dtype(
-      jnp.bfloat16) else "bfloat16"
-  tmp = os.path.join(directory, ".config.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(hf, f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(directory, "config.json"))

@@ -5,7 +5,8 @@ A family supplies `block(cfg, layer_params, x, attend) -> x` (one layer's math) 
 repeat: positions and masks, the key/value cache, per-layer sliding windows, head masks
 (interventions) and per-head capture.
 
-Layers are stacked (every leaf under params["layers"] has a leading L axis) and run with
+Layers come in segments (Family.segments: one segment "layers" for dense models); within a
+segment every leaf under params[segment.key] has a leading layer axis and the segment runs with
 `lax.scan`, so compile time does not grow with depth.
 
 Axis letters: B batch, S query time, C key/cache time, L layers, N query heads, M key/value heads,
@@ -25,19 +26,32 @@ from synergy_jax.models.config import FAMILIES, ModelConfig
 
 @dataclasses.dataclass(frozen=True)
 class Cache:
-  """Preallocated key/value cache for all layers.
+  """Preallocated cache for all layers, laid out as the family says (Family.cache_layout).
 
-  k, v: (L, B, C, M, K) in the parameter dtype. pos: (B, C) int32 token position of each slot.
+  entries: name -> (L, B, C, *per-slot shape) in the parameter dtype; dense attention stores
+  "k" and "v", (L, B, C, M, K) each. pos: (B, C) int32 token position of each slot.
   valid: (B, C) bool, True for slots holding a real token (not left padding); slots not yet
   written are excluded by causality (their positions lie in the future).
   """
-  k: Any
-  v: Any
+  entries: dict
   pos: Any
   valid: Any
 
 
-jax.tree_util.register_dataclass(Cache, data_fields=["k", "v", "pos", "valid"], meta_fields=[])
+jax.tree_util.register_dataclass(Cache, data_fields=["entries", "pos", "valid"], meta_fields=[])
+
+
+def empty_cache(cfg: ModelConfig, positions, valid, max_new_tokens: int, dtype) -> Cache:
+  """A zero cache for prompts with positions/valid (B, P) plus max_new_tokens future slots."""
+  b, p = positions.shape
+  lens = valid.sum(1).astype(jnp.int32)
+  layout = FAMILIES[cfg.family].cache_layout(cfg)
+  entries = {name: jnp.zeros((cfg.num_layers, b, p + max_new_tokens, *shape), dtype)
+             for name, shape in layout.items()}
+  return Cache(entries=entries,
+               pos=jnp.concatenate([positions, lens[:, None] + jnp.arange(
+                   max_new_tokens, dtype=jnp.int32)[None]], axis=1),
+               valid=jnp.concatenate([valid, jnp.ones((b, max_new_tokens), bool)], axis=1))
 
 
 class Attend:
@@ -59,7 +73,7 @@ class Attend:
     self.layer, self.window, self.cache, self.slot = layer, window, cache, slot
     self.mask_row, self.mean_row = mask_row, mean_row
     self.heads = None  # set by __call__: (B, S, N, K)
-    self.new_kv = None  # set by __call__ when caching: updated (k, v) cache arrays
+    self.new_kv = None  # set by __call__ when caching: the updated cache entries
 
   def rope(self, x, table: str = "default"):
     """Rotates x (B, S, heads, K) to the current positions with the named frequency table."""
@@ -72,11 +86,12 @@ class Attend:
     if self.cache is None:
       keys, values, k_pos, k_valid = k, v, self.positions, self.valid
     else:
-      ck, cv = self.cache
-      start = (self.layer, 0, self.slot, 0, 0)
+      ck, cv = self.cache["k"], self.cache["v"]
+      # int32 indices whatever jax_enable_x64 says (dynamic_update_slice needs one index type)
+      start = tuple(jnp.asarray(i, jnp.int32) for i in (self.layer, 0, self.slot, 0, 0))
       ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), start)
       cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), start)
-      self.new_kv = (ck, cv)
+      self.new_kv = {**self.cache, "k": ck, "v": cv}
       keys, values = ck[self.layer], cv[self.layer]  # (B, C, M, K)
       k_pos, k_valid = self.cache_keys
     mask = layers.attention_mask(self.positions, k_pos, k_valid, self.window)
@@ -117,38 +132,42 @@ def run(cfg: ModelConfig, params, ids, positions, valid, *, cache: Cache | None 
                else {"default": layers.rope_inv_freq(cfg)})
   tables = {name: layers.rope_angles(positions, f) for name, f in inv_freqs.items()}
   windows = jnp.asarray(cfg.layer_windows, jnp.int32)
-  lp = params["layers"]
-  xs = {"p": lp, "layer": jnp.arange(cfg.num_layers), "window": windows}
-  if head_mask is not None:
-    xs["mask"] = jnp.asarray(head_mask)
-    if head_means is not None:
-      xs["mean"] = jnp.asarray(head_means)
-  kv = None if cache is None else (cache.k, cache.v)
+  kv = None if cache is None else cache.entries
+  outs = []
+  for seg in fam.segments_of(cfg):
+    xs = {"p": params[seg.key], "layer": jnp.arange(seg.start, seg.stop, dtype=jnp.int32),
+          "window": windows[seg.start:seg.stop]}
+    if head_mask is not None:
+      xs["mask"] = jnp.asarray(head_mask)[seg.start:seg.stop]
+      if head_means is not None:
+        xs["mean"] = jnp.asarray(head_means)[seg.start:seg.stop]
 
-  def body(carry, xl):
-    x, kv = carry
-    att = Attend(cfg, positions, valid, tables, xl["layer"], xl["window"], kv,
-                 None if cache is None else (cache.pos, cache.valid), slot, xl.get("mask"),
-                 xl.get("mean"))
-    x = fam.block(cfg, xl["p"], x, att)
-    if att.heads is None:
-      raise ValueError(f"family {cfg.family!r} block never called attend()")
-    kv = att.new_kv if cache is not None else kv
-    out = {}
-    if capture is not None:
-      h = att.heads if capture == "all" else att.heads[:, -1:]
-      out["norms"] = layers.head_norm(h)
-      if capture_outputs:
-        out["heads"] = h
-    return (x, kv), out
+    def body(carry, xl, block=seg.block):
+      x, kv = carry
+      att = Attend(cfg, positions, valid, tables, xl["layer"], xl["window"], kv,
+                   None if cache is None else (cache.pos, cache.valid), slot, xl.get("mask"),
+                   xl.get("mean"))
+      x = block(cfg, xl["p"], x, att)
+      if att.heads is None:
+        raise ValueError(f"family {cfg.family!r} block never called attend()")
+      kv = att.new_kv if cache is not None else kv
+      out = {}
+      if capture is not None:
+        h = att.heads if capture == "all" else att.heads[:, -1:]
+        out["norms"] = layers.head_norm(h)
+        if capture_outputs:
+          out["heads"] = h
+      return (x, kv), out
 
-  (x, kv), ys = jax.lax.scan(jax.checkpoint(body) if remat else body, (x, kv), xs)
-  new_cache = None if cache is None else Cache(kv[0], kv[1], cache.pos, cache.valid)
+    (x, kv), ys = jax.lax.scan(jax.checkpoint(body) if remat else body, (x, kv), xs)
+    outs.append(ys)
+  new_cache = None if cache is None else Cache(kv, cache.pos, cache.valid)
   if logits_at == "last":
     x = x[:, -1:]
   logits = None if logits_at == "none" else fam.unembed(cfg, params, x)
   norms = heads = None
   if capture is not None:
+    ys = outs[0] if len(outs) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
     norms = jnp.moveaxis(ys["norms"], 0, 1)  # (B, L, S', N)
     if capture_outputs:
       heads = jnp.moveaxis(ys["heads"], 0, 1)  # (B, L, S', N, K)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synergy_jax.models import decoder, layers
-from synergy_jax.models.model import Model, check_head_mask
+from synergy_jax.models.module import Model, check_head_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +111,11 @@ def pad_id_of(cfg) -> int:
   return int(cfg.eos_token_ids[0]) if cfg.eos_token_ids else 0
 
 
+def _at(*index):
+  """Start indices for dynamic_update_slice, all int32 (also under jax_enable_x64)."""
+  return tuple(jnp.asarray(i, jnp.int32) for i in index)
+
+
 def select_token(logits, key, greedy: bool, temperature, top_p):
   """Next token (B,) from logits (B, V) float32: argmax, or a sample from the temperature-scaled
   distribution restricted to the smallest set of tokens whose probability reaches top_p."""
@@ -132,14 +137,11 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
               max_new_tokens, greedy, stop_at_eos, capture_outputs, pad_id):
   b, p = ids.shape
   t_new = max_new_tokens
-  L, N, K, M = cfg.num_layers, cfg.num_heads, cfg.head_dim, cfg.num_kv_heads
+  L, N, K = cfg.num_layers, cfg.num_heads, cfg.head_dim
   dtype = params["embed"].dtype
   positions = decoder.positions_from_mask(valid)  # (B, P)
   lens = valid.sum(1).astype(jnp.int32)  # (B,)
-  cache = decoder.Cache(
-      k=jnp.zeros((L, b, p + t_new, M, K), dtype), v=jnp.zeros((L, b, p + t_new, M, K), dtype),
-      pos=jnp.concatenate([positions, lens[:, None] + jnp.arange(t_new)[None]], axis=1),
-      valid=jnp.concatenate([valid, jnp.ones((b, t_new), bool)], axis=1))
+  cache = decoder.empty_cache(cfg, positions, valid, t_new, dtype)
   eos = jnp.asarray(cfg.eos_token_ids or (-1,), jnp.int32)
 
   logits, cache, norms, heads = decoder.run(
@@ -172,13 +174,13 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
       tok = jnp.where(done, pad_id, tok)
       n = jnp.where(done[:, None, None], jnp.nan, n)
       length = length + (~done).astype(jnp.int32)
-    tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, t))
-    norm_buf = jax.lax.dynamic_update_slice(norm_buf, n[..., None], (0, 0, 0, t))
+    tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], _at(0, t))
+    norm_buf = jax.lax.dynamic_update_slice(norm_buf, n[..., None], _at(0, 0, 0, t))
     if capture_outputs:
       h = heads[:, :, 0]
       if stop_at_eos:
         h = jnp.where(done[:, None, None, None], jnp.nan, h)
-      head_buf = jax.lax.dynamic_update_slice(head_buf, h[:, :, :, None], (0, 0, 0, t, 0))
+      head_buf = jax.lax.dynamic_update_slice(head_buf, h[:, :, :, None], _at(0, 0, 0, t, 0))
     if stop_at_eos:
       done = done | jnp.isin(tok, eos)
     return (t + 1, cache, tok, tokens, norm_buf, head_buf, length, done)

@@ -1,14 +1,11 @@
-"""The `Model` object and its life cycle: init, load, save, forward, logits_fn.
+"""The model's life cycle: init, load, save, forward, logits_fn (the `Model` module: module.py).
 
-Parameters are a plain nested dict of arrays (a pytree; layout in each family file, e.g.
-llama.py) and every compute function is a pure function of (params, inputs) with the
-`ModelConfig` static. We chose plain dicts over NNX modules: the per-layer weights are stacked and
-scanned, the HF converter maps tensor names to dict keys one to one, and training code can hand
-the dict straight to optax.
+Every compute function is a pure function of (params, inputs) with the `ModelConfig` static; a
+`Model` is split into that params state once per call (`model.params`), so compiled programs
+are the same whether a caller holds the module or the dict.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from typing import Any
@@ -16,35 +13,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from synergy_jax.models import convert, decoder, hub
-from synergy_jax.models.config import ModelConfig
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def _dtype_name(dtype) -> str:
-  name = jnp.dtype(dtype).name if not isinstance(dtype, str) else dtype
-  if name not in DTYPES:
-    raise ValueError(f"dtype={dtype!r} is not supported (supported: {sorted(DTYPES)})")
-  return name
-
-
-@dataclasses.dataclass(frozen=True)
-class Model:
-  """A frozen config, its params pytree and the params' dtype name ("float32"/"bfloat16").
-
-  A pytree itself (params are the only leaves), so it can be passed through jax.jit.
-  """
-  config: ModelConfig
-  params: Any
-  dtype: str = "float32"
-
-  def replace(self, **changes) -> "Model":
-    return dataclasses.replace(self, **changes)
-
-
-jax.tree_util.register_dataclass(Model, data_fields=["params"], meta_fields=["config", "dtype"])
+from synergy_jax.models import convert, decoder, files, hub
+from synergy_jax.models.config import ModelConfig, read_json
+from synergy_jax.models.module import DTYPES, ForwardResult, Model, check_head_mask  # noqa: F401
+from synergy_jax.models.module import dtype_name as _dtype_name
 
 
 def cast(params, dtype):
@@ -63,7 +37,7 @@ def _init_params(cfg: ModelConfig, key, dtype_name: str):
   embeddings, zeros for biases, ones for norm weights."""
   tensors = {}
   for idx, w in enumerate(convert.weights_of(cfg)):
-    shape = ((cfg.num_layers,) if w.per_layer else ()) + w.shape
+    shape = convert.stacked_shape(w, cfg) + w.shape
     if w.init == "normal":
       x = cfg.initializer_range * jax.random.normal(jax.random.fold_in(key, idx), shape,
                                                     jnp.float32)
@@ -74,11 +48,12 @@ def _init_params(cfg: ModelConfig, key, dtype_name: str):
     else:
       raise ValueError(f"weight {w.hf}: unknown init {w.init!r}")
     tensors[w.hf] = x
-  params: dict[str, Any] = {"layers": {}}
+  params: dict[str, Any] = {}
   for w in convert.weights_of(cfg):
-    dest = params["layers"] if w.per_layer else params
     for k, leaf in zip(w.keys, w.to_params(tensors[w.hf])):
-      dest[k] = leaf.astype(DTYPES[dtype_name])
+      path = convert.leaf_path(w, k)
+      dest = params.setdefault(path[0], {}) if len(path) == 2 else params
+      dest[path[-1]] = leaf.astype(DTYPES[dtype_name])
   return params
 
 
@@ -94,11 +69,19 @@ def param_shapes(config: ModelConfig, dtype: str = "float32"):
   return jax.eval_shape(lambda k: _init_params(config, k, name), jax.random.PRNGKey(0))
 
 
+def abstract(config: ModelConfig, dtype: str = "float32") -> Model:
+  """The Model with jax.ShapeDtypeStruct weights (`nnx.eval_shape`; no memory allocated)."""
+  name = _dtype_name(dtype)
+  return nnx.eval_shape(lambda: Model(config, _init_params(config, jax.random.PRNGKey(0), name),
+                                      name))
+
+
 # ---------------------------------------------------------------------------------------------
 # load / save
 # ---------------------------------------------------------------------------------------------
 
 def load_config(path_or_id) -> ModelConfig:
+  """The ModelConfig of a model directory; errors name config.json and the key at fault."""
   directory = hub.resolve(path_or_id)
   cfg_path = os.path.join(directory, "config.json")
   if not os.path.exists(cfg_path):
@@ -110,49 +93,75 @@ def load(path_or_id, *, dtype: str = "float32", mesh=None, model_axis: str = "mo
   """Loads an HF-layout checkpoint (config.json + *.safetensors, sharded index too) strictly.
 
   path_or_id: a directory, an HF hub id ("owner/name", via the local HF cache), or "default"
-  (the shipped model, synergy_jax/assets/default/). dtype: "float32" or "bfloat16".
+  (the shipped model, synergy_jax/assets/default/). dtype: "float32" or "bfloat16" (tensors
+  are cast to it; see files.py for the dtypes accepted and the checks made on every tensor).
   mesh: place each leaf straight from host memory onto the mesh, split over `model_axis`
   (see sharding.py), so a model larger than one device never sits on a single device.
+
+  The checkpoint fills an abstract model (`nnx.eval_shape`): every parameter exactly once, with
+  its shape checked against the template (convert.fill).
   """
   name = _dtype_name(dtype)
   directory = hub.resolve(path_or_id)
   cfg = load_config(directory)
-  tensors = convert.read_checkpoint(str(directory), cfg)
-  params = convert.params_from_hf(tensors, cfg)
-  del tensors
-  dt = DTYPES[name]
+  graphdef, state = nnx.split(abstract(cfg, name))
+  template = nnx.to_pure_dict(state)
+  tensors = files.read_checkpoint(str(directory), cfg, DTYPES[name])
   if mesh is None:
-    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dt), params)
+    def place(path, leaf, like):
+      return jnp.asarray(leaf, like.dtype)
   else:
     from jax.sharding import NamedSharding
     from synergy_jax.models.sharding import param_specs
-    specs = param_specs(params, mesh, model_axis)
-    params = jax.tree_util.tree_map(
-        lambda x, s: jax.device_put(np.asarray(x).astype(dt), NamedSharding(mesh, s)), params,
-        specs)
-  return Model(cfg, params, name)
+    specs = param_specs(template, mesh, model_axis, config=cfg)
+
+    def place(path, leaf, like):
+      s = specs
+      for k in path:
+        s = s[k]
+      return jax.device_put(np.asarray(leaf, like.dtype), NamedSharding(mesh, s))
+  params = convert.fill(template, tensors, cfg, place)
+  del tensors
+  nnx.replace_by_pure_dict(state, params)
+  return nnx.merge(graphdef, state)
 
 
 def save(model: Model, directory) -> None:
   """Writes config.json + model.safetensors with HF tensor names (loadable by transformers)."""
-  convert.write_checkpoint(model.params, model.config, os.fspath(directory))
+  files.write_checkpoint(model.params, model.config, os.fspath(directory))
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                    "spiece.model")
 
 
 def load_tokenizer(path_or_id):
   """The Hugging Face tokenizer of a model directory / hub id / "default".
 
-  Call it with return_tensors="np" for numpy arrays.
+  Call it with return_tensors="np" for numpy arrays. FileNotFoundError if the directory holds
+  no tokenizer file; ValueError naming the directory (and file) if it cannot be loaded.
   """
   path = hub.resolve(path_or_id)
-  if os.fspath(path_or_id) == hub.DEFAULT_NAME:
-    # Our own character tokenizer is fully described by tokenizer.json: load it with the fast
-    # tokenizer class directly. (AutoTokenizer imports PyTorch whenever it is installed, which
-    # costs seconds per process and is not needed at run time.)
-    from transformers import PreTrainedTokenizerFast
-    return PreTrainedTokenizerFast.from_pretrained(os.fspath(path))
-  from transformers import AutoTokenizer
-
-  return AutoTokenizer.from_pretrained(os.fspath(path))
+  present = [f for f in _TOKENIZER_FILES if os.path.exists(os.path.join(path, f))]
+  if not present:
+    raise FileNotFoundError(f"{path}: no tokenizer files (looked for {list(_TOKENIZER_FILES)})")
+  for name in ("tokenizer_config.json", "special_tokens_map.json"):
+    if os.path.exists(os.path.join(path, name)):
+      read_json(os.path.join(path, name), "tokenizer settings")
+  if "tokenizer.json" in present:
+    read_json(os.path.join(path, "tokenizer.json"), "tokenizer")
+  try:
+    if os.fspath(path_or_id) == hub.DEFAULT_NAME:
+      # Our own character tokenizer is fully described by tokenizer.json: load it with the fast
+      # tokenizer class directly. (AutoTokenizer imports PyTorch whenever it is installed, which
+      # costs seconds per process and is not needed at run time.)
+      from transformers import PreTrainedTokenizerFast
+      return PreTrainedTokenizerFast.from_pretrained(os.fspath(path))
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(os.fspath(path))
+  except Exception as e:  # tokenizers raises plain Exceptions for broken files; re-raised, named
+    raise ValueError(f"{path}: the tokenizer ({', '.join(present)}) cannot be loaded: "
+                     f"{type(e).__name__}: {e}") from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,16 +211,3 @@ def forward(model: Model, input_ids, attention_mask=None, *, head_mask=None, hea
     raise ValueError(f"attention_mask shape {valid.shape} != input_ids shape {ids.shape}")
   check_head_mask(model.config, head_mask, head_means)
   return _forward(model.config, model.params, ids, valid, head_mask, head_means)
-
-
-def check_head_mask(cfg: ModelConfig, head_mask, head_means=None):
-  shape = (cfg.num_layers, cfg.num_heads)
-  if head_mask is not None and tuple(np.shape(head_mask)) != shape:
-    raise ValueError(f"head_mask must have shape (layers, heads) = {shape}, got "
-                     f"{tuple(np.shape(head_mask))}")
-  if head_means is not None:
-    if head_mask is None:
-      raise ValueError("head_means (mean ablation) needs a head_mask saying which heads to ablate")
-    if tuple(np.shape(head_means)) != shape + (cfg.head_dim,):
-      raise ValueError(f"head_means must have shape (layers, heads, head_dim) = "
-                       f"{shape + (cfg.head_dim,)}, got {tuple(np.shape(head_means))}")

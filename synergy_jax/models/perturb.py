@@ -1,13 +1,20 @@
-"""Parameter interventions on chosen attention heads.
+"""Parameter interventions on chosen units, through the family's unit description.
 
 Heads are given either as unit indices (unit = layer * num_heads + head) or as (layer, head)
-pairs, or as an (L, H) boolean mask; `head_selection` turns any of these into the mask.
+pairs, or as an (L, H) boolean mask; `head_selection` turns any of these into the mask. Which
+parameter entries a unit owns is the family's business (Family.units, contract.UnitParam):
+nothing here names a leaf.
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from synergy_jax.models.config import FAMILIES, ModelConfig
+from synergy_jax.models.contract import ATTENTION_HEADS, UnitParam
 
 
 def head_selection(heads, num_layers: int, num_heads: int) -> np.ndarray:
@@ -41,58 +48,127 @@ def head_selection(heads, num_layers: int, num_heads: int) -> np.ndarray:
                    f"bool mask; got an array of shape {arr.shape}")
 
 
-@jax.jit
-def perturb_selected(params, selected, sigma, rng):
-  """Adds N(0, sigma²) noise to the q-projection and output-projection weights of the selected
-  heads.
+def unit_params(params, config: ModelConfig | None = None):
+  """(params dict, the family's unit-parameter description restricted to leaves present).
+
+  params: a params dict or a Model (whose config is then used). config: the model's config;
+  without one (a bare dict), the attention-head description shared by the dense families
+  (contract.attention_heads) is used, keeping only the leaves the dict has. Raises ValueError if
+  a weight leaf of the description is missing.
+  """
+  if hasattr(params, "config") and hasattr(params, "params"):
+    config, params = params.config, params.params
+  desc = FAMILIES[config.family].units(config) if config is not None else ATTENTION_HEADS
+  have = []
+  for up in desc:
+    try:
+      _leaf(params, up.path)
+    except (KeyError, TypeError):
+      if up.kind == "weight":
+        raise ValueError(f"params lack {'/'.join(up.path)}, a weight of every unit") from None
+      continue
+    have.append(up)
+  return params, tuple(have)
+
+
+def _leaf(params, path):
+  for k in path:
+    params = params[k]
+  return params
+
+
+def _units_shape(params, desc) -> tuple[int, int]:
+  """(layers, units per layer) from the first weight leaf of the description."""
+  up = next(u for u in desc if u.kind == "weight")
+  shape = np.shape(_leaf(params, up.path))
+  return int(shape[up.layer_axis]), int(shape[up.unit_axis])
+
+
+def _spread(sel, ndim: int, up: UnitParam):
+  """sel (L, U) placed on the leaf's layer and unit axes, size 1 elsewhere (broadcastable)."""
+  lead, other = (up.layer_axis, up.unit_axis) if up.layer_axis < up.unit_axis else (
+      up.unit_axis, up.layer_axis)
+  x = sel if up.layer_axis < up.unit_axis else sel.T
+  shape = [1] * ndim
+  shape[lead], shape[other] = x.shape
+  return x.reshape(shape)
+
+
+def _set(params, path, value):
+  """A shallow copy of params with the leaf at path replaced."""
+  if len(path) == 1:
+    return {**params, path[0]: value}
+  return {**params, path[0]: _set(params[path[0]], path[1:], value)}
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def perturb_selected(params, selected, sigma, rng, *, config: ModelConfig | None = None):
+  """Adds N(0, sigma²) noise to the weights of the selected units (the family's unit
+  description, e.g. a head's query-projection rows and output-projection columns).
 
   selected (L, H) bool/float; sigma scalar (absolute standard deviation, in weight units);
-  rng a PRNG key. For head h of layer l the noise goes into params["layers"]["q"][l, :, h, :]
-  (the HF q_proj rows h*K .. h*K+K-1) and params["layers"]["o"][l, h, :, :] (the HF o_proj
-  columns h*K .. h*K+K-1). Other parameters are returned unchanged.
+  rng a PRNG key. For the dense families, head h of layer l gets noise in
+  params["layers"]["q"][l, :, h, :] (the HF q_proj rows h*K .. h*K+K-1) and
+  params["layers"]["o"][l, h, :, :] (the HF o_proj columns h*K .. h*K+K-1). Other parameters are
+  returned unchanged. One key per weight leaf, split from rng in description order.
   """
-  q, o = params["layers"]["q"], params["layers"]["o"]  # (L, D, H, K), (L, H, K, D)
-  kq, ko = jax.random.split(rng)
+  params, desc = unit_params(params, config)
+  weights = [u for u in desc if u.kind == "weight"]
+  keys = jax.random.split(rng, len(weights))
   sel = jnp.asarray(selected, jnp.float32)
-  noise_q = jax.random.normal(kq, q.shape, jnp.float32) * sel[:, None, :, None]
-  noise_o = jax.random.normal(ko, o.shape, jnp.float32) * sel[:, :, None, None]
-  layers = dict(params["layers"])
-  layers["q"] = (q.astype(jnp.float32) + sigma * noise_q).astype(q.dtype)
-  layers["o"] = (o.astype(jnp.float32) + sigma * noise_o).astype(o.dtype)
-  return {**params, "layers": layers}
+  out = params
+  for key, up in zip(keys, weights):
+    w = _leaf(params, up.path)
+    noise = jax.random.normal(key, w.shape, jnp.float32) * _spread(sel, w.ndim, up)
+    out = _set(out, up.path, (w.astype(jnp.float32) + sigma * noise).astype(w.dtype))
+  return out
 
 
-def perturb_heads(params, heads, sigma: float, rng):
+def perturb_heads(params, heads, sigma: float, rng, *, config: ModelConfig | None = None):
   """The paper's perturbation: Gaussian noise (std `sigma`) into the query-projection rows and
   output-projection columns of the chosen heads; returns new params.
 
   heads: unit indices (unit = layer * H + head), (layer, head) pairs, or an (L, H) bool mask;
-  the numbers of layers and heads are read from params["layers"]["q"] (L, D, H, K).
-  rng: a jax PRNG key or an int seed.
+  the numbers of layers and heads are read from the unit weights (params["layers"]["q"]
+  (L, D, H, K) for the dense families). rng: a jax PRNG key or an int seed. params may be a
+  Model (its family's unit description is used) or a dict (with `config=`, or the dense one).
   """
-  L, _, H, _ = params["layers"]["q"].shape
-  sel = head_selection(heads, L, H)
+  params, desc = unit_params(params, config)
+  sel = head_selection(heads, *_units_shape(params, desc))
   key = jax.random.PRNGKey(rng) if isinstance(rng, (int, np.integer)) else rng
-  return perturb_selected(params, sel, jnp.float32(sigma), key)
+  return perturb_selected(params, sel, jnp.float32(sigma), key, config=config)
 
 
-def head_parameter_mask(params, heads):
+def head_parameter_mask(params, heads, *, config: ModelConfig | None = None):
   """Which parameter entries belong to the chosen heads: a pytree like ``params`` whose leaves
   are bool arrays of each leaf's shape.
 
-  A head's own parameters are its query-projection rows (and their bias) and its
-  output-projection columns: ``layers.q[l, :, h, :]``, ``layers.q_bias[l, h, :]``,
-  ``layers.o[l, h, :, :]``. Keys, values (shared by query groups under GQA), norms, MLPs,
-  embeddings and the output bias belong to no head and are False everywhere.
+  The family's unit description says what a head owns; for the dense families, its
+  query-projection rows (and their bias) and its output-projection columns:
+  ``layers.q[l, :, h, :]``, ``layers.q_bias[l, h, :]``, ``layers.o[l, h, :, :]``. Keys, values
+  (shared by query groups under GQA), norms, MLPs, embeddings and the output bias belong to no
+  head and are False everywhere.
   heads: unit indices, (layer, head) pairs or an (L, H) bool mask, as in ``head_selection``.
   """
-  L, _, H, _ = params["layers"]["q"].shape
-  sel = head_selection(heads, L, H)
-  owned = {"q": sel[:, None, :, None], "q_bias": sel[:, :, None], "o": sel[:, :, None, None]}
+  params, desc = unit_params(params, config)
+  sel = head_selection(heads, *_units_shape(params, desc))
+  owned = {up.path: up for up in desc}
 
   def leaf_mask(path, leaf):
-    names = [getattr(k, "key", None) for k in path]
-    if len(names) == 2 and names[0] == "layers" and names[1] in owned:
-      return np.broadcast_to(owned[names[1]], np.shape(leaf)).copy()
+    names = tuple(getattr(k, "key", None) for k in path)
+    if names in owned:
+      return np.broadcast_to(_spread(sel, np.ndim(leaf), owned[names]), np.shape(leaf)).copy()
     return np.zeros(np.shape(leaf), bool)
   return jax.tree_util.tree_map_with_path(leaf_mask, params)
+
+
+def unit_weight_rms(params, *, config: ModelConfig | None = None) -> float:
+  """Root mean square (float64) over every unit weight entry (for heads: all q and o entries);
+  the scale of relative perturbation noise."""
+  params, desc = unit_params(params, config)
+  total, count = 0.0, 0
+  for up in desc:
+    if up.kind == "weight":
+      w = np.asarray(_leaf(params, up.path), np.float64)
+      total, count = total + float(np.sum(w * w)), count + w.size
+  return float(np.sqrt(total / count))

@@ -2,43 +2,62 @@
 
 Data parallelism: batches are split over the mesh axis `data_axis` (prompts); `generate`/`score`
 take `mesh=` and do this themselves. Model parallelism for models larger than one device: every
-params leaf is split over `model_axis` along its head or feed-forward/vocabulary axis when that
-axis divides evenly, and replicated otherwise. The jitted functions follow the placement (GSPMD),
-so results equal the unsharded ones up to floating-point summation order.
+params leaf is split over `model_axis` along the axis its family names (Family.shard_axes:
+heads, feed-forward width or vocabulary), when that axis divides evenly, and replicated
+otherwise. The axis is recorded on each `nnx.Param` as its sharding annotation (`out_sharding`,
+with the logical name MODEL), so Flax tools see it; here it is mapped onto the mesh. The jitted
+functions follow the placement (GSPMD), so results equal the unsharded ones up to
+floating-point summation order.
 """
 from __future__ import annotations
 
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from synergy_jax.models.model import Model
+from synergy_jax.models.config import FAMILIES, ModelConfig
 
-# For each layer leaf: the axis (counting the leading layer axis) to split over the model axis.
-_LAYER_AXES = {"q": 2, "k": 2, "v": 2, "o": 1, "q_bias": 1, "k_bias": 1, "v_bias": 1,
-               "gate": 2, "up": 2, "down": 1, "gate_bias": 1, "up_bias": 1}
-_TOP_AXES = {"embed": 0, "lm_head": 0}
+MODEL = "model"  # the logical axis name in parameter annotations
 
 
-def _spec(shape, axis, mesh, model_axis):
-  if axis is None or model_axis not in mesh.shape or shape[axis] % mesh.shape[model_axis]:
+def annotation(path: str, ndim: int, cfg: ModelConfig) -> tuple:
+  """The sharding annotation of the leaf at `path` ("layers/q", "embed"): MODEL on the family's
+  split axis, None elsewhere."""
+  axis = FAMILIES[cfg.family].shard_axes.get(path)
+  if axis is None:
+    return (None,) * ndim
+  if not 0 <= axis < ndim:
+    raise ValueError(f"family {cfg.family!r}: shard axis {axis} of params leaf {path} is out of "
+                     f"range for a {ndim}-d leaf")
+  return tuple(MODEL if i == axis else None for i in range(ndim))
+
+
+def spec(annot, shape, mesh, model_axis: str = "model") -> P:
+  """PartitionSpec for one leaf: its MODEL axis onto `model_axis` if the mesh has it and the
+  axis divides evenly; fully replicated otherwise."""
+  if annot is None or MODEL not in annot or model_axis not in mesh.shape:
     return P()
-  parts = [None] * len(shape)
-  parts[axis] = model_axis
-  return P(*parts)
+  axis = annot.index(MODEL)
+  if shape[axis] % mesh.shape[model_axis]:
+    return P()
+  return P(*[model_axis if i == axis else None for i in range(len(shape))])
 
 
-def param_specs(params, mesh, model_axis: str = "model"):
-  """PartitionSpec pytree matching params (see module docstring)."""
-  specs = {k: _spec(v.shape, _TOP_AXES.get(k), mesh, model_axis)
-           for k, v in params.items() if k != "layers"}
-  specs["layers"] = {k: _spec(v.shape, _LAYER_AXES.get(k), mesh, model_axis)
-                     for k, v in params["layers"].items()}
-  return specs
+def param_specs(params, mesh, model_axis: str = "model", config: ModelConfig | None = None):
+  """PartitionSpec pytree matching params (a dict in the family layout, or a Model)."""
+  if hasattr(params, "config") and hasattr(params, "params"):
+    config, params = params.config, params.params
+  if config is None:
+    raise ValueError("param_specs needs the model config (pass a Model or config=)")
+
+  def one(path, leaf):
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    return spec(annotation(name, len(leaf.shape), config), leaf.shape, mesh, model_axis)
+  return jax.tree_util.tree_map_with_path(one, params)
 
 
-def shard_model(model: Model, mesh, model_axis: str = "model") -> Model:
+def shard_model(model, mesh, model_axis: str = "model"):
   """The model with params placed over `mesh` (split over `model_axis` where possible)."""
-  specs = param_specs(model.params, mesh, model_axis)
+  specs = param_specs(model, mesh, model_axis)
   params = jax.tree_util.tree_map(lambda x, s: jax.device_put(x, NamedSharding(mesh, s)),
                                   model.params, specs)
   return model.replace(params=params)

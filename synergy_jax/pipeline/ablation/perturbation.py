@@ -3,7 +3,6 @@ top redundant and random heads over a range of σ and seeds, with two-way bootst
 examples). σ is relative to the RMS of all heads' query/output weights by default."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Sequence
 
 import jax
@@ -16,9 +15,7 @@ from synergy_jax.pipeline.ablation.config import CONDITIONS, AblationConfig
 
 def weight_rms(params) -> float:
   """RMS of all heads' query- and output-projection weights (the scale of relative σ)."""
-  q = np.asarray(params["layers"]["q"], np.float64)
-  o = np.asarray(params["layers"]["o"], np.float64)
-  return float(np.sqrt((np.sum(q * q) + np.sum(o * o)) / (q.size + o.size)))
+  return models.unit_weight_rms(params)
 
 
 def _correct(model, tokenizer, examples) -> np.ndarray:
@@ -51,7 +48,7 @@ def perturbation_accuracy(model: "models.Model", tokenizer, examples: list, head
     for c, cond in enumerate(CONDITIONS):
       heads = head_sets[cond] if cond != "random" else head_sets["random"][r]
       params = models.perturb_heads(model.params, heads, float(sig[s]), key)
-      out[c, s, r] = _correct(dataclasses.replace(model, params=params), tokenizer, examples)
+      out[c, s, r] = _correct(model.replace(params=params), tokenizer, examples)
   return out
 
 

@@ -1,0 +1,149 @@
+"""The family contract: everything a model family file tells the rest of `synergy_jax.models`.
+
+A family registers one `Family` record (config.register_family). Besides the config reader and
+writer, the checkpoint's weight specs and the per-layer math, it describes in data:
+
+  units(config)        which parameter slices belong to each unit (`UnitParam`s): a head's
+                       query rows and output columns today, an expert's weights for MoE families.
+                       Perturbation, head ablation masks, fine-tuning masks and the weight-RMS
+                       scale ask this description; nothing outside the family names a leaf.
+  shard_axes           for each parameter leaf, the axis split over the mesh's model axis
+                       (attached to every `nnx.Param` as its sharding annotation).
+  cache_layout(config) the key/value cache entries one layer stores per token slot
+                       (dense attention: k and v, (M, K) each; latent attention would store the
+                       latent and the shared rope key instead).
+  segments(config)     runs of consecutive layers with the same parameter structure, each
+                       stacked on its own leading axis under params[segment.key] and scanned
+                       (dense models: one segment "layers"; DeepSeek-style MoE: dense layers,
+                       then MoE layers).
+
+Every field has a default that fits the dense families (llama, gemma, gpt2, gpt_neox), so a new
+dense family only states what differs. See docs/adding_a_family.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Callable, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+  from synergy_jax.models.config import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitParam:
+  """One parameter leaf's share of a kind of unit.
+
+  path: the leaf's keys in the params dict, e.g. ("layers", "q").
+  layer_axis / unit_axis: the leaf's axes indexed by the layer and by the unit within the layer
+    (q (L, D, N, K): 0 and 2; o (L, N, K, D): 0 and 1). Entry [.., l, .., u, ..] belongs to unit
+    (l, u); the other axes are the unit's own parameters.
+  kind: "weight" (perturbed by noise, counted in the weight RMS) or "bias" (owned by the unit
+    for fine-tuning masks, not perturbed — the study perturbs weights only).
+  """
+  path: tuple[str, ...]
+  layer_axis: int
+  unit_axis: int
+  kind: str = "weight"
+
+  def __post_init__(self):
+    if self.kind not in ("weight", "bias"):
+      raise ValueError(f"UnitParam {self.path}: kind={self.kind!r} must be 'weight' or 'bias'")
+    if self.layer_axis == self.unit_axis:
+      raise ValueError(f"UnitParam {self.path}: layer_axis and unit_axis are both "
+                       f"{self.layer_axis}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+  """Layers start .. stop-1, stacked under params[key], run by `block` (see decoder.py)."""
+  key: str
+  start: int
+  stop: int
+  block: Callable
+
+  @property
+  def num_layers(self) -> int:
+    return self.stop - self.start
+
+
+# Units of the dense families: attention heads. A head owns its query-projection rows
+# q[l, :, h, :] (and q_bias[l, h, :] where the model has q/k/v biases) and its output-projection
+# columns o[l, h, :, :]; keys and values are shared by a query group under GQA and belong to no
+# head.
+ATTENTION_HEADS = (UnitParam(("layers", "q"), 0, 2), UnitParam(("layers", "q_bias"), 0, 1, "bias"),
+                   UnitParam(("layers", "o"), 0, 1))
+
+
+def attention_heads(cfg: "ModelConfig") -> tuple[UnitParam, ...]:
+  """ATTENTION_HEADS, without the q bias when the config has no q/k/v biases."""
+  return tuple(u for u in ATTENTION_HEADS if cfg.qkv_bias or u.kind != "bias")
+
+
+# Axis split over the mesh's model axis, per leaf path "layers/q" or "embed" (counting the leading
+# layer axis); leaves not listed are replicated. Heads for attention, the hidden width for MLPs,
+# the vocabulary for embeddings.
+DENSE_SHARD_AXES: Mapping[str, int] = {
+    "layers/q": 2, "layers/k": 2, "layers/v": 2, "layers/o": 1, "layers/q_bias": 1,
+    "layers/k_bias": 1, "layers/v_bias": 1, "layers/gate": 2, "layers/up": 2, "layers/down": 1,
+    "layers/gate_bias": 1, "layers/up_bias": 1, "embed": 0, "lm_head": 0}
+
+
+def dense_cache_layout(cfg: "ModelConfig") -> dict[str, tuple[int, ...]]:
+  """Per layer and token slot: k and v of every key/value head, (M, K) each."""
+  return {"k": (cfg.num_kv_heads, cfg.head_dim), "v": (cfg.num_kv_heads, cfg.head_dim)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """What a model family file registers.
+
+  name: the `ModelConfig.family` value. model_types: HF `model_type`s it reads.
+  config_from_hf(dict) -> ModelConfig; config_to_hf(ModelConfig) -> dict.
+  weights(config) -> list[convert.Weight]: the HF checkpoint's tensors and how each maps onto the
+    params (used by load, save, init shapes and the strict checks); a Weight names its segment
+    and, for MoE tensors, an expert index "{e}".
+  block(config, layer_params, x, attend) -> x: one decoder layer, see decoder.py.
+  embed(config, params, ids, positions) -> x; unembed(config, params, x) -> logits (float32).
+  rope_tables(config) -> dict name -> inverse frequencies (R/2,) float32; the tables a block
+    can ask for with attend.rope(x, name). Default: {"default": layers.rope_inv_freq(config)}.
+  ignorable(name) -> bool: checkpoint keys that may be present and are skipped (e.g. stale rotary
+    buffers).
+  rename(name) -> name: maps a stored checkpoint tensor name onto the family's canonical name
+    before the strict checks (older layouts, e.g. GPT-2 checkpoints saved without the
+    "transformer." prefix). Default: names are used as stored.
+  units(config) -> tuple[UnitParam]: the parameter slices of each head (default
+    `attention_heads`).
+  shard_axes: leaf path -> axis split over the model axis (default `DENSE_SHARD_AXES`).
+  cache_layout(config) -> name -> per-slot shape (default `dense_cache_layout`).
+  segments(config) -> tuple[Segment] (default: one segment "layers" of every layer, run by
+    `block`).
+  """
+  name: str
+  model_types: tuple[str, ...]
+  config_from_hf: Callable[[dict], "ModelConfig"]
+  config_to_hf: Callable[["ModelConfig"], dict]
+  weights: Callable[["ModelConfig"], list]
+  block: Callable
+  embed: Callable
+  unembed: Callable
+  ignorable: Callable[[str], bool] = lambda name: False
+  rope_tables: Callable[["ModelConfig"], dict] | None = None
+  rename: Callable[[str], str] | None = None
+  units: Callable[["ModelConfig"], tuple[UnitParam, ...]] = attention_heads
+  shard_axes: Mapping[str, int] = dataclasses.field(default_factory=lambda: DENSE_SHARD_AXES)
+  cache_layout: Callable[["ModelConfig"], dict] = dense_cache_layout
+  segments: Callable[["ModelConfig"], tuple[Segment, ...]] | None = None
+
+  def segments_of(self, cfg: "ModelConfig") -> tuple[Segment, ...]:
+    """The layer segments of cfg, checked to cover layers 0 .. L-1 in order."""
+    segs = (self.segments(cfg) if self.segments is not None
+            else (Segment("layers", 0, cfg.num_layers, self.block),))
+    at = 0
+    for s in segs:
+      if s.start != at or s.stop <= s.start:
+        raise ValueError(f"family {self.name!r}: segment {s.key!r} covers layers "
+                         f"{s.start}..{s.stop - 1}, expected to start at layer {at}")
+      at = s.stop
+    if at != cfg.num_layers:
+      raise ValueError(f"family {self.name!r}: segments cover {at} of {cfg.num_layers} layers")
+    return segs

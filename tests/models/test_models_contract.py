@@ -1,0 +1,131 @@
+"""The family contract beyond dense single-stack models: layer segments, per-expert weights
+(an expert index in weight specs), the typed MoE sub-config."""
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+import models_torch_refs as R
+from synergy_jax import models as M
+from synergy_jax.models import config as C
+from synergy_jax.models import convert, llama
+from synergy_jax.models import convert as cv
+
+
+def _two_segment_weights(cfg):
+  """llama's weights, per-layer ones split into a 'lower' (layers 0-1) and 'upper' segment."""
+  out = []
+  for w in llama.weights(cfg):
+    out += ([dataclasses.replace(w, segment="lower"), dataclasses.replace(w, segment="upper")]
+            if w.per_layer else [w])
+  return out
+
+
+def _expert_weights(cfg):
+  """llama's weights plus a per-expert tensor (ignored by llama's block)."""
+  return llama.weights(cfg) + [cv.linear("model.layers.{i}.mlp.experts.{e}.w1.weight",
+                                         (5,), cfg.hidden_size, "w1")]
+
+
+def _register(name, **kw):
+  fam = C.FAMILIES["llama"]
+  return C.register_family(dataclasses.replace(fam, name=name, model_types=(), **kw))
+
+
+_register("test_two_segments", weights=_two_segment_weights, segments=lambda cfg: (
+    M.Segment("lower", 0, 2, llama.block), M.Segment("upper", 2, cfg.num_layers, llama.block)))
+_register("test_experts", weights=_expert_weights)
+
+
+@pytest.fixture(scope="module")
+def llama_pair(tmp_path_factory):
+  tm = R.build("llama")  # 3 layers, GQA, biases, llama3 rope
+  d = tmp_path_factory.mktemp("llama")
+  tm.save_pretrained(d)
+  return M.load(d), load_file(str(d / "model.safetensors"))
+
+
+def test_two_segments_compute_what_one_stack_computes(llama_pair):
+  m, tensors = llama_pair
+  cfg = m.config.replace(family="test_two_segments")
+  params = convert.params_from_hf(tensors, cfg)
+  assert params["lower"]["q"].shape[0] == 2 and params["upper"]["q"].shape[0] == 1
+  np.testing.assert_array_equal(params["upper"]["q"][0], np.asarray(m.params["layers"]["q"][2]))
+  back = convert.params_to_hf(params, cfg)
+  assert set(back) == set(tensors)
+  for k in tensors:
+    np.testing.assert_array_equal(back[k], tensors[k], err_msg=k)
+  seg = M.Model(cfg, jax.tree.map(np.asarray, params))
+  # same math in a different compiled program: equal up to float32 rounding (as sharding.py's)
+  ids = np.random.RandomState(1).randint(3, R.VOCAB, size=(2, 9))
+  np.testing.assert_allclose(np.asarray(M.forward(seg, ids)), np.asarray(M.forward(m, ids)),
+                             atol=1e-5, rtol=0)
+  hm = np.ones((3, 4), np.float32)
+  hm[2, 1] = 0.0  # a head in the second segment; the cache spans both segments
+  a = M.generate(m, ids, max_new_tokens=6, head_mask=hm)
+  b = M.generate(seg, ids, max_new_tokens=6, head_mask=hm)
+  np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+  np.testing.assert_allclose(np.asarray(a.head_norms), np.asarray(b.head_norms), atol=1e-5)
+  assert np.all(np.asarray(b.head_norms)[:, 2, 1] == 0.0)
+
+
+def test_segments_must_tile_the_layers(llama_pair):
+  m, _ = llama_pair
+  fam = dataclasses.replace(C.FAMILIES["llama"], segments=lambda cfg: (
+      M.Segment("layers", 0, 2, llama.block),))
+  with pytest.raises(ValueError, match="segments cover 2 of 3 layers"):
+    fam.segments_of(m.config)
+
+
+def test_expert_index_stacks_experts_strictly(llama_pair):
+  m, tensors = llama_pair
+  moe = M.MoEConfig(num_experts=3, experts_per_token=2, expert_intermediate_size=5,
+                    moe_layers=(0, 1, 2))
+  cfg = m.config.replace(family="test_experts", moe=moe)
+  shapes = convert.hf_shapes(cfg)
+  experts = sorted(n for n in shapes if ".experts." in n)
+  assert experts == [f"model.layers.{i}.mlp.experts.{e}.w1.weight" for i in range(3)
+                     for e in range(3)]
+  rs = np.random.RandomState(0)
+  full = dict(tensors, **{n: rs.randn(5, 64).astype(np.float32) for n in experts})
+  params = convert.params_from_hf(full, cfg)
+  assert params["layers"]["w1"].shape == (3, 3, 64, 5)  # (L, E, D, F_e)
+  np.testing.assert_array_equal(params["layers"]["w1"][2, 1],
+                                full["model.layers.2.mlp.experts.1.w1.weight"].T)
+  back = convert.params_to_hf(params, cfg)
+  for n in experts:
+    np.testing.assert_array_equal(back[n], full[n], err_msg=n)
+  gone = {k: v.shape for k, v in full.items() if k != "model.layers.1.mlp.experts.2.w1.weight"}
+  with pytest.raises(ValueError, match=r"missing tensors \['model.layers.1.mlp.experts.2.w1"):
+    convert.check_tensors(gone, cfg, "ckpt")
+  extra = dict({k: v.shape for k, v in full.items()},
+               **{"model.layers.0.mlp.experts.3.w1.weight": (5, 64)})
+  with pytest.raises(ValueError, match=r"unexpected tensors \['model.layers.0.mlp.experts.3"):
+    convert.check_tensors(extra, cfg, "ckpt")
+  # init and the module know the expert axis too
+  assert M.init(cfg).params["layers"]["w1"].shape == (3, 3, 64, 5)
+  with pytest.raises(ValueError, match="no moe sub-config"):
+    convert.hf_shapes(cfg.replace(moe=None))
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(experts_per_token=4), "experts_per_token=4 exceeds num_experts=3"),
+    (dict(num_experts=0), "num_experts must be positive"),
+    (dict(moe_layers=(2, 1)), "moe_layers must be distinct"),
+    (dict(num_shared_experts=-1), "num_shared_experts must be >= 0"),
+    (dict(routed_scaling_factor=float("nan")), "routed_scaling_factor"),
+])
+def test_moe_config_is_validated(kw, match):
+  base = dict(num_experts=3, experts_per_token=2, expert_intermediate_size=5, moe_layers=(1,))
+  with pytest.raises(ValueError, match=match):
+    M.MoEConfig(**{**base, **kw})
+
+
+def test_moe_layers_must_exist(llama_pair):
+  m, _ = llama_pair
+  moe = M.MoEConfig(num_experts=2, experts_per_token=1, expert_intermediate_size=4,
+                    moe_layers=(1, 3))
+  with pytest.raises(ValueError, match="MoE layers beyond num_layers=3"):
+    m.config.replace(moe=moe)
