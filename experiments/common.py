@@ -119,7 +119,12 @@ def progress_fn():
   if not FLAGS.progress:
     return None
   from tqdm import tqdm
-  return lambda it, **kw: tqdm(it, file=sys.stderr, leave=False, **kw)
+
+  def bar(it, **kw):
+    # Bars whose caller names no stage still say which experiment and model they belong to.
+    kw["desc"] = kw.get("desc") or f"{_CURRENT['name'] or 'run'} · {FLAGS.model}"
+    return tqdm(it, file=sys.stderr, leave=False, **kw)
+  return bar
 
 
 # The run of this process: set by run_dir(), read by run_main() to record how the run ended.
