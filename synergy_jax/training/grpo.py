@@ -21,7 +21,9 @@ arXiv 2503.14476), "sequence" mean_i (Σ_t ℓ / |o_i|) (DeepSeekMath's original
 token-level mean, one update per sample batch (μ = 1, so π_old = π at the update and the clip only
 acts for μ > 1), β = 0. log-probabilities come from ``models.score`` traced with
 ``continuation_length=T`` inside jit, so all shapes are fixed: B = P·G rows, a prompt block of
-``max_prompt_tokens`` and T continuation tokens; steps do not recompile.
+``max_prompt_tokens`` and T continuation tokens; steps do not recompile. (The sampler pads
+prompts to a power-of-two bucket of the batch's longest prompt, so a pool whose prompt lengths
+straddle a power of two compiles the sampler once per bucket, then never again.)
 
 Axis letters: B = P·G completions, G group, T continuation tokens.
 """

@@ -59,11 +59,12 @@ def test_quick_grpo_through_run_py(tmp_path):
 
 
 def _sft_config():
-  tune = tuning.TuneConfig(method="sft", steps=12, warmup_steps=2, learning_rate=1e-3,
-                           batch_size=8, eval_every=6, eval_examples=16, save_every=6,
-                           log_every=4)
-  return finetune.FinetuneConfig(tune=tune, seeds=2, per_category=2, max_new_tokens=32,
-                                 batch_size=12, n_boot=200)
+  # one evaluation cell and a short profile: this test is about resume, not about learning
+  tune = tuning.TuneConfig(method="sft", steps=8, warmup_steps=2, learning_rate=1e-3,
+                           batch_size=8, families=("add",), levels=(2,), eval_every=4,
+                           eval_examples=8, save_every=4, log_every=4)
+  return finetune.FinetuneConfig(tune=tune, seeds=2, per_category=1, max_new_tokens=16,
+                                 batch_size=6, n_boot=200)
 
 
 def _strip(res):
@@ -72,22 +73,22 @@ def _strip(res):
 
 
 def test_quick_sft_stopped_and_resumed_equals_uninterrupted(tmp_path):
-  prompts = profile.profile_prompts(None, per_category=2)
+  prompts = profile.profile_prompts(None, per_category=1)
   cfg = _sft_config()
   quiet = lambda s: None
   full = finetune.run_finetune("default", prompts, cfg, tmp_path / "a",
                                cache_dir=tmp_path / "cache", log=quiet)
   assert finetune.run_finetune("default", prompts, cfg, tmp_path / "b", cache_dir=tmp_path /
-                               "cache", stop_after=5, log=quiet) is None
+                               "cache", stop_after=3, log=quiet) is None
   assert not (tmp_path / "b" / "results.json").exists()
   resumed = finetune.run_finetune("default", prompts, cfg, tmp_path / "b",
                                   cache_dir=tmp_path / "cache", log=quiet)
   assert json.dumps(_strip(full), sort_keys=True) == json.dumps(_strip(resumed), sort_keys=True)
-  assert full["method"] == "sft" and full["conditions"]["random"]["curves"]["steps"] == [0, 6, 12]
+  assert full["method"] == "sft" and full["conditions"]["random"]["curves"]["steps"] == [0, 4, 8]
   # every run's log has each step once
   for d in (tmp_path / "b" / "runs").iterdir():
     steps = [int(r["step"]) for r in finetune.logs.read(d / "log.csv")]
-    assert steps == sorted(set(steps)) and steps[-1] == 12, d.name
+    assert steps == sorted(set(steps)) and steps[-1] == 8, d.name
 
 
 def test_config_errors_name_the_setting():
