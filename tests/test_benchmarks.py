@@ -19,6 +19,11 @@ def test_bench_phiid_toy():
   out = run(["experiments.bench_phiid", "--num_prompts=3", "--num_units=12", "--num_steps=40",
              "--reference_pairs=4", "--repeats=1"])
   assert "pairs/s" in out and "max" in out.lower()
+  rows = [line.split("|") for line in out.splitlines() if line.startswith("| ") and
+          line.split("|")[1].strip() in ("gaussian", "copula", "discrete")]
+  assert [r[1].strip() for r in rows] == ["gaussian", "copula", "discrete"]
+  for r in rows:  # every kind timed and matching its reference
+    assert float(r[4]) > 0 and float(r[-2]) < 1e-9, r
 
 
 def test_bench_capture_toy(tmp_path, stories260k_dir):

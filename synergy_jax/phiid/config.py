@@ -72,6 +72,10 @@ class PhiidConfig:
         raise ValueError(f"PhiidConfig.num_states={self.num_states!r} must be an int ≥ 2")
     if self.discretise == "given" and self.num_states is None:
       raise ValueError("PhiidConfig.discretise='given' needs num_states")
+    if self.discretise in ("lagged", "series") and self.num_states not in (None, 2):
+      raise ValueError(f"PhiidConfig.num_states={self.num_states} does not fit "
+                       f"discretise={self.discretise!r}, which binarises (2 states); use "
+                       f"discretise='quantile' or 'given' for more states")
 
   def replace(self, **changes) -> "PhiidConfig":
     return dataclasses.replace(self, **changes)
@@ -82,3 +86,25 @@ class PhiidConfig:
   def cache_key(self, dtype) -> dict:
     """Every field plus the compute dtype's name: the key of any cached atom value."""
     return {**self.as_dict(), "dtype": np.dtype(dtype).name}
+
+
+_LEGACY_DEFAULTS = {"tau": 1, "redundancy": "mmi", "pool": "mean", "kind": "gaussian",
+                    "num_states": None}
+
+
+def resolve_config(config, **legacy) -> PhiidConfig:
+  """The PhiidConfig of a call: ``config`` itself, or one built from the legacy keyword arguments
+  (tau, redundancy, pool, kind, num_states; integer input with num_states means
+  discretise="given"). Legacy arguments changed from their defaults next to a config are a
+  ValueError naming them."""
+  if config is None:
+    kw = {k: v for k, v in legacy.items() if k in _LEGACY_DEFAULTS}
+    if kw.get("num_states") is not None and kw.get("kind", "gaussian") == "discrete":
+      kw["discretise"] = "given"
+    return PhiidConfig(**kw)
+  if not isinstance(config, PhiidConfig):
+    raise ValueError(f"config must be a phiid.PhiidConfig, got {type(config).__name__}")
+  clash = sorted(k for k, v in legacy.items() if v != _LEGACY_DEFAULTS[k])
+  if clash:
+    raise ValueError(f"pass {clash} through config=, not as separate arguments")
+  return config

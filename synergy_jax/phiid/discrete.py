@@ -1,7 +1,7 @@
 """Discrete (plug-in) ΦID estimator on a joint probability table of (x_p, y_p, x_f, y_f).
 
-Series are integer states in [0, K). Float series are binarised at their mean first (state 1
-where x > mean(x) over the whole series, else 0), giving K = 2. The plug-in joint distribution
+Series are integer states in [0, K) (``transforms`` and ``kinds`` make them from real series).
+The plug-in joint distribution
 p(x_p, y_p, x_f, y_f) counts the T − tau lagged samples; a local mutual information is
 log p(a, b) / (p(a) p(b)) at each joint state, and averages are p-weighted sums over states
 (exactly the mean of the local values over samples). All values in nats.
@@ -16,24 +16,16 @@ _PAST_AXES = {"x": (0,), "y": (1,), "s": (0, 1)}
 _FUTURE_AXES = {"x": (2,), "y": (3,), "s": (2, 3)}
 
 
-def binarise(v):
-  """(..., T) real series → int32 states: 1 where v > mean over T, else 0."""
-  return (v > jnp.mean(v, axis=-1, keepdims=True)).astype(jnp.int32)
+def _joint_index(states, k):
+  """Joint state index ((x_p K + y_p) K + x_f) K + y_f of lagged states, (..., S)."""
+  xp, yp, xf, yf = states
+  return ((xp * k + yp) * k + xf) * k + yf
 
 
-def joint_table(x, y, tau, num_states, dtype=None):
-  """Plug-in joint distribution of one pair.
-
-  Args:
-    x, y: (..., T) integer states in [0, num_states).
-    tau: lag (static int ≥ 1).
-    num_states: K (static int).
-    dtype: float dtype of the table (default: jax's default float).
-  Returns:
-    (..., K, K, K, K) probabilities over (x_p, y_p, x_f, y_f), summing to 1.
-  """
+def lagged_table(states, num_states, dtype=None):
+  """(x_p, y_p, x_f, y_f) int states, each (..., S) → (..., K, K, K, K) plug-in probabilities."""
   k = num_states
-  state = ((x[..., :-tau] * k + y[..., :-tau]) * k + x[..., tau:]) * k + y[..., tau:]
+  state = _joint_index(states, k)
   dtype = dtype or jax.dtypes.canonicalize_dtype(jnp.float64)
   counts = jnp.sum(jax.nn.one_hot(state, k ** 4, dtype=dtype), axis=-2)  # (..., K⁴)
   probs = counts / state.shape[-1]
@@ -69,29 +61,17 @@ def average_lattice_values(p, redundancy):
   return jnp.stack([jnp.sum(p * v, axis=(-4, -3, -2, -1)) for v in vals], axis=-1)
 
 
-def phiid_discrete(x, y, tau=1, redundancy="mmi", local=False, num_states=None):
-  """Plug-in ΦID of one pair along the last axis.
+def pair_atoms(states, num_states, redundancy, local, dtype=None):
+  """Plug-in ΦID of lagged states (x_p, y_p, x_f, y_f), each (..., S) int in [0, K).
 
-  Args:
-    x, y: (..., T) series. With ``num_states=None`` they are binarised at their mean; otherwise
-      they must hold integers in [0, num_states).
-    tau: lag (static int ≥ 1).
-    redundancy: "mmi" or "ccs".
-    local: return local atoms (..., T − tau, 16) instead of averages (..., 16).
-    num_states: K (static int) or None.
-  Returns:
-    atoms in ATOMS order, nats.
+  Returns (..., 16) average atoms or (..., S, 16) local atoms in ATOMS order, nats.
   """
-  if num_states is None:
-    x, y, num_states = binarise(x), binarise(y), 2
-  x, y = jnp.asarray(x).astype(jnp.int32), jnp.asarray(y).astype(jnp.int32)
-  p = joint_table(x, y, tau, num_states)
+  k = num_states
+  p = lagged_table(states, k, dtype)
   if not local:
     return lattice.atoms_from_lattice_values(average_lattice_values(p, redundancy))
-  k = num_states
   vals = jnp.stack(table_lattice_values(p, redundancy), axis=-1)  # (..., K, K, K, K, 16)
   vals = vals.reshape(vals.shape[:-5] + (k ** 4, 16))
-  state = ((x[..., :-tau] * k + y[..., :-tau]) * k + x[..., tau:]) * k + y[..., tau:]
   # Gather each sample's joint state: (..., S) indices into (..., K⁴, 16).
-  per_sample = jnp.take_along_axis(vals, state[..., None], axis=-2)  # (..., S, 16)
+  per_sample = jnp.take_along_axis(vals, _joint_index(states, k)[..., None], axis=-2)
   return lattice.atoms_from_lattice_values(per_sample)

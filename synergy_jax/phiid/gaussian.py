@@ -16,7 +16,8 @@ With ddof=1 for both the standardisation and the covariance, Σ_t q_S(t) = (S−
 samples, so the quadratic terms cancel in the mean and the mean of the local MI equals the closed
 form ½ (log|R_A| + log|R_B| − log|R_AB|) exactly. Average MMI atoms therefore need only the six
 correlations (``average_mis``); CCS and local atoms need the per-sample terms (``local_mis``).
-All values in nats.
+With ``offsets`` (``bias.mi_offsets``) every mutual information, local or average, is lowered by
+its analytic small-sample bias. All values in nats.
 """
 import jax.numpy as jnp
 import numpy as np
@@ -26,26 +27,6 @@ from synergy_jax.phiid import lattice
 # MI name → (past variable indices, future variable indices).
 _PAST = {"x": (0,), "y": (1,), "s": (0, 1)}
 _FUTURE = {"x": (2,), "y": (3,), "s": (2, 3)}
-
-
-def standardise(v, axis=-1):
-  """(v − mean) / std with ddof=1 along ``axis``; same shape as v. A constant series gives NaN."""
-  v = v - jnp.mean(v, axis=axis, keepdims=True)
-  n = v.shape[axis]
-  return v / jnp.sqrt(jnp.sum(v * v, axis=axis, keepdims=True) / (n - 1))
-
-
-def lagged(x, y, tau):
-  """Standardised past and future of two series.
-
-  Args:
-    x, y: (..., T) series (any real dtype).
-    tau: lag ≥ 1 (static int).
-  Returns:
-    tuple (x_p, y_p, x_f, y_f) of (..., T − tau) arrays, each standardised with ddof=1.
-  """
-  return (standardise(x[..., :-tau]), standardise(y[..., :-tau]),
-          standardise(x[..., tau:]), standardise(y[..., tau:]))
 
 
 def correlations(zs):
@@ -142,14 +123,16 @@ def _chol_logdet_quad(idx, corr, zs):
   return logdet, quad
 
 
-def local_mis(corrs, zs):
+def local_mis(corrs, zs, offsets=None):
   """The nine local mutual-information series.
 
   Args:
     corrs: (a, b, c, d, e, f) correlation arrays of shape (...).
     zs: (x_p, y_p, x_f, y_f) standardised series broadcastable to (..., S).
+    offsets: optional dict MI name → bias (float, nats) subtracted from every sample.
   Returns:
-    dict MI name → (..., S) local MI (nats); the mean over S equals ``average_mis``.
+    dict MI name → (..., S) local MI (nats); the mean over S equals ``average_mis`` (minus the
+    offsets).
   """
   a, b, c, d, e, f = (r[..., None] for r in corrs)
   corr = {(0, 1): a, (2, 3): b, (0, 2): c, (0, 3): d, (1, 2): e, (1, 3): f}
@@ -167,47 +150,65 @@ def local_mis(corrs, zs):
     ld_b, q_b = terms(fu)
     ld_ab, q_ab = terms(pa + fu)
     out[name] = 0.5 * (ld_a + ld_b - ld_ab) + 0.5 * (q_a + q_b - q_ab)
-  return out
+  return shift(out, offsets)
+
+
+def shift(mis, offsets):
+  """dict of MIs minus their bias offsets (unchanged when ``offsets`` is None)."""
+  if offsets is None:
+    return mis
+  return {name: v - offsets[name] for name, v in mis.items()}
 
 
 def _sample_mean(v):
   return jnp.mean(v, axis=-1, keepdims=True)
 
 
-def local_lattice_values(corrs, zs, redundancy):
-  """Local redundancy-function values, tuple of 16 arrays (..., S) in ATOMS slot order (nats)."""
-  return lattice.lattice_values(local_mis(corrs, zs), redundancy, _sample_mean)
+def local_lattice_values(corrs, zs, redundancy, offsets=None, averages=None):
+  """Local redundancy-function values, tuple of 16 arrays (..., S) in ATOMS slot order (nats).
+
+  ``averages`` (dict MI name → (..., 1)) overrides the sample means used for the MMI choice.
+  """
+  return lattice.lattice_values(local_mis(corrs, zs, offsets), redundancy, _sample_mean,
+                                averages)
 
 
-def average_lattice_values(corrs, zs, redundancy):
+def average_lattice_values(corrs, zs, redundancy, offsets=None):
   """Average redundancy-function values, (..., 16) in ATOMS slot order (nats).
 
   MMI uses the closed form (no per-sample work; ``zs`` unused); CCS averages the local values.
   """
   if redundancy == "mmi":
-    vals = lattice.lattice_values(average_mis(*corrs), "mmi", lambda v: v)
+    vals = lattice.lattice_values(shift(average_mis(*corrs), offsets), "mmi", lambda v: v)
     return jnp.stack(vals, axis=-1)
-  vals = local_lattice_values(corrs, zs, redundancy)
+  vals = local_lattice_values(corrs, zs, redundancy, offsets)
   return jnp.stack([jnp.mean(v, axis=-1) for v in vals], axis=-1)
 
 
-def phiid_gaussian(x, y, tau=1, redundancy="mmi", local=False):
-  """Gaussian ΦID of one pair (x, y) along the last axis.
+def pair_atoms(zs, redundancy, local, offsets=None):
+  """Gaussian ΦID of standardised lagged vectors zs = (x_p, y_p, x_f, y_f), each (..., S).
 
-  Args:
-    x, y: (..., T) series; leading axes are batch axes.
-    tau: lag (static int ≥ 1).
-    redundancy: "mmi" or "ccs".
-    local: return local atoms (..., T − tau, 16) instead of averages (..., 16).
-  Returns:
-    atoms in ATOMS order, nats.
+  Returns (..., 16) average atoms or (..., S, 16) local atoms in ATOMS order, nats.
   """
-  zs = lagged(x, y, tau)
   corrs = correlations(zs)
   if local:
-    vals = local_lattice_values(corrs, zs, redundancy)
+    vals = local_lattice_values(corrs, zs, redundancy, offsets)
     return lattice.atoms_from_lattice_values(jnp.stack(vals, axis=-1))
-  return lattice.atoms_from_lattice_values(average_lattice_values(corrs, zs, redundancy))
+  return lattice.atoms_from_lattice_values(
+      average_lattice_values(corrs, zs, redundancy, offsets))
+
+
+def smallest_pivot(a, b, c, d, e, f):
+  """The smallest of the positive quantities whose logarithms make the nine MIs: 1 − r² of every
+  correlation and the conditional variances (``conditional_variances``). Near 0 (or ≤ 0, or NaN)
+  the 4×4 correlation matrix is singular to working precision: some variable is an affine
+  function of others and the mutual informations are infinite. Shape: the broadcast shape."""
+  v = conditional_variances(a, b, c, d, e, f)
+  out = v["4"]
+  terms = [_one_minus_sq(r) for r in (a, b, c, d, e, f)] + [v[k] for k in ("xs", "ys", "sx", "sy")]
+  for t in terms:
+    out = jnp.minimum(out, t)
+  return out
 
 
 # Fast MMI path. Every average lattice value under MMI is ½ Σ_k W[slot, k] log(arg_k) for the 17

@@ -103,7 +103,7 @@ def atoms_from_lattice_values(values):
   return jnp.stack(out, axis=-1)
 
 
-def lattice_values(mis, redundancy, mean):
+def lattice_values(mis, redundancy, mean, averages=None):
   """The 16 redundancy-function values from the nine (local) mutual informations.
 
   Args:
@@ -115,21 +115,26 @@ def lattice_values(mis, redundancy, mean):
     mean: function (..., S) → (..., 1), the average over the sample axis keeping it (a plain mean
       for samples, a probability-weighted sum for a discrete joint table, the identity for
       averages).
+    averages: optional dict MI name → (..., 1) averages used for the MMI choice instead of
+      ``mean(mis[name])`` (e.g. pooled averages when ``mis`` holds one prompt of a pooled
+      estimate).
   Returns:
     tuple of 16 arrays (..., S), R[slot] in ATOMS slot order, nats.
   """
+  avg = (lambda name: mean(mis[name])) if averages is None else averages.__getitem__
   vals = [None] * 16
   for name in MI_NAMES:
     vals[MI_SLOT[name]] = mis[name]
   for slot, (c1, c2, joint) in PID_REDUNDANCIES.items():
     k = ATOMS.index(slot)
     if redundancy == "mmi":
-      vals[k] = _smallest_mean([mis[c1], mis[c2]], mean)
+      vals[k] = _smallest_mean([mis[c1], mis[c2]], [avg(c1), avg(c2)])
     else:
       vals[k] = _ccs([mis[c1], mis[c2], mis[joint]], mis[c1] + mis[c2] - mis[joint])
   rtr = ATOMS.index("rtr")
   if redundancy == "mmi":
-    vals[rtr] = _smallest_mean([mis[c] for c in DOUBLE_CANDIDATES], mean)
+    vals[rtr] = _smallest_mean([mis[c] for c in DOUBLE_CANDIDATES],
+                               [avg(c) for c in DOUBLE_CANDIDATES])
   else:
     coinfo = 0.0
     for k, w in enumerate(DOUBLE_COINFO):
@@ -139,11 +144,10 @@ def lattice_values(mis, redundancy, mean):
   return tuple(vals)
 
 
-def _smallest_mean(candidates, mean):
+def _smallest_mean(candidates, means):
   """The candidate whose mean is smallest (ties: the first), kept as a whole local series."""
-  best, best_mean = candidates[0], mean(candidates[0])
-  for cand in candidates[1:]:
-    m = mean(cand)
+  best, best_mean = candidates[0], means[0]
+  for cand, m in zip(candidates[1:], means[1:]):
     take = m < best_mean
     best = jnp.where(take, cand, best)
     best_mean = jnp.where(take, m, best_mean)

@@ -78,6 +78,12 @@ def reference_pair(x, y, tau=1, redundancy="mmi", kind="gaussian"):
   kind="discrete": x and y are integer states (plug-in probabilities).
   """
   i = (local_mi_table if kind == "gaussian" else discrete_local_mi_table)(x, y, tau)
+  local = local_atoms_from_mis(i, redundancy)
+  return local.mean(axis=0), local
+
+
+def local_atoms_from_mis(i, redundancy):
+  """The lattice solved from given local MIs (dict "ab" → (n,)): local atoms (n, 16)."""
   r = {}
   for a in "xys":
     for b in "xys":
@@ -104,8 +110,7 @@ def reference_pair(x, y, tau=1, redundancy="mmi", kind="gaussian"):
       ok &= np.sign(i[k]) == np.sign(co)
     r["rr"] = np.where(ok, co, 0.0)
   rhs = np.stack([r[name[0] + name[2]] for name in NAMES])  # (16, n)
-  local = np.linalg.solve(lattice_matrix(), rhs).T  # (n, 16)
-  return local.mean(axis=0), local
+  return np.linalg.solve(lattice_matrix(), rhs).T  # (n, 16)
 
 
 def reference_all_pairs(acts, tau=1, redundancy="mmi", pool="mean", acts_y=None, pairs=None):
@@ -150,3 +155,68 @@ def reference_columns(px, py, fx, fy, redundancy="mmi"):
   # [px, fx] of length 2n, whose x[:-n] = px and x[n:] = fx exactly.
   n = px.shape[0]
   return reference_pair(np.concatenate([px, fx]), np.concatenate([py, fy]), n, redundancy)
+
+
+# ------------------------------------------------------------------ estimator variants
+# Written from the definitions (Ince et al. 2017 for the copula; the study's reference code for
+# the lagged binarisation), with SciPy where a standard routine exists.
+
+
+def preprocess(v, how):
+  """Per-series preprocessing along the last axis: scipy's linear detrend or np.diff."""
+  from scipy import signal
+  if how == "none":
+    return np.asarray(v, float)
+  if how == "detrend":
+    return signal.detrend(np.asarray(v, float), axis=-1, type="linear")
+  return np.diff(np.asarray(v, float), axis=-1)
+
+
+def copula_scores(v):
+  """Normal scores of a 1-D sample: Φ⁻¹((r + 1)/(n + 1)), r = ordinal rank from 0."""
+  r = stats.rankdata(v, method="ordinal") - 1
+  return stats.norm.ppf((r + 1) / (len(v) + 1))
+
+
+def quantile_bins(v, k):
+  """States 0..k−1: ⌊k · (number of values strictly below) / n⌋."""
+  r = stats.rankdata(v, method="min") - 1
+  return (k * r) // len(v)
+
+
+def lagged_columns(xs, ys, tau, kind="gaussian", discretise="lagged", num_states=2,
+                   prep="none"):
+  """Past and future columns (px, py, fx, fy) of one pair, pooled over the prompts given.
+
+  xs, ys: (P, T) series (P = 1 for one prompt). Statistics (means, ranks, bins) are over all
+  P prompts' samples, as for pool="concat" (a single prompt for pool="mean").
+  """
+  xs, ys = preprocess(xs, prep), preprocess(ys, prep)
+  cols = []
+  for v in (xs, ys):
+    if kind == "discrete" and discretise != "lagged":
+      flat = v.reshape(-1)
+      if discretise == "series":
+        states = (flat > flat.mean()).astype(int)
+      else:
+        states = quantile_bins(flat, num_states)
+      v = states.reshape(v.shape)
+    past = np.concatenate([row[:-tau] for row in v])
+    fut = np.concatenate([row[tau:] for row in v])
+    if kind == "copula":
+      past, fut = copula_scores(past), copula_scores(fut)
+    elif kind == "discrete" and discretise == "lagged":
+      past, fut = (past > past.mean()).astype(int), (fut > fut.mean()).astype(int)
+    cols.append((past, fut))
+  (px, fx), (py, fy) = cols
+  return px, py, fx, fy
+
+
+def reference_variant(xs, ys, tau, redundancy="mmi", kind="gaussian", **kw):
+  """Average atoms (16,) of one pooled estimate from explicit lagged columns."""
+  px, py, fx, fy = lagged_columns(xs, ys, tau, kind, **kw)
+  n = px.shape[0]
+  if kind == "discrete":
+    return reference_pair(np.concatenate([px, fx]), np.concatenate([py, fy]), n, redundancy,
+                          "discrete")[0]
+  return reference_columns(px, py, fx, fy, redundancy)[0]

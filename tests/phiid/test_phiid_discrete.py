@@ -36,12 +36,14 @@ def test_hand_computed_plug_in_case():
 
 
 def test_binarised_at_the_mean():
+  """Whole-series binarisation (discretise="series") against the plug-in reference."""
   rng = np.random.default_rng(0)
   x = rng.standard_normal(200)
   y = np.roll(x, 1) + 0.5 * rng.standard_normal(200)
   bx, by = (x > x.mean()).astype(int), (y > y.mean()).astype(int)
   with jax.enable_x64(True):
-    got = phiid.phiid(x, y, kind="discrete", redundancy="ccs")
+    got = phiid.phiid(x, y, config=phiid.PhiidConfig(kind="discrete", discretise="series",
+                                                      redundancy="ccs"))
   expected, _ = ref.reference_pair(bx, by, 1, "ccs", "discrete")
   np.testing.assert_allclose([float(got[n]) for n in phiid.ATOMS], expected, rtol=0, atol=1e-12)
 

@@ -59,8 +59,9 @@ def test_atoms_sum_to_tdmi_and_partial_sums_give_each_mi(kind, redundancy, tau):
     cov = np.corrcoef(np.stack([x[:-tau], y[:-tau], x[tau:], y[tau:]]))
     mi = {a + b: _mi_from_cov(cov, PAST[a], FUT[b]) for a in "xys" for b in "xys"}
   else:
-    bx, by = (x > x.mean()).astype(int), (y > y.mean()).astype(int)
-    table = ref.discrete_local_mi_table(bx, by, tau)
+    # Default scheme: each lagged vector binarised at its own mean.
+    px, py, fx, fy = ref.lagged_columns(x[None], y[None], tau, "discrete")
+    table = ref.discrete_local_mi_table(np.r_[px, fx], np.r_[py, fy], len(px))
     mi = {k: v.mean() for k, v in table.items()}
   np.testing.assert_allclose(atoms.sum(), mi["ss"], rtol=0, atol=1e-10)
   # Lattice partial sums: I(a_p; b_f) is the sum of the atoms a' t b' with a' ≤ a and b' ≤ b.

@@ -140,8 +140,9 @@ def test_discrete_all_pairs_matches_reference():
         if i != j:
           expected[i, j] = np.mean([ref.reference_pair(binary[q, i], binary[q, j], 1, redundancy,
                                                        "discrete")[0] for q in range(2)], axis=0)
+    series = phiid.PhiidConfig(kind="discrete", discretise="series", redundancy=redundancy)
     with jax.enable_x64(True):
-      got = np.asarray(phiid.all_pairs(acts, kind="discrete", redundancy=redundancy))
+      got = np.asarray(phiid.all_pairs(acts, config=series))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
   with jax.enable_x64(True):  # integer states given directly
     ints = np.asarray(phiid.all_pairs(binary, kind="discrete", redundancy="ccs", num_states=2))
@@ -233,7 +234,7 @@ def test_discrete_states_out_of_range_raise():
   states[0, 0, ::2] = 1
   states[0, 1, ::3] = 1
   states[0, 1, 4] = 4
-  with pytest.raises(ValueError, match=r"unit 1, prompt 0 holds values outside"):
+  with pytest.raises(ValueError, match=r"unit 1, prompt 0 of acts: values outside the integer"):
     phiid.all_pairs(states, kind="discrete", num_states=3)
 
 
