@@ -33,6 +33,19 @@ atoms are formed: each is ½ Σ_k w_k log(arg_k) over the 17 MMI arguments of
 ``phiid.gaussian``); otherwise it calls ``phiid.all_pairs(acts, acts_y=surrogate, config=...)``
 once per surrogate. Both give the same numbers (tests/analysis/test_analysis_nulls.py).
 
+Speed, and why "100 surrogates in ≤ 5 × one all_pairs call" is out of reach for pool="mean"
+(2-core CPU, load ≈ 2, N = 256, P = 60, T = 100, float32, 2026-12-01): one ``all_pairs`` call
+0.096 s; 100 trial surrogates through this kernel 2.4 s (25×), against 100 calls of
+``all_pairs(acts, acts_y=...)``. The floor is arithmetic: under pool="mean" each atom is a mean
+of per-prompt nonlinear functions of that prompt's correlations, so every surrogate needs fresh
+cross-correlations of all P prompts, i.e. P (2N × 2N) products of length T − τ — the same
+products one all_pairs call makes — and 16 of the 17 MMI arguments per pair and prompt for sts.
+Sharing what can be shared (standardisation, the y-side as a gather, inverse pairs giving the
+transposed grid for free, only sts and rtr formed) halves the work per surrogate but leaves ≥ S/2
+all_pairs-equivalents. FFTs over lags do not help: a surrogate uses one lag per prompt, not all
+lags. Only pooled estimates (pool="concat") would allow it (sums over prompts of cross-products
+at all rotations by one FFT over the prompt or time axis); not implemented.
+
 Axis legend: S surrogates, P prompts, N x-side units, M y-side units, L lagged samples (T − τ),
 K tested atoms, A the 17 MMI arguments.
 """
