@@ -33,6 +33,19 @@ atoms are formed: each is ½ Σ_k w_k log(arg_k) over the 17 MMI arguments of
 ``phiid.gaussian``); otherwise it calls ``phiid.all_pairs(acts, acts_y=surrogate, config=...)``
 once per surrogate. Both give the same numbers (tests/analysis/test_analysis_nulls.py).
 
+Speed, and why "100 surrogates in ≤ 5 × one all_pairs call" is out of reach for pool="mean"
+(2-core CPU, load ≈ 2, N = 256, P = 60, T = 100, float32, 2026-12-01): one ``all_pairs`` call
+0.096 s; 100 trial surrogates through this kernel 2.4 s (25×), against 100 calls of
+``all_pairs(acts, acts_y=...)``. The floor is arithmetic: under pool="mean" each atom is a mean
+of per-prompt nonlinear functions of that prompt's correlations, so every surrogate needs fresh
+cross-correlations of all P prompts, i.e. P (2N × 2N) products of length T − τ — the same
+products one all_pairs call makes — and 16 of the 17 MMI arguments per pair and prompt for sts.
+Sharing what can be shared (standardisation, the y-side as a gather, inverse pairs giving the
+transposed grid for free, only sts and rtr formed) halves the work per surrogate but leaves ≥ S/2
+all_pairs-equivalents. FFTs over lags do not help: a surrogate uses one lag per prompt, not all
+lags. Only pooled estimates (pool="concat") would allow it (sums over prompts of cross-products
+at all rotations by one FFT over the prompt or time axis); not implemented.
+
 Axis legend: S surrogates, P prompts, N x-side units, M y-side units, L lagged samples (T − τ),
 K tested atoms, A the 17 MMI arguments.
 """
@@ -47,10 +60,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from synergy_jax.analysis.ranking import ATOM_INDEX
-# The estimator's own degenerate-unit rule and standardisation (shared, so the kernel cannot drift
-# from phiid.all_pairs).
-from synergy_jax.phiid.pairs import _degenerate_units as _bad_units
-from synergy_jax.phiid.pairs import _standardised_lags as _lags
+from synergy_jax.phiid import units as _units
+from synergy_jax.phiid.config import PhiidConfig
+
+
+# The estimator's own preparation of every unit (problem checks, filler for bad units,
+# standardised lags), shared with phiid.all_pairs so the kernel cannot drift from it.
+def _bad_units(a, tau):
+  """(P, N, T) → (N,) bool: units the Gaussian estimator cannot use in some prompt (in-graph)."""
+  return _units.prepared(a, PhiidConfig(tau=tau), a.dtype)[4]
+
+
+def _lags(a, tau, pool, bad=None):
+  """(P, N, T) → standardised (past, future), each (P, N, S), as phiid.all_pairs prepares them;
+  problem units hold a harmless filler (their rows and columns are masked with ``bad``)."""
+  past, future, *_ = _units.prepared(a, PhiidConfig(tau=tau, pool=pool), a.dtype)
+  return past, future
 
 NULLS = ("trial", "pair_shift", "circular")
 DEFAULT_NULL = "trial"
@@ -308,7 +333,7 @@ def _fast_moments(acts, obs, prompt_map, shifts, *, method, tau, pool, weights, 
 
 def _swap_symmetric(names: Sequence[str]) -> bool:
   """Whether every atom is its own image when x and y are exchanged (sts, rtr, rts, str)."""
-  from synergy_jax.phiid.pairs import SWAP_XY
+  from synergy_jax.phiid.grid import SWAP_XY
   return all(SWAP_XY[ATOM_INDEX[a]] == ATOM_INDEX[a] for a in names)
 
 
@@ -349,7 +374,7 @@ def null_moments(acts: np.ndarray, observed_pairs: np.ndarray, design: NullDesig
         jnp.asarray(design.shifts), method=design.method, tau=config.tau, pool=config.pool,
         weights=weights, paired=design.paired)
     return NullMoments(*(np.asarray(v, np.float64) for v in (s1, s2, cnt, ge, heads)))
-  from synergy_jax.phiid.pairs import SWAP_XY
+  from synergy_jax.phiid.grid import SWAP_XY
   idx = [ATOM_INDEX[a] for a in atoms]
   swap = [int(SWAP_XY[i]) for i in idx]
   n = acts.shape[1]
