@@ -89,7 +89,7 @@ def pair_grid(body, xs, ys, *, n, block, same, mesh):
   first = first[:num_blocks].reshape((npad, width))
   if band:
     vals = assemble_band(vals, n, block, SWAP_XY)
-    first = assemble_band(first[..., None], n, block, np.zeros(1, int))[..., 0]
+    first = assemble_band(first[..., None], n, block, (0,))[..., 0]
   else:
     vals, first = vals[:n], first[:n]
   if same:  # a singular pair is singular both ways round: report the earliest prompt
@@ -114,4 +114,7 @@ def assemble_band(band, n, block, swap):
   rows = jnp.where(direct, i, j)
   cols = jnp.where(direct, i % block + d, j % block + (i - j) % npad)
   got = band[rows, cols]  # (N, N, C)
-  return jnp.where(direct[..., None], got, got[..., swap])
+  # Static per-channel slices, not an index array: a NumPy int64 index constant inside the trace
+  # clashed with int32 indices when x64 was switched on and off between calls.
+  swapped = jnp.stack([got[..., int(k)] for k in swap], axis=-1)
+  return jnp.where(direct[..., None], got, swapped)

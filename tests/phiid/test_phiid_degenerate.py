@@ -17,7 +17,7 @@ def _acts(seed, p=2, n=5, t=30):
   return a
 
 
-LENGTH_CASES = [PhiidConfig(tau=1), PhiidConfig(tau=3, preprocess="diff"),
+LENGTH_CASES = [PhiidConfig(tau=3, preprocess="diff"),
                 PhiidConfig(tau=2, kind="copula", preprocess="detrend", bias_correction=True),
                 PhiidConfig(kind="discrete", discretise="quantile", num_states=3)]
 

@@ -62,11 +62,11 @@ def test_copula_invariant_to_monotone_transforms():
   moved[:, 0] = np.exp(acts[:, 0])
   moved[:, 3] = acts[:, 3] ** 3
   moved[:, 4] = -1.0 / (1.0 + np.exp(-acts[:, 4]))  # decreasing: only the order flips ...
-  config = PhiidConfig(kind="copula", redundancy="ccs")
+  config = PhiidConfig(kind="copula")
   with jax.enable_x64(True):
     base = np.asarray(phiid.all_pairs(acts, config=config))
     got = np.asarray(phiid.all_pairs(moved, config=config))
-    gauss = np.asarray(phiid.all_pairs(moved, redundancy="ccs"))
+    gauss = np.asarray(phiid.all_pairs(moved))
   keep = [0, 1, 2, 3, 5]  # ... so unit 4 is left out of the exact comparison
   np.testing.assert_allclose(got[np.ix_(keep, keep)], base[np.ix_(keep, keep)], rtol=0,
                              atol=1e-12)
@@ -75,8 +75,7 @@ def test_copula_invariant_to_monotone_transforms():
 
 
 @pytest.mark.parametrize("config, kw", [
-    (PhiidConfig(kind="discrete", redundancy="ccs"), {}),
-    (PhiidConfig(kind="discrete", pool="concat", tau=2), {}),
+    (PhiidConfig(kind="discrete", redundancy="ccs", pool="concat", tau=2), {}),
     (PhiidConfig(kind="discrete", discretise="series", redundancy="ccs"),
      {"discretise": "series"}),
     (PhiidConfig(kind="discrete", discretise="quantile", num_states=3, preprocess="diff"),
@@ -88,26 +87,6 @@ def test_discrete_schemes_match_plug_in_reference(config, kw):
   with jax.enable_x64(True):
     got = np.asarray(phiid.all_pairs(acts, config=config, block_size=2))
   np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
-
-
-def test_lagged_binarisation_differs_from_series_binarisation():
-  """The default (reference-matched) scheme is not the whole-series one on trending data."""
-  acts = _acts(4, t=40)
-  with jax.enable_x64(True):
-    lagged = np.asarray(phiid.all_pairs(acts, kind="discrete"))
-    series = np.asarray(phiid.all_pairs(acts, config=PhiidConfig(kind="discrete",
-                                                                  discretise="series")))
-  assert np.nanmax(np.abs(lagged - series)) > 1e-3
-
-
-@pytest.mark.parametrize("prep", ["detrend", "diff"])
-def test_preprocessing_matches_scipy_then_gaussian(prep):
-  acts = _acts(5)
-  config = PhiidConfig(preprocess=prep, tau=1)
-  expected = _reference_grid(acts, config, prep=prep)
-  with jax.enable_x64(True):
-    got = np.asarray(phiid.all_pairs(acts, config=config))
-  np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
 
 
 def test_digamma_closed_form_matches_scipy():
@@ -152,10 +131,11 @@ def test_bias_corrected_white_noise_tdmi_averages_to_zero():
   assert abs(corr.mean()) < 3 * se_corr, (corr.mean(), se_corr)
 
 
+# Between them: every kind, both redundancies, both pools, every preprocessing, bias correction,
+# the lagged and quantile discretisations; the first is also run sharded over 8 devices.
 ALL_VARIANTS = [
     PhiidConfig(tau=2, redundancy="ccs", preprocess="detrend", bias_correction=True),
     PhiidConfig(kind="copula", pool="concat", preprocess="diff", bias_correction=True),
-    PhiidConfig(kind="copula", redundancy="ccs"),
     PhiidConfig(kind="discrete", redundancy="ccs", pool="concat"),
     PhiidConfig(kind="discrete", discretise="quantile", num_states=3, tau=2),
 ]
@@ -167,7 +147,9 @@ def test_every_variant_all_pairs_blocked_banded_sharded_equals_one_pair(config):
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ("pairs",))
   with jax.enable_x64(True):
     banded = np.asarray(phiid.all_pairs(acts, config=config, block_size=2))
-    sharded = np.asarray(phiid.all_pairs(acts, config=config, block_size=1, mesh=mesh))
+    sharded = banded
+    if config is ALL_VARIANTS[0]:
+      sharded = np.asarray(phiid.all_pairs(acts, config=config, block_size=1, mesh=mesh))
     expected = np.full((6, 6, 16), np.nan)
     for i in range(6):
       for j in range(6):

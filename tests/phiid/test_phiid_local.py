@@ -18,10 +18,9 @@ def _acts(seed, p=2, n=5, t=20):
 
 
 @pytest.mark.parametrize("config", [
-    PhiidConfig(redundancy="mmi"),
+    PhiidConfig(kind="copula", redundancy="mmi"),
     PhiidConfig(redundancy="ccs", pool="concat", bias_correction=True),
-    PhiidConfig(kind="copula", tau=2, preprocess="diff"),
-    PhiidConfig(kind="discrete", redundancy="ccs", pool="concat"),
+    PhiidConfig(kind="discrete", redundancy="ccs", pool="concat", tau=2, preprocess="diff"),
 ])
 def test_mean_over_time_equals_partner_average_of_atoms(config):
   acts = _acts(1)
