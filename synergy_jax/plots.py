@@ -373,11 +373,8 @@ def robustness_panel(variants, depth, *, save=None) -> Figure:
       rows = [v for v in variants if v["kind"] == kind and v["preprocess"] == prep]
       ax.set_title(f"{kind} / {prep}", fontsize=9)
       ax.set_xlim(-0.02, 1.02)
-      if not rows or rows[0]["status"] != "ok":
-        ax.text(0.5, 0.5, "not supported yet", ha="center", va="center", transform=ax.transAxes,
-                fontsize=8, color="0.4")
-        ax.set_xticks([])
-        ax.set_yticks([])
+      if not rows:
+        ax.set_visible(False)
         continue
       for v in rows:
         low = None if v.get("ci_low") is None else np.asarray(v["ci_low"], float)

@@ -22,7 +22,6 @@ from synergy_jax.pipeline.profile_report import SCORE_LABELS, _fmt, inverted_u_s
 
 KINDS = ("gaussian", "copula", "discrete")
 PREPROCESS = ("none", "detrend", "diff")
-_NOT_YET = "not supported yet"  # phiid's message for a variant it does not implement yet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +74,7 @@ def _variant_rows(res: "profile.ProfileResult", kind: str, preprocess: str, scor
 def run_variants(acts: np.ndarray, num_layers: int, num_heads: int, config: RobustnessConfig,
                  cache_dir, progress: Callable | None = None) -> list[dict]:
   """One row per kind × preprocess × score: settings, layer profile with intervals, depth trend,
-  reliability and the inverted-U decision; unsupported variants get status "unsupported"."""
+  reliability and the inverted-U decision. An estimator error is raised, naming the variant."""
   rows = []
   for kind, prep in itertools.product(config.kinds, config.preprocess):
     cfg = config.variant(kind, prep)
@@ -83,11 +82,7 @@ def run_variants(acts: np.ndarray, num_layers: int, num_heads: int, config: Robu
       res = profile.profile_cached(acts, num_layers, num_heads, cfg, pathlib.Path(cache_dir),
                                    progress)
     except ValueError as e:
-      if _NOT_YET not in str(e):
-        raise
-      rows += [{"kind": kind, "preprocess": prep, "score": s, "status": "unsupported",
-                "reason": str(e)} for s in config.scores]
-      continue
+      raise ValueError(f"robustness variant kind={kind}, preprocess={prep}: {e}") from e
     rows += _variant_rows(res, kind, prep, config.scores)
   return rows
 
@@ -96,22 +91,13 @@ def summary_markdown(rows: list[dict], meta: dict) -> str:
   """summary.md: the count of variants with a significant inverted U first, then the table."""
   done = [r for r in rows if r["status"] == "ok"]
   sig = [r for r in done if r["inverted_u"]]
-  skipped = [r for r in rows if r["status"] != "ok"]
   lines = ["# Robustness of the inverted U", "",
            f"**Significant inverted U in {len(sig)} of {len(done)} variants** (estimator kind × "
            f"preprocessing × score; significant = permutation p < 0.05, negative curvature, "
            f"interior peak and a prompt-bootstrap curvature interval below 0)."]
-  if skipped:
-    cells = sorted({(r["kind"], r["preprocess"]) for r in skipped})
-    lines.append(f"Not run ({len(skipped)} variants, {len(cells)} estimator settings the "
-                 f"estimator does not implement yet): {cells}.")
   lines += ["", "| kind | preprocess | score | layer profile | curvature [prompt CI] | p | "
             "reliability | inverted U |", "|---|---|---|---|---|---|---|---|"]
   for r in rows:
-    if r["status"] != "ok":
-      lines.append(f"| {r['kind']} | {r['preprocess']} | {r['score']} | not supported yet | | | "
-                   f"| |")
-      continue
     tr = r["depth_trend"] or {}
     pci = r["curvature_ci_prompts"] or [None, None]
     rel = (r["reliability"] or {}).get("spearman_brown")

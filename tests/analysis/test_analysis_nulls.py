@@ -1,14 +1,19 @@
 """Surrogate designs and the compiled null kernel: equal to one phiid.all_pairs call per surrogate
 (trial, circular) or to an independent per-pair computation (pair_shift)."""
+import pathlib
+import sys
+
 import jax
 import numpy as np
 import pytest
 
 from synergy_jax import phiid
 from synergy_jax.analysis import nulls
-from synergy_jax.phiid import gaussian, lattice
 
-STS, RTR = lattice.ATOMS.index("sts"), lattice.ATOMS.index("rtr")
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "phiid"))
+import phiid_reference as ref  # noqa: E402  (the plain NumPy ΦID reference)
+
+STS, RTR = phiid.ATOMS.index("sts"), phiid.ATOMS.index("rtr")
 
 
 def _acts(p=6, n=5, t=30, seed=0):
@@ -54,11 +59,11 @@ def _reference_pair_shift(acts, design, s, i, j):
   """sts, rtr of pair (i, j) of surrogate s, from explicitly rolled lagged vectors."""
   vals = []
   for p in range(acts.shape[0]):
-    xp, yp, xf, yf = gaussian.lagged(acts[p, i], acts[p, j], 1)
-    yp, yf = (np.roll(np.asarray(v), design.shifts[s, p]) for v in (yp, yf))
-    zs = tuple(np.asarray(v) for v in (xp, yp, xf, yf))
-    r = gaussian.average_lattice_values(gaussian.correlations(zs), zs, "mmi")
-    vals.append(np.asarray(lattice.atoms_from_lattice_values(r))[[STS, RTR]])
+    x, y = np.asarray(acts[p, i], np.float64), np.asarray(acts[p, j], np.float64)
+    xp, xf, yp, yf = x[:-1], x[1:], y[:-1], y[1:]
+    yp, yf = (np.roll(v, design.shifts[s, p]) for v in (yp, yf))
+    atoms, _ = ref.reference_columns(xp, yp, xf, yf, "mmi")
+    vals.append(atoms[[STS, RTR]])
   return np.mean(vals, 0)
 
 

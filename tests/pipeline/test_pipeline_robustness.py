@@ -1,5 +1,5 @@
-"""The robustness panel: every kind × preprocess × score as a row, unsupported estimator settings
-recorded with the estimator's reason, files written, and variants cached."""
+"""The robustness panel: every kind × preprocess × score as a row, files written, and variants
+cached."""
 import json
 
 import numpy as np
@@ -23,13 +23,10 @@ def test_panel_rows_files_and_cache(tmp_path, monkeypatch):
   assert [(r["kind"], r["score"]) for r in rows] == [
       (k, s) for k in ("gaussian", "copula") for s in ("rank_difference", "balance", "excess")]
   ok = [r for r in rows if r["status"] == "ok"]
-  assert ok, "the Gaussian estimator always runs"
+  assert len(ok) == len(rows), "every estimator variant runs"
   for r in ok:
     assert len(r["layer_profile"]) == 3 and np.all(np.asarray(r["ci_low"]) <= r["ci_high"])
     assert 0 < r["depth_trend"]["p_value"] <= 1 and isinstance(r["inverted_u"], bool)
-  for r in rows:
-    if r["status"] != "ok":
-      assert r["status"] == "unsupported" and "not supported yet" in r["reason"]
   # The Gaussian variant equals a plain profile of the same activity.
   single = prof.profile_activity(_acts(), 3, 2, base)
   np.testing.assert_allclose(ok[0]["layer_profile"],
