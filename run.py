@@ -19,25 +19,27 @@ from absl import flags
 from experiments import common
 
 _SHARED_BY_PIPELINES = ("families", "levels")
+# Flags of the profile's null, baselines and recorded activity, used by profile and robustness.
+_PROFILE_ONLY = ("null", "baseline_inputs", "acts")
 EXPERIMENTS = {
     "profile": common.Experiment("experiments.profile",
                                  ignores=_SHARED_BY_PIPELINES + ("n_boot", "ci_level")),
     # emergence resolves --model at each of its --revisions itself, before loading any.
     "emergence": common.Experiment("experiments.emergence", loads_model=False,
-                                   ignores=_SHARED_BY_PIPELINES + ("n_boot", "ci_level", "ranking",
-                                                                   "shard")),
+                                   ignores=_SHARED_BY_PIPELINES + _PROFILE_ONLY + (
+                                       "n_boot", "ci_level", "ranking", "shard")),
     "phase_sweep": common.Experiment("experiments.phase_sweep",
-                                     ignores=("ranking", "shard", "surrogates")),
-    "ablation": common.Experiment("experiments.ablation", ignores=("shard", "surrogates")),
+                                     ignores=_PROFILE_ONLY + ("ranking", "shard", "surrogates")),
+    "ablation": common.Experiment("experiments.ablation",
+                                  ignores=_PROFILE_ONLY + ("shard", "surrogates")),
     "train": common.Experiment("experiments.train", loads_model=False, ignores=(
         "model", "revision", "out", "cache_dir", "dtype", "prompts", "max_new_tokens",
         "batch_size", "tau", "redundancy", "ranking", "families", "levels", "shard", "surrogates",
-        "n_boot", "ci_level", "progress")),
+        "n_boot", "ci_level", "progress", "kind", "preprocess", "bias_correction") + _PROFILE_ONLY),
     "robustness": common.Experiment("experiments.robustness", ignores=_SHARED_BY_PIPELINES + (
-        "n_boot", "ci_level", "ranking", "kind", "preprocess", "null", "baseline_inputs")),
+        "n_boot", "ci_level", "ranking", "kind", "preprocess")),
     "finetune": common.Experiment("experiments.finetune", ignores=_SHARED_BY_PIPELINES + (
-        "shard", "surrogates", "kind", "preprocess", "bias_correction", "null",
-        "baseline_inputs", "acts")),
+        "shard", "surrogates") + _PROFILE_ONLY),
 }
 
 flags.DEFINE_enum("experiment", "profile", list(EXPERIMENTS), "Which experiment to run.")

@@ -40,8 +40,8 @@ def config_from_flags() -> ablation.AblationConfig:
   levels = q("levels", ["1", "3", "5"])
   return ablation.AblationConfig(
       ranking=FLAGS.ranking, per_category=2 if FLAGS.quick else None,
-      max_new_tokens=q("max_new_tokens", 32), batch_size=q("batch_size", 12), tau=FLAGS.tau,
-      redundancy=FLAGS.redundancy,
+      max_new_tokens=q("max_new_tokens", 32), batch_size=q("batch_size", 12),
+      phiid=common.phiid_config(),
       fractions=tuple(float(f) for f in q("fractions", ["0", "0.25", "0.5", "0.75", "1"])),
       n_random=FLAGS.n_random, divergence_batch=FLAGS.divergence_batch,
       mask_chunk=FLAGS.mask_chunk,

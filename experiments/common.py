@@ -233,12 +233,14 @@ def validate_flags(name: str, experiment: Experiment) -> None:
   for flag, (ok, rule) in RANGES.items():
     if flag in FLAGS and not ok(FLAGS[flag].value):
       raise UserError(f"--{flag}={FLAGS[flag].value} must be {rule}")
-  if "tau" in FLAGS and "tau" not in experiment.ignores and FLAGS["max_new_tokens"].present:
-    from synergy_jax.phiid import checks
-    try:
-      checks.check_tau(FLAGS.tau, FLAGS.max_new_tokens)
-    except ValueError as e:
-      raise UserError(f"--max_new_tokens={FLAGS.max_new_tokens} with --tau={FLAGS.tau}: {e}") from e
+  if "tau" in FLAGS and "tau" not in experiment.ignores:
+    estimator = phiid_config()  # ValueError naming the clashing estimator flags
+    if FLAGS["max_new_tokens"].present and "max_new_tokens" not in experiment.ignores:
+      from synergy_jax.phiid import checks
+      try:
+        checks.check_length(FLAGS.max_new_tokens, estimator)
+      except ValueError as e:
+        raise UserError(f"--max_new_tokens={FLAGS.max_new_tokens}: {e}") from e
   if FLAGS.prompts is not None and "prompts" not in experiment.ignores:
     if not os.path.isfile(FLAGS.prompts):
       raise FileNotFoundError(f"--prompts={FLAGS.prompts}: no such file")

@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 
 def config_from_flags() -> profile.ProfileConfig:
   q = common.quick_or
-  return profile.ProfileConfig(tau=FLAGS.tau, redundancy=FLAGS.redundancy,
+  return profile.ProfileConfig(phiid=common.phiid_config(),
                                n_surrogates=q("surrogates", 0), seed=FLAGS.seed,
                                max_new_tokens=q("max_new_tokens", 40),
                                batch_size=FLAGS.batch_size)

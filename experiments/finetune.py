@@ -80,7 +80,8 @@ def config_from_flags() -> finetune.FinetuneConfig:
       tune=tune, fraction=FLAGS.fraction, seeds=q("seeds", 2), window_start=FLAGS.window_start,
       ranking=FLAGS.ranking, per_category=2 if FLAGS.quick else None,
       max_new_tokens=q("max_new_tokens", 32), batch_size=q("batch_size", 12),
-      n_boot=q("n_boot", 500), ci_level=FLAGS.ci_level, save_params=FLAGS.save_params)
+      phiid=common.phiid_config(), n_boot=q("n_boot", 500), ci_level=FLAGS.ci_level,
+      save_params=FLAGS.save_params)
 
 
 def main(argv):

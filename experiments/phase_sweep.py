@@ -36,7 +36,7 @@ def config_from_flags() -> phase_sweep.PhaseSweepConfig:
       families=families,
       levels=None if levels is None else tuple(float(k) for k in levels),
       n_per_family=q("n_prompts", 6), max_new_tokens=q("max_new_tokens", 24),
-      batch_size=q("batch_size", 12), tau=FLAGS.tau, redundancy=FLAGS.redundancy,
+      batch_size=q("batch_size", 12), phiid=common.phiid_config(),
       order_parameter=FLAGS.order_parameter, n_boot=q("n_boot", 50),
       n_transition_boot=q("n_transition_boot", 50), n_perm=q("n_perm", 50),
       ci_level=FLAGS.ci_level, seed=FLAGS.seed)

@@ -108,3 +108,18 @@ def resolve_config(config, **legacy) -> PhiidConfig:
   if clash:
     raise ValueError(f"pass {clash} through config=, not as separate arguments")
   return config
+
+
+def resolve_phiid(config: "PhiidConfig | None", **shorthands) -> PhiidConfig:
+  """``config``, or a PhiidConfig built from the shorthand fields (e.g. tau=, redundancy=) that
+  are not None. A shorthand that contradicts a given ``config`` is a ValueError naming both, so a
+  pipeline configuration states each estimator setting once."""
+  given = {k: v for k, v in shorthands.items() if v is not None}
+  if config is None:
+    return PhiidConfig(**given)
+  if not isinstance(config, PhiidConfig):
+    raise ValueError(f"phiid must be a phiid.PhiidConfig, got {type(config).__name__}")
+  clash = {k: v for k, v in given.items() if getattr(config, k) != v}
+  if clash:
+    raise ValueError(f"{clash} contradict phiid={config}; give each estimator setting once")
+  return config

@@ -24,6 +24,7 @@ import numpy as np
 
 from synergy_jax import interventions, models, results
 from synergy_jax.analysis import ranking, stats
+from synergy_jax.phiid.config import PhiidConfig
 from synergy_jax.pipeline import profile, specs
 from synergy_jax.training import finetune, logs, tuning
 
@@ -36,7 +37,8 @@ class FinetuneConfig:
   """The experiment's settings: tune (one run's TuneConfig; its seed is the base seed), fraction
   of heads per condition, seeds (runs per condition), window_start (best-in-window: evaluations at
   steps ≥ window_start · steps), ranking and the profile's generation (per_category prompts,
-  max_new_tokens, batch_size), statistics (n_boot, ci_level), save_params."""
+  max_new_tokens, batch_size) and estimator (phiid, a ``phiid.PhiidConfig``), statistics (n_boot,
+  ci_level), save_params."""
   tune: "tuning.TuneConfig" = tuning.TuneConfig()
   fraction: float = 0.5
   seeds: int = 5
@@ -45,6 +47,7 @@ class FinetuneConfig:
   per_category: int | None = None
   max_new_tokens: int = 100
   batch_size: int = 8
+  phiid: "PhiidConfig" = PhiidConfig()
   n_boot: int = 2000
   ci_level: float = 0.95
   save_params: bool = False
@@ -61,7 +64,8 @@ class FinetuneConfig:
       raise ValueError(f"ranking must be one of {profile.RANKINGS}, got {self.ranking!r}")
 
   def profile_config(self) -> "profile.ProfileConfig":
-    return profile.ProfileConfig(n_surrogates=0, ranking=self.ranking, seed=self.tune.seed,
+    return profile.ProfileConfig(phiid=self.phiid, n_surrogates=0, ranking=self.ranking,
+                                 seed=self.tune.seed,
                                  max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
 
 

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from synergy_jax.phiid.checks import check_length
+from synergy_jax.phiid.config import PhiidConfig, resolve_phiid
 from synergy_jax import tasks
 from synergy_jax.pipeline import profile
 
@@ -31,8 +33,9 @@ class AblationConfig:
   per_category: int | None = None
   max_new_tokens: int = 100
   batch_size: int = 8
-  tau: int = 1
-  redundancy: str = "mmi"
+  phiid: "PhiidConfig | None" = None
+  tau: int | None = None
+  redundancy: str | None = None
   fractions: tuple = tuple(np.round(np.linspace(0.0, 1.0, 11), 6).tolist())
   n_random: int = 5
   divergence_batch: int = 0
@@ -50,6 +53,11 @@ class AblationConfig:
   seed: int = 0
 
   def __post_init__(self):
+    estimator = resolve_phiid(self.phiid, tau=self.tau, redundancy=self.redundancy)
+    for k, v in (("phiid", estimator), ("tau", estimator.tau),
+                 ("redundancy", estimator.redundancy)):
+      object.__setattr__(self, k, v)
+    check_length(self.max_new_tokens, self.phiid)
     if self.ranking not in profile.RANKINGS:
       raise ValueError(f"ranking must be one of {profile.RANKINGS}, got {self.ranking!r}")
     fr = np.asarray(self.fractions, np.float64)
@@ -73,7 +81,7 @@ class AblationConfig:
       raise ValueError(f"n_examples must be >= 1, got {self.n_examples}")
 
   def profile_config(self) -> "profile.ProfileConfig":
-    return profile.ProfileConfig(tau=self.tau, redundancy=self.redundancy, n_surrogates=0,
+    return profile.ProfileConfig(phiid=self.phiid, n_surrogates=0,
                                  ranking=self.ranking, seed=self.seed,
                                  max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
                                  greedy=True)

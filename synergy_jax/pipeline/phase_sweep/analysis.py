@@ -42,7 +42,7 @@ from synergy_jax.pipeline.phase_sweep.config import (ORDER_PARAMETERS, PhaseSwee
 _STS, _RTR = ranking.ATOM_INDEX["sts"], ranking.ATOM_INDEX["rtr"]
 
 
-def per_prompt_sts_rtr(acts: np.ndarray, *, tau: int = 1, redundancy: str = "mmi",
+def per_prompt_sts_rtr(acts: np.ndarray, *, config: "phiid.PhiidConfig | None" = None,
                        progress: Callable | None = None) -> np.ndarray:
   """(P, N, N, 2) float32 sts and rtr atoms (nats) of every pair, estimated on each prompt alone.
 
@@ -59,8 +59,8 @@ def per_prompt_sts_rtr(acts: np.ndarray, *, tau: int = 1, redundancy: str = "mmi
     with warnings.catch_warnings():
       # Degenerate units are collected once with check_units and reported in results.json.
       warnings.filterwarnings("ignore", message="all_pairs: masking units")
-      atoms = np.asarray(phiid.all_pairs(a[p:p + 1], tau=tau, redundancy=redundancy,
-                                         pool="mean", on_degenerate="mask"))
+      atoms = np.asarray(phiid.all_pairs(a[p:p + 1], config=config or phiid.PhiidConfig(),
+                                         on_degenerate="mask"))
     out[p, ..., 0] = atoms[..., _STS]
     out[p, ..., 1] = atoms[..., _RTR]
   return out
@@ -177,11 +177,10 @@ def level_data(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: Phas
   act = profile.activity_cached(spec, prompts, pc, cache_dir, progress)
   acts = np.asarray(act["acts"])
   key = {"what": "per_prompt_sts_rtr", "model": specs.model_fingerprint(spec.model),
-         "prompts": prompts, "max_new_tokens": config.max_new_tokens, "tau": config.tau,
-         "redundancy": config.redundancy, "compute_dtype": specs.compute_dtype()}
+         "prompts": prompts, "max_new_tokens": config.max_new_tokens,
+         "phiid": config.phiid.cache_key(specs.compute_dtype())}
   sts_rtr = np.asarray(results.cached(
-      cache_dir, key, lambda: per_prompt_sts_rtr(acts, tau=config.tau,
-                                                 redundancy=config.redundancy), "sts_rtr"))
+      cache_dir, key, lambda: per_prompt_sts_rtr(acts, config=config.phiid), "sts_rtr"))
   nh = spec.model.config.num_heads
   deg = specs.degenerate_records(phiid.check_units(acts, config.tau), nh)
   correct = None

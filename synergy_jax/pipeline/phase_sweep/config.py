@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+from synergy_jax.phiid.checks import check_length
+from synergy_jax.phiid.config import PhiidConfig, resolve_phiid
 from synergy_jax import tasks
 from synergy_jax.analysis import order as order_lib
 from synergy_jax.pipeline import profile
@@ -22,15 +24,18 @@ class PhaseSweepConfig:
   bootstraps, permutations. order_parameter: the one whose transition decides the verdict (all
   three are analysed and reported). n_boot: bootstrap replicates of the level order parameters
   and accuracies; n_transition_boot / n_perm: replicates of the threshold CI / shuffled-label
-  null. max_new_tokens, batch_size: generation; tau, redundancy: ΦID.
+  null. max_new_tokens, batch_size: generation. phiid: the estimator (``phiid.PhiidConfig``;
+  pool is always "mean" here: every prompt is its own estimate); tau, redundancy: shorthands for
+  building it (after construction they mirror ``phiid``).
   """
   families: tuple = tasks.FAMILIES
   levels: tuple | None = None
   n_per_family: int = 32
   max_new_tokens: int = 100
   batch_size: int = 32
-  tau: int = 1
-  redundancy: str = "mmi"
+  phiid: "PhiidConfig | None" = None
+  tau: int | None = None
+  redundancy: str | None = None
   order_parameter: str = "balance"
   n_boot: int = 500
   n_transition_boot: int = 1000
@@ -39,6 +44,13 @@ class PhaseSweepConfig:
   seed: int = 0
 
   def __post_init__(self):
+    estimator = resolve_phiid(self.phiid, tau=self.tau, redundancy=self.redundancy)
+    if estimator.pool != "mean":
+      raise ValueError(f"phase sweep estimates every prompt alone: phiid.pool must be 'mean', "
+                       f"got {estimator.pool!r}")
+    for k, v in (("phiid", estimator), ("tau", estimator.tau),
+                 ("redundancy", estimator.redundancy)):
+      object.__setattr__(self, k, v)
     if self.order_parameter not in ORDER_PARAMETERS:
       raise ValueError(f"order_parameter must be one of {ORDER_PARAMETERS}, "
                        f"got {self.order_parameter!r}")
@@ -49,13 +61,11 @@ class PhaseSweepConfig:
     for name in ("n_per_family", "max_new_tokens", "batch_size", "n_boot"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-    if self.max_new_tokens < self.tau + 3:
-      raise ValueError(f"max_new_tokens={self.max_new_tokens} is too short for ΦID with "
-                       f"tau={self.tau} (needs >= tau + 3 samples)")
+    check_length(self.max_new_tokens, self.phiid)
 
   def profile_config(self) -> "profile.ProfileConfig":
     """The generation settings in the form the shared activity cache keys on."""
-    return profile.ProfileConfig(tau=self.tau, redundancy=self.redundancy, n_surrogates=0,
+    return profile.ProfileConfig(phiid=self.phiid, n_surrogates=0,
                                  seed=self.seed, max_new_tokens=self.max_new_tokens,
                                  batch_size=self.batch_size, greedy=True)
 
