@@ -391,3 +391,30 @@ def robustness_panel(variants, depth, *, save=None) -> Figure:
   fig.suptitle("layer profiles across estimators (band: 95% prompt-bootstrap CI; * inverted U)",
                fontsize=9)
   return _finish(fig, save)
+
+
+def local_atoms(sts: np.ndarray, rtr: np.ndarray, labels: Sequence[str], *,
+                tokens: Sequence[str] | None = None, title: str = "", save=None) -> Figure:
+  """Per-token sts and rtr of a few heads in one prompt: (H, S) each, one line per head.
+
+  labels: (H,) legend entries (e.g. "L2 H5 (synergistic)"); tokens: optional (S,) text of the
+  token each step arrives at, written under the x axis (every token when S is small)."""
+  sts, rtr = np.asarray(sts, float), np.asarray(rtr, float)
+  fig, axes = _figure(1, 2, (max(6.0, 0.09 * sts.shape[1] + 2.0), 2.6))
+  steps = np.arange(sts.shape[1])
+  for ax, vals, name in ((axes[0, 0], sts, "local sts (nats)"), (axes[1, 0], rtr,
+                                                                 "local rtr (nats)")):
+    for h, lab in enumerate(labels):
+      ax.plot(steps, vals[h], lw=0.9, label=lab,
+              ls="-" if "synergistic" in lab else "--")
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    ax.set_ylabel(name)
+  axes[0, 0].set_title(title, fontsize=9)
+  axes[0, 0].legend(fontsize=7, ncol=2, loc="upper right")
+  axes[1, 0].set_xlabel("generated token (step s → s + τ)")
+  if tokens is not None:
+    every = max(1, len(tokens) // 60)
+    axes[1, 0].set_xticks(steps[::every])
+    axes[1, 0].set_xticklabels([repr(t)[1:-1] or "·" for t in list(tokens)[::every]],
+                               fontsize=6, rotation=90)
+  return _finish(fig, save)

@@ -14,13 +14,11 @@ import hashlib
 import pathlib
 from typing import Callable, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from synergy_jax import analysis, phiid, results
 from synergy_jax.analysis import nulls, report, stats, surrogates, uncertainty
-from synergy_jax.pipeline import capture, specs
+from synergy_jax.pipeline import capture, profile_local, specs
 from synergy_jax.pipeline.profile_config import BASELINE_INPUTS, RANKINGS, ProfileConfig
 from synergy_jax.pipeline.profile_report import _fmt, summary_markdown, verdict
 from synergy_jax.pipeline.profile_write import write_profile
@@ -38,7 +36,8 @@ class ProfileResult:
   "verdict"); table: per-unit columns for head_scores.csv; scores: HeadScores; score: (N,) the
   ranking score (higher = more synergistic); all_scores: {ranking: (N,)}; atoms (N, N, 16) nats;
   acts (P, N, T); surrogates: SurrogateResult or None; per_prompt: (P, N, N, 2) per-prompt pair
-  sts/rtr or None; ci: {score: analysis.uncertainty.ProfileCI}."""
+  sts/rtr or None; ci: {score: analysis.uncertainty.ProfileCI}; local: per-token sts/rtr of the
+  top heads (``profile_local.LocalAtoms``) or None."""
   summary: dict
   table: dict
   scores: "analysis.HeadScores"
@@ -51,6 +50,7 @@ class ProfileResult:
   all_scores: dict = dataclasses.field(default_factory=dict)
   per_prompt: np.ndarray | None = None
   ci: dict = dataclasses.field(default_factory=dict)
+  local: "profile_local.LocalAtoms | None" = None
 
 
 def head_score(scores: "analysis.HeadScores", ranking: str) -> np.ndarray:
@@ -66,9 +66,7 @@ def head_score(scores: "analysis.HeadScores", ranking: str) -> np.ndarray:
   raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
 
 
-def compute_dtype() -> str:
-  """Name of the estimator's compute dtype (float64 under jax_enable_x64, else float32)."""
-  return jax.dtypes.canonicalize_dtype(jnp.float64).name
+compute_dtype = specs.compute_dtype  # the estimator's compute dtype name
 
 
 def compute_atoms(acts: np.ndarray, config: ProfileConfig) -> np.ndarray:
@@ -106,7 +104,7 @@ def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: 
   """
   acts = _check_acts(acts, num_layers, num_heads)
   pc = config.phiid
-  problems = phiid.check_units(acts, pc.tau)
+  problems = phiid.degenerate(acts, pc, specs.compute_dtype())
   if atoms is None:
     atoms = compute_atoms(acts, config)
   pairs = surrogates.observed_pairs(atoms)
@@ -150,12 +148,12 @@ def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: 
         if acts.shape[0] >= 4 else {k: {"unavailable": "split halves need >= 4 prompts"}
                                     for k in all_scores})
   summary["score_name"] = config.ranking
-  summary["degenerate"] = [{"unit": p.unit, "layer": p.unit // num_heads,
-                            "head": p.unit % num_heads, "prompt": p.prompt, "reason": p.reason}
-                           for p in problems]
+  summary["degenerate"] = specs.degenerate_records(problems, num_heads)
+  local = (profile_local.local_atoms(acts, all_scores[config.ranking], pc, k=config.local_heads)
+           if config.local_heads else None)
   summary["verdict"] = verdict(summary)
   return ProfileResult(summary, table, scores, all_scores[config.ranking], atoms, acts, sur,
-                       num_layers, num_heads, all_scores, per_prompt, ci)
+                       num_layers, num_heads, all_scores, per_prompt, ci, local)
 
 
 # ------------------------------------------------------------------------------------------------

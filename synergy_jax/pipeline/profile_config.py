@@ -27,7 +27,8 @@ class ProfileConfig:
   reliability; n_perm: permutations of the depth-trend test. baseline_inputs: the random-init
   baseline is teacher-forced on the trained model's tokens ("matched") or generates its own
   ("own"). max_new_tokens, batch_size, greedy: generation. shard: split the pair grid over local
-  devices.
+  devices. local_heads: per-token sts/rtr are written for this many most synergistic and most
+  redundant heads (0: none).
   """
   phiid: PhiidConfig | None = None
   tau: int | None = None
@@ -41,6 +42,7 @@ class ProfileConfig:
   n_boot: int = 1000
   n_splits: int = 20
   n_perm: int = 1000
+  local_heads: int = 3
   baseline_inputs: str = "matched"
   max_new_tokens: int = 100
   batch_size: int = 8
@@ -74,7 +76,7 @@ class ProfileConfig:
     if self.baseline_inputs not in BASELINE_INPUTS:
       raise ValueError(f"baseline_inputs must be one of {BASELINE_INPUTS}, got "
                        f"{self.baseline_inputs!r}")
-    for name in ("n_boot", "n_splits", "n_perm"):
+    for name in ("n_boot", "n_splits", "n_perm", "local_heads"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 

@@ -45,6 +45,13 @@ def write_profile(run_dir: pathlib.Path, profiles: dict, tokenizer=None,
     if tokens is not None and tokenizer is not None:
       texts = [tokenizer.decode(row, skip_special_tokens=True) for row in tokens]
       results.write_json(run_dir / f"generations{suffix}.json", texts)
+    if res.local is not None:
+      loc = res.local
+      results.write_npz(run_dir / f"local_atoms{suffix}.npz", heads=loc.heads,
+                        layer=loc.heads // res.num_heads, head=loc.heads % res.num_heads,
+                        role=loc.role, sts=loc.sts, rtr=loc.rtr)
+      if name == main_name:
+        _local_figure(run_dir, res, tokens, tokenizer)
     out[name] = summ
   for key in TOP_LEVEL:
     if key in out[main_name]:
@@ -92,3 +99,19 @@ def _figures(run_dir: pathlib.Path, profiles: dict) -> None:
   plots.graph_metrics_bar({f"{n} {k}": v for n, p in profiles.items()
                            for k, v in p.summary["graph"].items()},
                           save=run_dir / "graph_metrics.png")
+
+
+def _local_figure(run_dir: pathlib.Path, res, tokens, tokenizer) -> None:
+  """local_atoms.png: per-token sts/rtr of the top heads in prompt 0, under its generated text."""
+  loc = res.local
+  labels = [f"L{u // res.num_heads} H{u % res.num_heads} ({r})" for u, r in zip(loc.heads,
+                                                                               loc.role)]
+  steps = loc.sts.shape[-1]
+  text = None
+  if tokens is not None and tokenizer is not None:
+    gen = np.asarray(tokens)[0, -res.acts.shape[-1]:]  # the generated tokens of prompt 0
+    text = [tokenizer.decode([int(t)]) for t in gen[-steps:]]  # the token each step arrives at
+  plots.local_atoms(loc.sts[0], loc.rtr[0], labels, tokens=text,
+                    title="per-token synergy and redundancy of the most synergistic and most "
+                          "redundant heads, prompt 0 (trained)",
+                    save=run_dir / "local_atoms.png")

@@ -112,7 +112,16 @@ def labelled(progress, model: str, stage: str = "", unit: str = "it"):
 
 
 def degenerate_records(problems, num_heads: int) -> list[dict]:
-  """results.json's ``degenerate`` entries from ``phiid.check_units`` problems: unit, its layer
-  and head, prompt and reason."""
-  return [{"unit": p.unit, "layer": p.unit // num_heads, "head": p.unit % num_heads,
-           "prompt": p.prompt, "reason": p.reason} for p in problems]
+  """results.json's ``degenerate`` entries from ``phiid.degenerate`` (or ``check_units``)
+  problems: unit, its layer and head, prompt (None: pooled prompts) and reason; pair problems add
+  the partner unit with its layer and head."""
+  out = []
+  for p in problems:
+    rec = {"unit": p.unit, "layer": p.unit // num_heads, "head": p.unit % num_heads,
+           "prompt": p.prompt, "reason": p.reason}
+    partner = getattr(p, "partner", None)
+    if partner is not None:
+      rec.update(partner=partner, partner_layer=partner // num_heads,
+                 partner_head=partner % num_heads)
+    out.append(rec)
+  return out

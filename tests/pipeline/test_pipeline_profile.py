@@ -237,3 +237,24 @@ def test_sharded_profile_equals_one_device():
   np.testing.assert_allclose(many.surrogates.head_z, one.surrogates.head_z, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(many.summary["layer_profile"], one.summary["layer_profile"],
                              rtol=1e-6)
+
+
+def test_local_atoms_of_top_heads_average_to_their_partner_means():
+  """Per-token sts/rtr of the chosen heads: the top k by score then the bottom k (finite only),
+  and their mean over tokens equals the head's partner-averaged all-pairs atoms."""
+  from synergy_jax import phiid
+  from synergy_jax.pipeline import profile_local
+  rng = np.random.default_rng(4)
+  acts = rng.standard_normal((5, 6, 30))
+  acts[:, 3, 1:] += 0.8 * acts[:, 0, :-1]
+  score = np.array([0.5, np.nan, -2.0, 3.0, 1.0, -1.0])
+  heads, role = profile_local.top_heads(score, 2)
+  assert heads.tolist() == [3, 4, 2, 5] and role.tolist() == ["synergistic"] * 2 + ["redundant"] * 2
+  cfg = phiid.PhiidConfig()
+  loc = profile_local.local_atoms(acts, score, cfg, k=2)
+  atoms = np.asarray(phiid.all_pairs(acts, config=cfg))
+  for name, got in (("sts", loc.sts), ("rtr", loc.rtr)):
+    pair = atoms[..., phiid.ATOMS.index(name)]
+    want = np.nanmean(pair, axis=1)[heads]  # unit as source x, over partners j != i
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got.mean(axis=(0, 2)), want, rtol=1e-4, atol=1e-6)

@@ -182,7 +182,7 @@ def level_data(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: Phas
   sts_rtr = np.asarray(results.cached(
       cache_dir, key, lambda: per_prompt_sts_rtr(acts, config=config.phiid), "sts_rtr"))
   nh = spec.model.config.num_heads
-  deg = specs.degenerate_records(phiid.check_units(acts, config.tau), nh)
+  deg = specs.degenerate_records(phiid.degenerate(acts, config.phiid, specs.compute_dtype()), nh)
   correct = None
   if all(it.example is not None for it in items):
     texts = _decode(spec.tokenizer, np.asarray(act["tokens"]))
