@@ -22,6 +22,7 @@ from synergy_jax.models.contract import (Family, Segment, UnitParam,  # noqa: F4
 
 # HF keys that never change what the network computes (bookkeeping, generation defaults, labels).
 METADATA_KEYS = frozenset({
+    "synergy_jax_weights_sha256",  # written by models.save, checked by load (files.py)
     "_name_or_path", "transformers_version", "architectures", "model_type", "dtype", "torch_dtype",
     "output_hidden_states", "output_attentions", "return_dict", "use_cache", "chunk_size_feed_forward",
     "is_encoder_decoder", "is_decoder", "id2label", "label2id", "problem_type", "num_labels",

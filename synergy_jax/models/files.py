@@ -13,6 +13,7 @@ complex tensors (quantised or corrupted checkpoints) are an error naming the ten
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -98,6 +99,7 @@ def check_tensor(name: str, source: str, x: np.ndarray, dtype=None) -> np.ndarra
 def read_checkpoint(directory: str, cfg: ModelConfig, dtype=None) -> dict[str, np.ndarray]:
   """Reads, strictly checks and validates the HF tensors of `directory` (numpy arrays; cast to
   `dtype` when given)."""
+  check_saved_pair(directory)
   files = safetensors_files(directory)
   rename = FAMILIES[cfg.family].rename or (lambda n: n)
   where: dict[str, str] = {}
@@ -124,15 +126,44 @@ def read_checkpoint(directory: str, cfg: ModelConfig, dtype=None) -> dict[str, n
   return tensors
 
 
+# config.json key holding the SHA-256 of the model.safetensors written with it. Two files cannot be
+# replaced in one atomic step, so a save killed between them would leave new weights beside an
+# old config (or the reverse); the recorded hash makes such a torn pair an error on load.
+WEIGHTS_SHA_KEY = "synergy_jax_weights_sha256"
+
+
+def _file_sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 22), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def check_saved_pair(directory: str) -> None:
+  """ValueError naming both files when config.json records a weights hash (models.save writes
+  one) that model.safetensors does not match: an interrupted save, or files mixed by hand."""
+  config_path = os.path.join(directory, "config.json")
+  want = read_json(config_path, "config").get(WEIGHTS_SHA_KEY)
+  if want is None:
+    return
+  weights = os.path.join(directory, "model.safetensors")
+  if not os.path.exists(weights) or _file_sha256(weights) != want:
+    raise ValueError(f"{weights} does not match {config_path} ({WEIGHTS_SHA_KEY}): the two were "
+                     f"not written by the same save (an interrupted models.save?); save again")
+
+
 def write_checkpoint(params, cfg: ModelConfig, directory: str):
-  """Writes config.json and model.safetensors (HF naming) into `directory`, each atomically."""
+  """Writes model.safetensors, then config.json with the weights' SHA-256 (HF naming), each
+  atomically; loading checks the pair (``check_saved_pair``)."""
   from safetensors.numpy import save
 
   from synergy_jax import results
   tensors = convert.params_to_hf(params, cfg)
-  results.write_bytes(os.path.join(directory, "model.safetensors"),
-                      save(tensors, metadata={"format": "pt"}))
+  data = save(tensors, metadata={"format": "pt"})
+  results.write_bytes(os.path.join(directory, "model.safetensors"), data)
   hf = cfg.to_hf()
+  hf[WEIGHTS_SHA_KEY] = hashlib.sha256(data).hexdigest()
   leaf = jax.tree_util.tree_leaves(params)[0]
   hf["torch_dtype"] = str(np.dtype(leaf.dtype)) if np.dtype(leaf.dtype) != np.dtype(
       jnp.bfloat16) else "bfloat16"

@@ -170,3 +170,21 @@ def test_generation_works_under_x64():
   got = json.loads(out.stdout.strip().splitlines()[-1])
   np.testing.assert_array_equal(np.array(got["tokens"]), np.asarray(ref.tokens))
   np.testing.assert_allclose(np.array(got["norms"]), np.asarray(ref.head_norms), rtol=1e-5)
+
+
+def test_torn_save_is_named_on_load(tmp_path):
+  """models.save writes the weights, then a config recording their SHA-256: a directory whose
+  weights come from another save (as a kill between the two writes would leave) fails to load,
+  naming both files; an intact save loads with the same logits."""
+  import jax.numpy as jnp
+  cfg = M.load_config("default")
+  a, b = M.init(cfg, 0), M.init(cfg, 1)
+  M.save(a, tmp_path / "a")
+  M.save(b, tmp_path / "b")
+  ids = jnp.array([[1, 5, 9]])
+  np.testing.assert_array_equal(np.asarray(M.load(tmp_path / "a")(ids).logits),
+                                np.asarray(a(ids).logits))
+  (tmp_path / "a" / "model.safetensors").write_bytes(
+      (tmp_path / "b" / "model.safetensors").read_bytes())
+  with pytest.raises(ValueError, match=r"model\.safetensors does not match .*config\.json"):
+    M.load(tmp_path / "a")
