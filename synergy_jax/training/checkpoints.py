@@ -117,8 +117,9 @@ def restore(directory: str | os.PathLike, step: int | None, target,
     abstract = {**_abstract(target), CHECKSUM_KEY: jax.ShapeDtypeStruct((32,), np.uint8)}
     try:
       restored = mngr.restore(int(step), args=ocp.args.StandardRestore(abstract))
-    except (ValueError, KeyError, OSError, TypeError, RuntimeError, IndexError) as e:
-      # Storage errors can run to many lines; the first names what failed.
+    except Exception as e:  # noqa: BLE001  (TensorStore raises bare Exception for corrupt chunks)
+      # Any failure to read the files back is damage of this step, reported in one line (the
+      # storage errors run to many lines; the first names what failed).
       raise DamagedCheckpoint(directory, step, "its files cannot be read into the expected "
                               f"training state ({_first_line(e)})") from None
     got, want = jax.tree.structure(restored), jax.tree.structure(abstract)

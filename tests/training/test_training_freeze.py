@@ -62,14 +62,16 @@ def test_masked_alone_would_leak_updates():
   opt = optax.masked(optax.sgd(1.0), {"a": True, "b": False})
   updates, _ = opt.update(grads, opt.init(params), params)
   assert float(updates["b"][0]) == 1.0  # raw gradient, not zero
-  restricted = freeze.restrict(optax.sgd(1.0), {"layers": {"q": jnp.ones((1, 2, 1, 2))},
-                                                "embed": jnp.ones(2)})
-  p = {"layers": {"q": jnp.ones((1, 2, 1, 2))}, "embed": jnp.ones(2)}
-  m = {"layers": {"q": np.array([[[[True, False]], [[True, False]]]])}, "embed": np.zeros(2, bool)}
+  # A one-layer, one-head toy in the dense layout: q (L, D, H, K), o (L, H, K, D).
+  p = {"layers": {"q": jnp.ones((1, 2, 1, 2)), "o": jnp.ones((1, 1, 2, 2))}, "embed": jnp.ones(2)}
+  restricted = freeze.restrict(optax.sgd(1.0), p)
+  m = {"layers": {"q": np.array([[[[True, False]], [[True, False]]]]),
+                  "o": np.zeros((1, 1, 2, 2), bool)}, "embed": np.zeros(2, bool)}
   u, _ = restricted.update(jax.tree.map(jnp.ones_like, p), restricted.init(p), p, entry_mask=m)
   np.testing.assert_array_equal(np.asarray(u["embed"]), 0.0)
   np.testing.assert_array_equal(np.asarray(u["layers"]["q"])[..., 1], 0.0)
   np.testing.assert_array_equal(np.asarray(u["layers"]["q"])[..., 0], -1.0)
+  np.testing.assert_array_equal(np.asarray(u["layers"]["o"]), 0.0)
 
 
 def test_empty_selection_and_missing_mask_are_errors():
