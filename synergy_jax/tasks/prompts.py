@@ -126,6 +126,28 @@ def prompt_suite(category: str | None = None) -> list[Prompt]:
   return [Prompt(text, c) for c in chosen for text in _SUITE[c]]
 
 
+def jsonl_records(path: str | os.PathLike, what: str):
+  """Yields (where, obj) for every non-blank line of a JSONL file; ``where`` is "PATH, line N"
+  (1-based) for the caller's own field errors.
+
+  Raises FileNotFoundError naming ``what`` and the path for a missing file, and ValueError naming
+  the file and line for a line that is not valid JSON.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{what} {path!r} does not exist")
+  with open(path, encoding="utf-8") as f:
+    for lineno, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      where = f"{path}, line {lineno}"
+      try:
+        obj = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+      yield where, obj
+
+
 def load_prompts(path: str | os.PathLike) -> list[Prompt]:
   """Reads prompts from a JSONL file (format in the module docstring).
 
@@ -135,35 +157,25 @@ def load_prompts(path: str | os.PathLike) -> list[Prompt]:
   prompts.
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"prompt file {path!r} does not exist")
   prompts = []
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path}, line {lineno}"
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg})") from e
-      if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-      unknown = set(obj) - {"text", "category", "difficulty"}
-      if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: text, category, "
-                         "difficulty")
-      text = obj.get("text")
-      if not isinstance(text, str) or not text:
-        raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
-      category = obj.get("category")
-      if category is not None and not isinstance(category, str):
-        raise ValueError(f"{where}: 'category' must be a string, got {category!r}")
-      difficulty = obj.get("difficulty")
-      if difficulty is not None and (isinstance(difficulty, bool)
-                                     or not isinstance(difficulty, (int, float))):
-        raise ValueError(f"{where}: 'difficulty' must be a number, got {difficulty!r}")
-      prompts.append(Prompt(text, category, None if difficulty is None else float(difficulty)))
+  for where, obj in jsonl_records(path, "prompt file"):
+    if not isinstance(obj, dict):
+      raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    unknown = set(obj) - {"text", "category", "difficulty"}
+    if unknown:
+      raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: text, category, "
+                       "difficulty")
+    text = obj.get("text")
+    if not isinstance(text, str) or not text:
+      raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
+    category = obj.get("category")
+    if category is not None and not isinstance(category, str):
+      raise ValueError(f"{where}: 'category' must be a string, got {category!r}")
+    difficulty = obj.get("difficulty")
+    if difficulty is not None and (isinstance(difficulty, bool)
+                                   or not isinstance(difficulty, (int, float))):
+      raise ValueError(f"{where}: 'difficulty' must be a number, got {difficulty!r}")
+    prompts.append(Prompt(text, category, None if difficulty is None else float(difficulty)))
   if not prompts:
     raise ValueError(f"prompt file {path!r} holds no prompts")
   return prompts

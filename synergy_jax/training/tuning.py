@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from synergy_jax.tasks import evaluation, families
+from synergy_jax.tasks import evaluation, families, prompts
 
 METHODS = ("sft", "grpo")
 AGGREGATIONS = ("token", "sequence", "constant")
@@ -174,22 +174,13 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
   a line that is not such an object, and for a file without pairs.
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"SFT pair file {path!r} does not exist")
   pairs = []
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
-      if (not isinstance(obj, dict) or set(obj) != {"prompt", "completion"}
-          or not all(isinstance(obj[k], str) and obj[k] for k in obj)):
-        raise ValueError(f"{path}, line {lineno}: expected an object with exactly the non-empty "
-                         f"string keys 'prompt' and 'completion', got {line.strip()[:120]!r}")
-      pairs.append((obj["prompt"], obj["completion"]))
+  for where, obj in prompts.jsonl_records(path, "SFT pair file"):
+    if (not isinstance(obj, dict) or set(obj) != {"prompt", "completion"}
+        or not all(isinstance(obj[k], str) and obj[k] for k in obj)):
+      raise ValueError(f"{where}: expected an object with exactly the non-empty string keys "
+                       f"'prompt' and 'completion', got {json.dumps(obj)[:120]}")
+    pairs.append((obj["prompt"], obj["completion"]))
   if not pairs:
     raise ValueError(f"SFT pair file {path!r} holds no pairs")
   return pairs
