@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from synergy_jax import analysis, phiid, results, tasks
-from synergy_jax.analysis import ranking
+from synergy_jax.analysis import ranking, uncertainty
 from synergy_jax.analysis.stats import (percentile_interval, stratified_bootstrap_indices,
                                         stratified_mean_ci)
 from synergy_jax.pipeline import profile, specs
@@ -44,26 +44,22 @@ _STS, _RTR = ranking.ATOM_INDEX["sts"], ranking.ATOM_INDEX["rtr"]
 
 def per_prompt_sts_rtr(acts: np.ndarray, *, config: "phiid.PhiidConfig | None" = None,
                        progress: Callable | None = None) -> np.ndarray:
-  """(P, N, N, 2) float32 sts and rtr atoms (nats) of every pair, estimated on each prompt alone.
+  """(P, N, N, 2) float32 sts and rtr atoms (nats) of every pair, estimated on each prompt alone
+  (``analysis.uncertainty.prompt_pairs``: one compiled kernel for Gaussian MMI, else one
+  ``all_pairs`` per prompt).
 
-  Units degenerate in a prompt (constant or non-finite series) are NaN rows/columns of that
-  prompt (``phiid.check_units`` lists them; the caller reports them). All prompts share one
-  compiled ``all_pairs`` (same (1, N, T) shape).
+  Units degenerate in a prompt are NaN rows/columns of that prompt (``phiid.degenerate`` lists
+  them; the caller reports them). ``progress`` is accepted for the caller's interface; the
+  estimate is a single call.
   """
+  del progress
   a = np.asarray(acts)
   if a.ndim != 3:
     raise ValueError(f"acts must be (prompts, units, time), got shape {a.shape}")
-  out = np.empty(a.shape[:1] + (a.shape[1], a.shape[1], 2), np.float32)
-  it = range(a.shape[0])
-  for p in (progress(it, desc="ΦID per prompt") if progress else it):
-    with warnings.catch_warnings():
-      # Degenerate units are collected once with check_units and reported in results.json.
-      warnings.filterwarnings("ignore", message="all_pairs: masking units")
-      atoms = np.asarray(phiid.all_pairs(a[p:p + 1], config=config or phiid.PhiidConfig(),
-                                         on_degenerate="mask"))
-    out[p, ..., 0] = atoms[..., _STS]
-    out[p, ..., 1] = atoms[..., _RTR]
-  return out
+  with warnings.catch_warnings():
+    # Degenerate units are collected once with phiid.degenerate and reported in results.json.
+    warnings.filterwarnings("ignore", message="all_pairs: masking units")
+    return uncertainty.prompt_pairs(a, config or phiid.PhiidConfig())
 
 
 def _as_atoms(sts_rtr: np.ndarray) -> np.ndarray:
