@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from synergy_jax import models
+from synergy_jax.tasks import batching
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,17 +42,6 @@ def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
   return out
 
 
-def left_pad(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-  """(B, S) ids and 0/1 attention mask, each row right-aligned (left padding)."""
-  width = max(len(t) for t in token_lists)
-  ids = np.full((len(token_lists), width), pad_id, np.int32)
-  mask = np.zeros((len(token_lists), width), np.int32)
-  for b, toks in enumerate(token_lists):
-    ids[b, width - len(toks):] = toks
-    mask[b, width - len(toks):] = 1
-  return ids, mask
-
-
 def collect_activity(model: "models.Model", tokenizer, prompts: Sequence[str], *,
                      max_new_tokens: int = 100, batch_size: int = 8, greedy: bool = True,
                      temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
@@ -72,16 +62,15 @@ def collect_activity(model: "models.Model", tokenizer, prompts: Sequence[str], *
     raise ValueError("no prompts given")
   cfg = model.config
   token_lists = encode_prompts(tokenizer, prompts)
-  pad = cfg.pad_token_id if cfg.pad_token_id is not None else 0
   starts = range(0, len(token_lists), batch_size)
   acts, toks = [], []
   for b, start in enumerate(progress(starts) if progress else starts):
     chunk = token_lists[start:start + batch_size]
     n_real = len(chunk)
     chunk = chunk + [chunk[-1]] * (batch_size - n_real)
-    ids, mask = left_pad(chunk, pad)
+    batch = batching.left_pad(chunk, cfg)
     rng = None if greedy else seed * 1_000_003 + b
-    out = models.generate(model, ids, mask, max_new_tokens=max_new_tokens, greedy=greedy,
+    out = models.generate(model, batch.ids, batch.mask, max_new_tokens=max_new_tokens, greedy=greedy,
                           temperature=temperature, top_p=top_p, rng=rng, head_mask=head_mask)
     norms = np.asarray(out.head_norms, np.float32)[:n_real]  # (B, L, H, T)
     acts.append(norms.reshape(n_real, cfg.num_layers * cfg.num_heads, max_new_tokens))
@@ -112,7 +101,6 @@ def score_activity(model: "models.Model", tokenizer, prompts: Sequence[str], tok
   if tokens.size and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
     bad = int(np.argwhere((tokens < 0) | (tokens >= cfg.vocab_size))[0][0])
     raise ValueError(f"tokens of prompt {bad} fall outside the vocabulary 0..{cfg.vocab_size - 1}")
-  pad = cfg.pad_token_id if cfg.pad_token_id is not None else 0
   t = tokens.shape[1]
   acts = []
   for start in range(0, len(token_lists), batch_size):
@@ -120,9 +108,8 @@ def score_activity(model: "models.Model", tokenizer, prompts: Sequence[str], tok
     n_real = len(chunk)
     rows = list(range(start, start + n_real)) + [start + n_real - 1] * (batch_size - n_real)
     chunk = chunk + [chunk[-1]] * (batch_size - n_real)
-    ids, _ = left_pad(chunk, pad)
-    seq = np.concatenate([ids, tokens[rows]], axis=1)
-    out = models.score(model, seq, np.array([len(c) for c in chunk]))
+    seq, lengths = batching.with_continuations(chunk, tokens[rows], cfg)
+    out = models.score(model, seq, lengths)
     norms = np.asarray(out.head_norms, np.float32)[:n_real]  # (B, L, H, T)
     acts.append(norms.reshape(n_real, cfg.num_layers * cfg.num_heads, t))
   texts = [tokenizer.decode(row, skip_special_tokens=True) for row in tokens]

@@ -10,33 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from synergy_jax.tasks import families
+from synergy_jax.tasks import batching, families
 
 
 def _encode(tokenizer, text: str) -> list[int]:
   """Token ids of ``text`` with the tokenizer's special tokens (BOS for the default model)."""
   ids = tokenizer(text)["input_ids"] if callable(tokenizer) else tokenizer.encode(text)
   return [int(i) for i in ids]
-
-
-def _pad_id(tokenizer) -> int:
-  pad = getattr(tokenizer, "pad_token_id", None)
-  if pad is None:
-    pad = getattr(tokenizer, "eos_token_id", None)
-  return 0 if pad is None else int(pad)
-
-
-def left_pad(token_lists: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-  """(B, S) int32 ids and (B, S) bool attention mask, each row's tokens flush right."""
-  width = max(len(t) for t in token_lists)
-  ids = np.full((len(token_lists), width), pad_id, np.int32)
-  mask = np.zeros((len(token_lists), width), bool)
-  for i, t in enumerate(token_lists):
-    if not t:
-      raise ValueError(f"prompt {i} encodes to no tokens")
-    ids[i, width - len(t):] = t
-    mask[i, width - len(t):] = True
-  return ids, mask
 
 
 def generate_answers(model, tokenizer, examples: list[families.Example], *, head_mask=None,
@@ -52,8 +32,8 @@ def generate_answers(model, tokenizer, examples: list[families.Example], *, head
     return []
   if max_new_tokens is None:
     max_new_tokens = 1 + max(families.max_answer_length(e.family, e.level) for e in examples)
-  ids, mask = left_pad([_encode(tokenizer, e.prompt) for e in examples], _pad_id(tokenizer))
-  result = models.generate(model, ids, mask, max_new_tokens=max_new_tokens, greedy=True,
+  batch = batching.left_pad([_encode(tokenizer, e.prompt) for e in examples], model.config)
+  result = models.generate(model, batch.ids, batch.mask, max_new_tokens=max_new_tokens, greedy=True,
                            head_mask=head_mask)
   new = np.asarray(result.tokens)[:, -max_new_tokens:]  # (B, max_new_tokens)
   return [tokenizer.decode(row.tolist(), skip_special_tokens=True) for row in new]

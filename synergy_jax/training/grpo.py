@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synergy_jax import models
-from synergy_jax.tasks import families
+from synergy_jax.tasks import batching, families
 from synergy_jax.training import loop, steps, tuning
 
 ADV_EPS = 1e-4
@@ -134,9 +134,8 @@ def sample_batch(model, tokenizer, cfg, params, step: int) -> dict:
   width, t_new = cfg.max_prompt_tokens, tuning.answer_budget(cfg)
   rows = [tuning.encode_prompt(tokenizer, e.prompt, width) for e in exs
           for _ in range(cfg.group_size)]
-  pad = models.generation.pad_id_of(model.config)
-  ids, plen = tuning.left_pad_block(rows, width, pad)
-  valid = np.arange(width)[None, :] >= (width - plen)[:, None]
+  batch = batching.left_pad(rows, model.config, width=width)
+  ids, plen, valid = batch.ids, batch.lengths, batch.mask
   key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), step)
   gen = models.generate(model.replace(params=params), ids, valid, max_new_tokens=t_new,
                         greedy=False, temperature=cfg.temperature, top_p=cfg.top_p, rng=key)

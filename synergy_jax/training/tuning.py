@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -184,12 +184,3 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
   if not pairs:
     raise ValueError(f"SFT pair file {path!r} holds no pairs")
   return pairs
-
-
-def left_pad_block(rows: Sequence[Sequence[int]], width: int, pad_id: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-  """(B, width) int32 ids with each row flush right, and (B,) int32 lengths."""
-  ids = np.full((len(rows), width), pad_id, np.int32)
-  for b, r in enumerate(rows):
-    ids[b, width - len(r):] = r
-  return ids, np.array([len(r) for r in rows], np.int32)

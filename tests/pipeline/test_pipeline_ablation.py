@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from synergy_jax import tasks
-from synergy_jax.pipeline import ablation
+from synergy_jax.pipeline import ablation, capture
+from synergy_jax.tasks import batching
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "synergy_jax" / "assets" / "default"
@@ -163,7 +164,8 @@ def test_split_batches_one_compilation_each():
   prompts = [p.text for p in tasks.prompt_suite()[:4]]
   rng = np.random.default_rng(0)
   cont = rng.integers(4, model.config.vocab_size, size=(4, 6))
-  tokens, plen = ablation.continuation_batch(tok, prompts, cont, model.config.pad_token_id)
+  tokens, plen = batching.with_continuations(capture.encode_prompts(tok, prompts), cont,
+                                             model.config)
   n = model.config.num_layers * model.config.num_heads
   orders = interventions.ablation_orders(np.arange(n, dtype=float), n_random=3, seed=1)
   fr = [0.0, 0.5, 1.0]

@@ -4,6 +4,7 @@ import pytest
 
 from synergy_jax import models, training
 from synergy_jax.pipeline import capture, specs
+from synergy_jax.tasks import batching
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,8 @@ def test_acts_shape_and_unit_order(tiny):
   assert act.acts.shape == (2, 3 * 4, 7)
   assert act.tokens.shape == (2, 7)
   # unit = layer * num_heads + head: compare against generate's (B, L, H, T) directly.
-  ids, mask = capture.left_pad(capture.encode_prompts(tok, PROMPTS[:2]), 0)
-  out = models.generate(model, ids, mask, max_new_tokens=7)
+  batch = batching.left_pad(capture.encode_prompts(tok, PROMPTS[:2]), model.config)
+  out = models.generate(model, batch.ids, batch.mask, max_new_tokens=7)
   norms = np.asarray(out.head_norms)
   np.testing.assert_array_equal(act.acts[:, 1 * 4 + 2], norms[:, 1, 2])
   np.testing.assert_array_equal(act.tokens, np.asarray(out.tokens))

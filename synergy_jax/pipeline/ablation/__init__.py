@@ -4,8 +4,7 @@
 directory's files; ``run_ablation``)."""
 from synergy_jax.pipeline.ablation.analysis import AblationResult, analyse_ablation
 from synergy_jax.pipeline.ablation.config import CONDITIONS, AblationConfig, perturbation_examples
-from synergy_jax.pipeline.ablation.divergence import (backend_compiles, continuation_batch,
-                                                      divergence, head_ranking,
+from synergy_jax.pipeline.ablation.divergence import (backend_compiles, divergence, head_ranking,
                                                       summarise_divergence)
 from synergy_jax.pipeline.ablation.perturbation import (perturbation_accuracy,
                                                         summarise_perturbation, weight_rms)
@@ -13,7 +12,7 @@ from synergy_jax.pipeline.ablation.report import summary_markdown
 from synergy_jax.pipeline.ablation.write import run_ablation, write_ablation
 
 __all__ = ["AblationConfig", "AblationResult", "CONDITIONS", "analyse_ablation",
-           "backend_compiles", "continuation_batch", "divergence", "head_ranking",
+           "backend_compiles", "divergence", "head_ranking",
            "perturbation_accuracy", "perturbation_examples", "run_ablation",
            "summarise_divergence", "summarise_perturbation", "summary_markdown", "weight_rms",
            "write_ablation"]

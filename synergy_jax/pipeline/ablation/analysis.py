@@ -27,13 +27,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from synergy_jax import interventions
-from synergy_jax.pipeline import specs
+from synergy_jax.pipeline import capture, specs
 from synergy_jax.pipeline.ablation.config import CONDITIONS, AblationConfig, perturbation_examples
-from synergy_jax.pipeline.ablation.divergence import (backend_compiles, continuation_batch,
-                                                      divergence, head_ranking,
+from synergy_jax.pipeline.ablation.divergence import (backend_compiles, divergence, head_ranking,
                                                       summarise_divergence)
 from synergy_jax.pipeline.ablation.perturbation import (perturbation_accuracy,
                                                         summarise_perturbation, weight_rms)
+from synergy_jax.tasks import batching
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +56,8 @@ def analyse_ablation(spec: "specs.ModelSpec", prompts: Sequence[str], config: Ab
   t_rank = time.time() - t0
   score = rk["score"]
   orders = interventions.ablation_orders(score, n_random=config.n_random, seed=config.seed)
-  pad = cfg.pad_token_id if cfg.pad_token_id is not None else 0
-  tokens, plen = continuation_batch(spec.tokenizer, prompts, rk["tokens"], pad)
+  tokens, plen = batching.with_continuations(capture.encode_prompts(spec.tokenizer, prompts),
+                                             rk["tokens"], cfg)
   t0 = time.time()
   div = divergence(spec.model, tokens, plen, orders, config.fractions,
                    divergence_batch=config.divergence_batch, mask_chunk=config.mask_chunk,

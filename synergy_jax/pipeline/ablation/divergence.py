@@ -32,23 +32,6 @@ def head_ranking(spec: "specs.ModelSpec", prompts: Sequence[str], config: Ablati
           "tokens": np.asarray(act["tokens"]), "acts": acts}
 
 
-def continuation_batch(tokenizer, prompts: Sequence[str], continuations: np.ndarray,
-                       pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-  """(B, P + T) tokens and (B,) prompt lengths in ``models.score``'s layout: each row is
-  [left padding | its prompt's ids | its T generated ids]."""
-  from synergy_jax.pipeline import capture
-  ids = capture.encode_prompts(tokenizer, prompts)
-  cont = np.asarray(continuations)
-  if cont.ndim != 2 or cont.shape[0] != len(ids):
-    raise ValueError(f"continuations must be ({len(ids)} prompts, T), got {cont.shape}")
-  width = max(len(t) for t in ids)
-  out = np.full((len(ids), width + cont.shape[1]), pad_id, np.int32)
-  for b, t in enumerate(ids):
-    out[b, width - len(t):width] = t
-  out[:, width:] = cont
-  return out, np.array([len(t) for t in ids], np.int32)
-
-
 _BACKEND_COMPILES = {"n": 0, "listening": False}
 
 
@@ -72,7 +55,7 @@ def divergence(model: "models.Model", tokens: np.ndarray, prompt_lengths: np.nda
   """Divergence curves of every order, prompt batch by prompt batch.
 
   Args:
-    tokens, prompt_lengths: ``continuation_batch`` output (B prompts).
+    tokens, prompt_lengths: ``tasks.batching.with_continuations`` output (B prompts).
     orders: {"synergistic": (N,), "redundant": (N,), "random": (R, N)} unit orders.
     divergence_batch: prompts per batch (0: all in one batch, one compilation).
   Returns:
