@@ -19,10 +19,8 @@ import dataclasses
 import numpy as np
 
 from synergy_jax.analysis.stats import rankdata
+from synergy_jax.phiid.lattice import ATOMS
 
-# Lattice order of the 16 ΦID atoms; must equal synergy_jax.phiid.ATOMS (checked in tests).
-ATOMS = ("rtr", "rtx", "rty", "rts", "xtr", "xtx", "xty", "xts",
-         "ytr", "ytx", "yty", "yts", "str", "stx", "sty", "sts")
 ATOM_INDEX = {name: i for i, name in enumerate(ATOMS)}
 
 

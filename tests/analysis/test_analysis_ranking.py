@@ -16,9 +16,10 @@ def _atoms(sts, rtr):
   return a
 
 
-def test_atom_order_matches_phiid():
+def test_atom_names_are_phiids_not_a_copy():
   from synergy_jax import phiid
-  assert tuple(phiid.ATOMS) == ranking.ATOMS
+  assert ranking.ATOMS is phiid.ATOMS
+  assert [ranking.ATOM_INDEX[a] for a in ("rtr", "xtx", "sts")] == [0, 5, 15]
 
 
 def test_rankdata_matches_scipy_with_ties_and_nan():
