@@ -20,13 +20,13 @@ from synergy_jax import analysis, phiid, results
 from synergy_jax.analysis import nulls, report, stats, surrogates, uncertainty
 from synergy_jax.pipeline import capture, profile_local, specs
 from synergy_jax.pipeline.profile_config import BASELINE_INPUTS, RANKINGS, ProfileConfig
-from synergy_jax.pipeline.profile_report import _fmt, summary_markdown, verdict
+from synergy_jax.pipeline.profile_report import summary_markdown, verdict
 from synergy_jax.pipeline.profile_write import write_profile
 
 __all__ = ["BASELINE_INPUTS", "RANKINGS", "ProfileConfig", "ProfileResult", "activity_cached",
            "atoms_cached", "compute_atoms", "head_score", "profile_activity", "profile_model",
            "profile_prompts", "run_profile", "run_profile_acts", "summary_markdown", "verdict",
-           "write_profile", "_fmt"]
+           "write_profile"]
 
 
 @dataclasses.dataclass(frozen=True)

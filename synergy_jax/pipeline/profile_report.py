@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from synergy_jax.pipeline.text import fmt
+
 SCORE_LABELS = {"rank_difference": "rank score rank(syn) − rank(red)",
                 "balance": "balance sts/(sts+rtr)",
                 "excess": "null-corrected (excess) rank score"}
-
-
-def _fmt(x, nd=3):
-  try:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{nd}f}"
-  except TypeError:
-    return str(x)
 
 
 def _trend_words(summary: dict, score: str) -> str | None:
@@ -26,13 +21,13 @@ def _trend_words(summary: dict, score: str) -> str | None:
   if not tr or "unavailable" in tr:
     return None
   ci = tr["ci"]
-  words = (f"curvature {_fmt(tr['curvature'], 2)} (95% CI over heads {_fmt(ci[0], 2)} to "
-           f"{_fmt(ci[1], 2)}")
+  words = (f"curvature {fmt(tr['curvature'], 2, 'f')} (95% CI over heads {fmt(ci[0], 2, 'f')} to "
+           f"{fmt(ci[1], 2, 'f')}")
   pci = ((summary.get("layer_profile_ci") or {}).get(score) or {}).get("curvature_ci")
   if pci:
-    words += f"; over prompts {_fmt(pci[0], 2)} to {_fmt(pci[1], 2)}"
-  return words + (f"), one-sided permutation p = {_fmt(tr['p_value'], 3)}, fitted peak at depth "
-                  f"{_fmt(tr['peak_depth'], 2)}")
+    words += f"; over prompts {fmt(pci[0], 2, 'f')} to {fmt(pci[1], 2, 'f')}"
+  return words + (f"), one-sided permutation p = {fmt(tr['p_value'], 3, 'f')}, fitted peak at depth "
+                  f"{fmt(tr['peak_depth'], 2, 'f')}")
 
 
 def verdict_score(summary: dict) -> str:
@@ -74,18 +69,18 @@ def verdict(summary: dict) -> str:
 
 
 def _row(name: str, s: dict, score: str) -> str:
-  prof = " ".join(_fmt(v, 2) for v in s["layer_profile"])
+  prof = " ".join(fmt(v, 2, 'f') for v in s["layer_profile"])
   ci = (s.get("layer_profile_ci") or {}).get(score)
-  band = (" ".join(f"[{_fmt(lo, 2)}, {_fmt(hi, 2)}]" for lo, hi in
+  band = (" ".join(f"[{fmt(lo, 2, 'f')}, {fmt(hi, 2, 'f')}]" for lo, hi in
                    zip(ci["ci_low"], ci["ci_high"])) if ci else "n/a")
   tr = (s.get("depth_trend") or {}).get(score) or {}
   rel = ((s.get("reliability") or {}).get(score) or {}).get("spearman_brown")
   sur = s.get("surrogates") or {}
   sig = sur.get("sts", {}).get("fraction_heads_significant") if sur else None
-  return (f"| {name} ({s.get('model', '')}) | {prof} | {band} | {_fmt(tr.get('curvature'), 2)} "
-          f"| {_fmt(tr.get('p_value'), 3)} | {_fmt(rel, 2)} | "
-          f"{_fmt(s['syn_red_spearman']['rho'], 2)} | "
-          f"{_fmt(s.get('autocorr_syn_spearman', {}).get('rho'), 2)} | {_fmt(sig, 2)} |")
+  return (f"| {name} ({s.get('model', '')}) | {prof} | {band} | {fmt(tr.get('curvature'), 2, 'f')} "
+          f"| {fmt(tr.get('p_value'), 3, 'f')} | {fmt(rel, 2, 'f')} | "
+          f"{fmt(s['syn_red_spearman']['rho'], 2, 'f')} | "
+          f"{fmt(s.get('autocorr_syn_spearman', {}).get('rho'), 2, 'f')} | {fmt(sig, 2, 'f')} |")
 
 
 def summary_markdown(profiles: dict, meta: dict) -> str:
@@ -98,9 +93,9 @@ def summary_markdown(profiles: dict, meta: dict) -> str:
     lines += [f"**{name}{f' ({inputs} inputs)' if inputs else ''}.** {p.summary['verdict']}", ""]
   rho = main["syn_red_spearman"]["rho"]
   ac = main.get("autocorr_syn_spearman", {}).get("rho")
-  lines += [f"Confounds ({main_name}): Spearman(synergy, redundancy) = {_fmt(rho, 2)} "
+  lines += [f"Confounds ({main_name}): Spearman(synergy, redundancy) = {fmt(rho, 2, 'f')} "
             f"(near +1: the rank difference carries little signal); Spearman(lag-1 "
-            f"autocorrelation, synergy) = {_fmt(ac, 2)} (strong: synergy may reflect smoothness, "
+            f"autocorrelation, synergy) = {fmt(ac, 2, 'f')} (strong: synergy may reflect smoothness, "
             f"see the excess score).", ""]
   score = main.get("score_name", "rank_difference")
   shown = [score] + (["excess"] if score != "excess" and "excess" in main.get("depth_trend", {})

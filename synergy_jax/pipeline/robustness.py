@@ -18,7 +18,8 @@ import numpy as np
 from synergy_jax import analysis, plots, results
 from synergy_jax.analysis import uncertainty
 from synergy_jax.pipeline import profile
-from synergy_jax.pipeline.profile_report import SCORE_LABELS, _fmt, inverted_u_supported
+from synergy_jax.pipeline.profile_report import SCORE_LABELS, inverted_u_supported
+from synergy_jax.pipeline.text import fmt
 
 KINDS = ("gaussian", "copula", "discrete")
 PREPROCESS = ("none", "detrend", "diff")
@@ -102,9 +103,9 @@ def summary_markdown(rows: list[dict], meta: dict) -> str:
     pci = r["curvature_ci_prompts"] or [None, None]
     rel = (r["reliability"] or {}).get("spearman_brown")
     lines.append(f"| {r['kind']} | {r['preprocess']} | {r['score']} | "
-                 f"{' '.join(_fmt(v, 2) for v in r['layer_profile'])} | "
-                 f"{_fmt(tr.get('curvature'), 2)} [{_fmt(pci[0], 2)}, {_fmt(pci[1], 2)}] | "
-                 f"{_fmt(tr.get('p_value'), 3)} | {_fmt(rel, 2)} | "
+                 f"{' '.join(fmt(v, 2, 'f') for v in r['layer_profile'])} | "
+                 f"{fmt(tr.get('curvature'), 2, 'f')} [{fmt(pci[0], 2, 'f')}, {fmt(pci[1], 2, 'f')}] | "
+                 f"{fmt(tr.get('p_value'), 3, 'f')} | {fmt(rel, 2, 'f')} | "
                  f"{'yes' if r['inverted_u'] else 'no'} |")
   lines += ["", "Scores: " + "; ".join(f"{k}: {v}" for k, v in SCORE_LABELS.items()), ""]
   lines += ["Settings:", ""] + [f"- {k}: `{v}`" for k, v in meta.items()]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synergy_jax.pipeline.text import fmt as _fmt
+from synergy_jax.pipeline.text import fmt
 
 
 def _ratio_sentence(r: dict, what: str) -> str:
@@ -15,8 +15,8 @@ def _ratio_sentence(r: dict, what: str) -> str:
   else:
     verdict = "no differently from random orders (the CI includes 1)"
   return (f"Ablating the most {what} heads first changed behaviour {verdict}: AUC ratio "
-          f"{what}/random = {_fmt(r['ratio'])} ({int(r['ci_level'] * 100)}% CI {_fmt(lo)}–"
-          f"{_fmt(hi)} over {r['n_random']} random orders).")
+          f"{what}/random = {fmt(r['ratio'])} ({int(r['ci_level'] * 100)}% CI {fmt(lo)}–"
+          f"{fmt(hi)} over {r['n_random']} random orders).")
 
 
 def summary_markdown(res: dict) -> str:
@@ -29,9 +29,9 @@ def summary_markdown(res: dict) -> str:
            "## Behaviour divergence (zero ablation, teacher-forced on the model's own text)", "",
            _ratio_sentence(res["auc_ratio"], "synergistic"),
            _ratio_sentence(res["auc_ratio_redundant"], "redundant"), "",
-           f"AUC (nats × fraction): synergistic {_fmt(d['auc']['synergistic'])}, redundant "
-           f"{_fmt(d['auc']['redundant'])}, random {_fmt(float(np.mean(d['auc']['random'])))} ± "
-           f"{_fmt(float(np.std(d['auc']['random'], ddof=1)))} (sd over orders). "
+           f"AUC (nats × fraction): synergistic {fmt(d['auc']['synergistic'])}, redundant "
+           f"{fmt(d['auc']['redundant'])}, random {fmt(float(np.mean(d['auc']['random'])))} ± "
+           f"{fmt(float(np.std(d['auc']['random'], ddof=1)))} (sd over orders). "
            f"{d['n_prompts']} prompts; all {len(d['fractions'])} fractions × "
            f"{2 + len(d['auc']['random'])} orders ran in {d['compilations']} compilation(s) for "
            f"{d['batches']} prompt batch(es).",
@@ -39,15 +39,15 @@ def summary_markdown(res: dict) -> str:
               "finite and were left out of their means; results.json → divergence → nonfinite "
               "lists them."] if d.get("nonfinite") else []), "",
            "## Perturbation (Gaussian noise into 25 % of heads)", "",
-           f"σ = {p['sigmas']} ({p['sigma_scale']}; absolute {[_fmt(s) for s in p['sigmas_abs']]})"
+           f"σ = {p['sigmas']} ({p['sigma_scale']}; absolute {[fmt(s) for s in p['sigmas_abs']]})"
            f", {p['n_seeds']} seeds; CIs: {p['ci']}.", "",
            "| condition | rank | " + " | ".join(f"σ={s:g}" for s in p["sigmas"]) + " |",
            "|---|---|" + "---|" * len(p["sigmas"])]
   for cond in p["conditions"]:
     a = p["accuracy"][cond]
     for i, k in enumerate(p["levels"]):
-      cells = [f"{_fmt(a['mean'][s][i], 2)} [{_fmt(a['ci_low'][s][i], 2)}, "
-               f"{_fmt(a['ci_high'][s][i], 2)}]" for s in range(len(p["sigmas"]))]
+      cells = [f"{fmt(a['mean'][s][i], 2)} [{fmt(a['ci_low'][s][i], 2)}, "
+               f"{fmt(a['ci_high'][s][i], 2)}]" for s in range(len(p["sigmas"]))]
       lines.append(f"| {cond} | {k} | " + " | ".join(cells) + " |")
   s0, s1 = int(np.argmin(p["sigmas"])), int(np.argmax(p["sigmas"]))
   lines += ["", f"Rows pool the families {p['families']} at each difficulty rank (1 = each "
@@ -60,15 +60,15 @@ def summary_markdown(res: dict) -> str:
       a = np.asarray(fd[cond]["mean"], float)  # (S, K)
       drop = a[s0] - a[s1]
       mean_drop[cond].append(float(np.mean(drop)))
-      cells.append(f"{cond} {_fmt(drop[0], 2)} / {_fmt(drop[-1], 2)}")
+      cells.append(f"{cond} {fmt(drop[0], 2)} / {fmt(drop[-1], 2)}")
     lines.append(f"- {fam} (levels {fd['levels'][0]}–{fd['levels'][-1]}): " + "; ".join(cells))
   avg = {c: float(np.mean(v)) for c, v in mean_drop.items()}
   ranked = sorted(avg, key=avg.get, reverse=True)
   lines.append("")
   if avg[ranked[0]] > avg[ranked[1]]:
     lines.append(f"Largest accuracy loss at the largest σ (mean over families and levels): "
-                 f"**{ranked[0]}** heads ({_fmt(avg[ranked[0]])} vs {_fmt(avg[ranked[1]])} for "
-                 f"{ranked[1]}, {_fmt(avg[ranked[2]])} for {ranked[2]}).")
+                 f"**{ranked[0]}** heads ({fmt(avg[ranked[0]])} vs {fmt(avg[ranked[1]])} for "
+                 f"{ranked[1]}, {fmt(avg[ranked[2]])} for {ranked[2]}).")
   else:
     lines.append("No condition lost more accuracy than the others at the largest σ.")
   lines.append("Differences whose CIs overlap should not be read as effects.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from synergy_jax.pipeline.phase_sweep.config import ORDER_PARAMETERS
-from synergy_jax.pipeline.text import fmt as _fmt
+from synergy_jax.pipeline.text import fmt
 
 
 def _pooled_trend(values, levels, per_prompt_slope: float, name: str) -> str:
@@ -18,7 +18,7 @@ def _pooled_trend(values, levels, per_prompt_slope: float, name: str) -> str:
     return "- Pooled level values: too few finite values for a trend."
   slope = float(np.polyfit(x[ok], v[ok], 1)[0])
   text = (f"- Pooled level values (ΦID atoms averaged over a level's prompts, then {name}): "
-          f"linear slope {_fmt(slope)} per level.")
+          f"linear slope {fmt(slope)} per level.")
   if np.sign(slope) != np.sign(per_prompt_slope):
     text += (" Its sign differs from the per-prompt trend: the two summaries weigh prompts "
              "differently (ratio of means vs mean of ratios), so neither direction is robust.")
@@ -46,9 +46,9 @@ def claim_sentence(res: dict) -> str:
     return f"The claim under test ({claim}) could not be tested: {tr['skipped']}."
   jump = tr["fits"]["logistic"]["jump"]
   mean_level = float(np.mean(tr["level_means"]))
-  size = _fmt(jump) + (f" ({_fmt(100 * abs(jump) / abs(mean_level), 2)}% of the mean "
-                       f"{_fmt(mean_level)})" if mean_level else "")
-  where = f"at difficulty ≈ {_fmt(tr['logistic_threshold_unconfirmed'])}"
+  size = fmt(jump) + (f" ({fmt(100 * abs(jump) / abs(mean_level), 2)}% of the mean "
+                       f"{fmt(mean_level)})" if mean_level else "")
+  where = f"at difficulty ≈ {fmt(tr['logistic_threshold_unconfirmed'])}"
   if res["claim_supported"]:
     return (f"**The claim under test ({claim}) is supported by {name}:** a step of {size} "
             f"upward {where} passes the transition tests; judge whether a step this size "
@@ -84,11 +84,11 @@ def summary_markdown(res: dict) -> str:
     cells = []
     for n in ORDER_PARAMETERS:
       o = res["order_parameter"][n]
-      cells.append(f"{_fmt(o['per_prompt_mean'][i])} [{_fmt(o['per_prompt_ci_low'][i])}, "
-                   f"{_fmt(o['per_prompt_ci_high'][i])}]")
+      cells.append(f"{fmt(o['per_prompt_mean'][i])} [{fmt(o['per_prompt_ci_low'][i])}, "
+                   f"{fmt(o['per_prompt_ci_high'][i])}]")
     acc = res["accuracy"]
     a = ("—" if acc is None else
-         f"{_fmt(acc['values'][i], 2)} [{_fmt(acc['ci_low'][i], 2)}, {_fmt(acc['ci_high'][i], 2)}]")
+         f"{fmt(acc['values'][i], 2)} [{fmt(acc['ci_low'][i], 2)}, {fmt(acc['ci_high'][i], 2)}]")
     lines.append(f"| {k:g} | " + " | ".join(cells) + f" | {a} |")
   lines += ["", "## Transition tests", ""]
   if "skipped" in tr:
@@ -101,32 +101,32 @@ def summary_markdown(res: dict) -> str:
     lines += [f"A transition (an abrupt step, in either direction) of {name} is "
               f"{'supported' if tr['supported'] else 'not supported'} by the tests: "
               + tr["explanation"], "",
-              f"- Trend: the per-prompt {name} {direction}: linear slope {_fmt(slope)} per level "
-              f"(level means {', '.join(_fmt(m) for m in tr['level_means'])}).",
+              f"- Trend: the per-prompt {name} {direction}: linear slope {fmt(slope)} per level "
+              f"(level means {', '.join(fmt(m) for m in tr['level_means'])}).",
               _pooled_trend(op["values"], lv, slope, name),
               f"- Per-prompt {name} against difficulty: logistic threshold "
-              f"{_fmt(tr['logistic_threshold_unconfirmed'])} (bootstrap CI "
-              f"{_fmt(tr['threshold_ci'][0])}–{_fmt(tr['threshold_ci'][1])}), jump CI "
-              f"{_fmt(tr['jump_ci'][0])}–{_fmt(tr['jump_ci'][1])}, shuffled-label p = "
-              f"{_fmt(tr['p_value'])}.",
+              f"{fmt(tr['logistic_threshold_unconfirmed'])} (bootstrap CI "
+              f"{fmt(tr['threshold_ci'][0])}–{fmt(tr['threshold_ci'][1])}), jump CI "
+              f"{fmt(tr['jump_ci'][0])}–{fmt(tr['jump_ci'][1])}, shuffled-label p = "
+              f"{fmt(tr['p_value'])}.",
               "- AIC constant / linear / logistic: "
-              + " / ".join(_fmt(tr["fits"][m]["aic"], 5) for m in ("constant", "linear",
+              + " / ".join(fmt(tr["fits"][m]["aic"], 5) for m in ("constant", "linear",
                                                                    "logistic")) + ".",
               f"- Susceptibility (variance of the per-prompt value) peaks at level "
-              f"{_fmt(tr['susceptibility_peak'])}.{_flat_note(tr, lv)}"]
+              f"{fmt(tr['susceptibility_peak'])}.{_flat_note(tr, lv)}"]
     for other in ORDER_PARAMETERS:
       t = res["transition"][other]
       if other == name or "skipped" in t:
         continue
       lg = t["fits"]["logistic"]
       line = (f"- {other}: transition {'supported' if t['supported'] else 'not supported'} "
-              f"(logistic d* = {_fmt(lg['threshold'])}, jump {_fmt(lg['jump'])}, "
-              f"p = {_fmt(t['p_value'])}).")
+              f"(logistic d* = {fmt(lg['threshold'])}, jump {fmt(lg['jump'])}, "
+              f"p = {fmt(t['p_value'])}).")
       lines.append(line + _flat_note(t, lv))
   if res["accuracy"] is not None:
     acc = res["accuracy"]["values"]
-    lines += ["", f"Task accuracy goes from {_fmt(acc[0], 2)} at level {lv[0]:g} to "
-              f"{_fmt(acc[-1], 2)} at level {lv[-1]:g}."]
+    lines += ["", f"Task accuracy goes from {fmt(acc[0], 2)} at level {lv[0]:g} to "
+              f"{fmt(acc[-1], 2)} at level {lv[-1]:g}."]
   if res["degenerate"]:
     units = sorted({(d["layer"], d["head"]) for d in res["degenerate"]})
     lines += ["", f"{len(units)} head(s) had constant or non-finite series in some prompts and "
