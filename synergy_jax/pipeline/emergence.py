@@ -15,6 +15,7 @@ emergence_trend.png (core contrast and Spearman(syn, red) against step, log axis
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import re
 from typing import Callable, Iterable, Sequence
@@ -70,22 +71,83 @@ class Checkpoint:
   load: Callable[[], "specs.ModelSpec"]
 
 
-def checkpoint_summary(res: "prof.ProfileResult") -> dict:
-  """The per-checkpoint entry of results.json from one profile."""
-  s = res.summary
-  detail = s["layer_profile_detail"]
-  return {
-      "layer_profile": s["layer_profile"],
-      "layer_profile_balance": detail["balance"]["mean"],
-      "core_contrast": s["core_contrast"],
-      "syn_red_spearman": s["syn_red_spearman"],
-      "autocorr_syn_spearman": s.get("autocorr_syn_spearman"),
-      "mean_sts": _finite_mean(res.scores.synergy, "synergy"),
-      "mean_rtr": _finite_mean(res.scores.redundancy, "redundancy"),
-      "n_units_scored": int(np.isfinite(res.scores.synergy).sum()),
-      "degenerate": s.get("degenerate", []),
-      "surrogates": s.get("surrogates"),
-  }
+@dataclasses.dataclass(frozen=True)
+class CheckpointProfile:
+  """One checkpoint's profile, results.json → per_step → <label> (field names are the JSON keys).
+
+  layer_profile, layer_profile_balance: (L,) per-layer means of the min–max scaled rank score and
+  of the balance; core_contrast: {"band", "rank_score", ...} middle minus periphery; the two
+  Spearman records {"rho", ...}; mean_sts, mean_rtr: nats over the heads with a finite value;
+  n_units_scored: those heads; degenerate: the excluded heads' records; surrogates: the null's
+  summary or None.
+  """
+  layer_profile: list
+  layer_profile_balance: list
+  core_contrast: dict
+  syn_red_spearman: dict
+  autocorr_syn_spearman: dict | None
+  mean_sts: float
+  mean_rtr: float
+  n_units_scored: int
+  degenerate: list
+  surrogates: dict | None
+
+  @classmethod
+  def from_profile(cls, res: "prof.ProfileResult") -> "CheckpointProfile":
+    s = res.summary
+    return cls(
+        layer_profile=[float(v) for v in s["layer_profile"]],
+        layer_profile_balance=[float(v) for v in s["layer_profile_detail"]["balance"]["mean"]],
+        core_contrast=s["core_contrast"],
+        syn_red_spearman=s["syn_red_spearman"],
+        autocorr_syn_spearman=s.get("autocorr_syn_spearman"),
+        mean_sts=_finite_mean(res.scores.synergy, "synergy"),
+        mean_rtr=_finite_mean(res.scores.redundancy, "redundancy"),
+        n_units_scored=int(np.isfinite(res.scores.synergy).sum()),
+        degenerate=list(s.get("degenerate", [])),
+        surrogates=s.get("surrogates"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EmergenceResult:
+  """An emergence run: config (settings), checkpoints (labels in order), steps (training step of
+  each, None where a revision name carries none), depth (L,) normalised layer depth, per_step
+  {label: CheckpointProfile}. ``to_dict`` is results.json's layout (plus "layer_profile":
+  {label: (L,)}, a shortcut kept for existing readers)."""
+  config: dict
+  checkpoints: list
+  steps: list
+  depth: list
+  per_step: dict
+
+  def to_dict(self) -> dict:
+    return {"config": self.config, "checkpoints": self.checkpoints, "steps": self.steps,
+            "depth": self.depth, "per_step": self.per_step,
+            "layer_profile": {k: self.per_step[k].layer_profile for k in self.checkpoints}}
+
+
+def read_emergence(path) -> EmergenceResult:
+  """An emergence run's results.json (this version's or an earlier one: the layout has not
+  changed) as an EmergenceResult. Raises FileNotFoundError for a missing file and ValueError
+  naming the file and the missing key for one that is not an emergence result."""
+  path = pathlib.Path(path)
+  if path.is_dir():
+    path = path / "results.json"
+  if not path.exists():
+    raise FileNotFoundError(f"no emergence results at {path}")
+  try:
+    data = json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from e
+  fields = [f.name for f in dataclasses.fields(CheckpointProfile)]
+  try:
+    per = {k: CheckpointProfile(**{f: data["per_step"][k][f] for f in fields})
+           for k in data["checkpoints"]}
+    return EmergenceResult(data.get("config", {}), list(data["checkpoints"]),
+                           list(data["steps"]), list(data["depth"]), per)
+  except (KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not an emergence results.json: missing or malformed key {e}"
+                     ) from e
 
 
 def _finite_mean(values: np.ndarray, what: str) -> float:
@@ -99,42 +161,42 @@ def _finite_mean(values: np.ndarray, what: str) -> float:
 def profile_checkpoints(checkpoints: Iterable[Checkpoint], prompts: Sequence[str],
                         config: "prof.ProfileConfig", cache_dir, *,
                         progress: Callable | None = None) -> tuple[list, np.ndarray]:
-  """([(Checkpoint, entry dict)], depth (L,)) for every checkpoint, loading one model at a time."""
+  """([(Checkpoint, CheckpointProfile)], depth (L,)) for every checkpoint, loading one model at a
+  time."""
   out, depth = [], None
   for ck in checkpoints:
     bar = specs.labelled(progress, f"checkpoint {ck.label}", "generation / surrogates", "batch")
     res = prof.profile_model(ck.load(), prompts, config, pathlib.Path(cache_dir), bar)
     depth = np.asarray(res.summary["layer_profile_detail"]["rank_score"]["depth"])
-    out.append((ck, checkpoint_summary(res)))
+    out.append((ck, CheckpointProfile.from_profile(res)))
   if not out:
     raise ValueError("emergence: no checkpoints to profile")
   return out, depth
 
 
 def write_emergence(run_dir, points: list, depth: np.ndarray, meta: dict) -> dict:
-  """Writes results.json, emergence.csv, emergence.png, emergence_trend.png, summary.md."""
+  """Writes results.json, emergence.csv, emergence.png, emergence_trend.png, summary.md; returns
+  results.json's dict."""
   run_dir = pathlib.Path(run_dir)
-  labels = [ck.label for ck, _ in points]
-  steps = [ck.step for ck, _ in points]
-  per = {ck.label: entry for ck, entry in points}
-  out = {"config": meta, "checkpoints": labels, "steps": steps, "depth": depth,
-         "per_step": per, "layer_profile": {k: per[k]["layer_profile"] for k in labels}}
+  res = EmergenceResult(meta, [ck.label for ck, _ in points], [ck.step for ck, _ in points],
+                        [float(d) for d in depth], {ck.label: entry for ck, entry in points})
   rows = [{"checkpoint": ck.label, "step": "" if ck.step is None else ck.step, "layer": layer,
-           "depth": depth[layer], "rank_score_mean": v,
-           "balance_mean": entry["layer_profile_balance"][layer]}
-          for ck, entry in points for layer, v in enumerate(entry["layer_profile"])]
+           "depth": res.depth[layer], "rank_score_mean": v,
+           "balance_mean": entry.layer_profile_balance[layer]}
+          for ck, entry in points for layer, v in enumerate(entry.layer_profile)]
+  out = results.to_jsonable(res.to_dict())
   results.write_json(run_dir / "results.json", out)
   results.write_csv(run_dir / "emergence.csv", rows)
+  labels, steps, per = res.checkpoints, res.steps, res.per_step
   x = steps if all(s is not None for s in steps) else list(range(len(labels)))
   title = meta.get("model", "")
-  plots.emergence_profiles(x, [np.asarray(per[k]["layer_profile"]) for k in labels], depth,
+  plots.emergence_profiles(x, [np.asarray(per[k].layer_profile) for k in labels], depth,
                            save=run_dir / "emergence.png", title=title)
   plots.emergence_trend(
-      x, {"core contrast (rank score)": [per[k]["core_contrast"].get("rank_score")
-                                         for k in labels],
-          "Spearman(syn, red)": [per[k]["syn_red_spearman"]["rho"] for k in labels]},
+      x, {"core contrast (rank score)": [per[k].core_contrast.get("rank_score") for k in labels],
+          "Spearman(syn, red)": [per[k].syn_red_spearman["rho"] for k in labels]},
       labels=None if x is steps else labels, title=title, save=run_dir / "emergence_trend.png")
-  results.write_text(run_dir / "summary.md", summary_markdown(out))
+  results.write_text(run_dir / "summary.md", summary_markdown(res))
   return out
 
 
@@ -184,18 +246,18 @@ def run_emergence_hub(model: str, revisions: Sequence[str], prompts: Sequence[st
   return write_emergence(run_dir, points, depth, meta)
 
 
-def summary_markdown(out: dict) -> str:
+def summary_markdown(res: EmergenceResult) -> str:
   """summary.md of an emergence run: one table row per checkpoint."""
-  lines = [f"# Emergence of the synergistic core across training — {out['config'].get('model')}",
+  lines = [f"# Emergence of the synergistic core across training — {res.config.get('model')}",
            "", "| checkpoint | layer profile (scaled rank score, input → output) | core contrast | "
            "Spearman(syn, red) | mean sts | mean rtr | heads scored |",
            "|---|---|---|---|---|---|---|"]
-  for k in out["checkpoints"]:
-    d = out["per_step"][k]
-    cc = d["core_contrast"].get("rank_score")
-    lines.append(f"| {k} | {' '.join(fmt(v, 2, 'f') for v in d['layer_profile'])} | "
-                 f"{fmt(cc, 3, 'f')} | {fmt(d['syn_red_spearman']['rho'], 3, 'f')} | "
-                 f"{fmt(d['mean_sts'], 4, 'f')} | {fmt(d['mean_rtr'], 4, 'f')} | {d['n_units_scored']} |")
+  for k in res.checkpoints:
+    d = res.per_step[k]
+    lines.append(f"| {k} | {' '.join(fmt(v, 2, 'f') for v in d.layer_profile)} | "
+                 f"{fmt(d.core_contrast.get('rank_score'), 3, 'f')} | "
+                 f"{fmt(d.syn_red_spearman['rho'], 3, 'f')} | {fmt(d.mean_sts, 4, 'f')} | "
+                 f"{fmt(d.mean_rtr, 4, 'f')} | {d.n_units_scored} |")
   lines += ["", "Step 0 is the random initialisation. The study's claim is that the inverted-U "
             "profile (core contrast > 0) is absent at step 0 and grows with training; read the "
             "core-contrast column against the surrogate and random baselines of the profile "

@@ -116,3 +116,45 @@ def test_emergence_over_hub_revisions_offline(fake_hub, tmp_path):
   assert proc.returncode == 2
   assert "step77" in proc.stderr and "Traceback" not in proc.stderr
   assert not (tmp_path / "x").exists()
+
+
+def _entry(shift):
+  return emergence.CheckpointProfile(
+      layer_profile=[0.1 + shift, 0.7, 0.2], layer_profile_balance=[0.4, 0.5, float("nan")],
+      core_contrast={"band": [1 / 3, 2 / 3], "rank_score": 0.5 - shift},
+      syn_red_spearman={"rho": -0.2, "p_value": 0.3}, autocorr_syn_spearman=None,
+      mean_sts=0.01, mean_rtr=0.02, n_units_scored=6, degenerate=[], surrogates=None)
+
+
+def test_emergence_results_round_trip_and_old_files_still_read(tmp_path):
+  """results.json of the typed result has the layout earlier versions wrote (a file written
+  before the change, spelled out here, reads back the same), and a file that is not an emergence
+  result fails naming the file."""
+  points = [(emergence.Checkpoint("step0", 0, None), _entry(0.0)),
+            (emergence.Checkpoint("step8", 8, None), _entry(0.1))]
+  out = emergence.write_emergence(tmp_path / "run", points, np.array([0.0, 0.5, 1.0]),
+                                  {"model": "tinyorg/tiny"})
+  on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert on_disk == out
+  assert on_disk["layer_profile"] == {"step0": [0.1, 0.7, 0.2], "step8": [0.2, 0.7, 0.2]}
+  assert on_disk["per_step"]["step0"]["layer_profile_balance"] == [0.4, 0.5, None]
+  old = {"config": {"model": "m"}, "checkpoints": ["250"], "steps": [250], "depth": [0.0, 1.0],
+         "per_step": {"250": {"layer_profile": [0.2, 0.3], "layer_profile_balance": [0.5, 0.5],
+                              "core_contrast": {"band": [0.3, 0.6], "rank_score": None},
+                              "syn_red_spearman": {"rho": 0.1}, "autocorr_syn_spearman": None,
+                              "mean_sts": 0.1, "mean_rtr": 0.2, "n_units_scored": 4,
+                              "degenerate": [], "surrogates": None}},
+         "layer_profile": {"250": [0.2, 0.3]}, "status": "complete"}
+  (tmp_path / "old").mkdir()
+  (tmp_path / "old" / "results.json").write_text(json.dumps(old))
+  res = emergence.read_emergence(tmp_path / "old")
+  assert res.checkpoints == ["250"] and res.per_step["250"].n_units_scored == 4
+  assert "| 250 | 0.20 0.30 | n/a |" in emergence.summary_markdown(res)
+  back = emergence.read_emergence(tmp_path / "run")
+  assert back.per_step["step8"].core_contrast["rank_score"] == pytest.approx(0.4)
+  del old["per_step"]["250"]["mean_sts"]
+  (tmp_path / "old" / "results.json").write_text(json.dumps(old))
+  with pytest.raises(ValueError, match=r"old/results.json is not an emergence.*mean_sts"):
+    emergence.read_emergence(tmp_path / "old")
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    emergence.read_emergence(tmp_path / "nowhere")
