@@ -37,18 +37,18 @@ FLAGS = flags.FLAGS
 
 def config_from_flags() -> ablation.AblationConfig:
   q = common.quick_or
-  levels = q("levels", ["1", "3", "5"])
+  levels = common.number_list("levels", int, quick_value=["1", "3", "5"])
   return ablation.AblationConfig(
       ranking=FLAGS.ranking, per_category=2 if FLAGS.quick else None,
       max_new_tokens=q("max_new_tokens", 32), batch_size=q("batch_size", 12),
       phiid=common.phiid_config(),
-      fractions=tuple(float(f) for f in q("fractions", ["0", "0.25", "0.5", "0.75", "1"])),
+      fractions=common.number_list("fractions", quick_value=["0", "0.25", "0.5", "0.75", "1"]),
       n_random=FLAGS.n_random, divergence_batch=FLAGS.divergence_batch,
       mask_chunk=FLAGS.mask_chunk,
-      sigmas=tuple(float(s) for s in q("sigmas", ["0", "0.5", "2"])),
+      sigmas=common.number_list("sigmas", quick_value=["0", "0.5", "2"]),
       sigma_scale=FLAGS.sigma_scale, perturb_fraction=FLAGS.perturb_fraction,
       n_seeds=q("n_seeds", 3), families=tuple(q("families", ["add", "chain"])),
-      levels=None if levels is None else tuple(int(k) for k in levels),
+      levels=levels,
       n_examples=q("n_examples", 8), eval_seed=FLAGS.eval_seed, n_boot=q("n_boot", 200),
       ci_level=FLAGS.ci_level, seed=FLAGS.seed)
 

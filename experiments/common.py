@@ -241,9 +241,10 @@ def validate_flags(name: str, experiment: Experiment) -> None:
         checks.check_length(FLAGS.max_new_tokens, estimator)
       except ValueError as e:
         raise UserError(f"--max_new_tokens={FLAGS.max_new_tokens}: {e}") from e
-  if FLAGS.prompts is not None and "prompts" not in experiment.ignores:
-    if not os.path.isfile(FLAGS.prompts):
-      raise FileNotFoundError(f"--prompts={FLAGS.prompts}: no such file")
+  for name in ("prompts", "acts"):
+    if name in FLAGS and FLAGS[name].value is not None and name not in experiment.ignores:
+      if not os.path.isfile(FLAGS[name].value):
+        raise FileNotFoundError(f"--{name}={FLAGS[name].value}: no such file")
   if "revision" not in experiment.ignores:
     _fold_revision()
   if experiment.loads_model and "model" not in experiment.ignores:

@@ -35,6 +35,25 @@ def config_from_flags() -> profile.ProfileConfig:
                                batch_size=FLAGS.batch_size)
 
 
+def _check_exported(folder: str, steps) -> None:
+  """--checkpoints names an exported model folder holding every --checkpoint_steps (nothing is
+  loaded); raises FileNotFoundError naming the flag."""
+  import os
+
+  from synergy_jax import training
+  root = training.ASSETS if folder == "default" else folder
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"--checkpoints={folder}: no such folder")
+  try:
+    available = training.emergence_steps(root)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"--checkpoints={folder}: {e}") from e
+  missing = sorted(set(steps or ()) - set(available))
+  if missing:
+    raise common.UserError(f"--checkpoint_steps: no exported checkpoint for steps {missing} "
+                           f"under --checkpoints={folder}; available: {available}")
+
+
 def main(argv):
   del argv
   config = config_from_flags()
@@ -54,6 +73,7 @@ def main(argv):
       raise common.UserError("--model is used with --revisions (a hub model's checkpoints); "
                              "exported checkpoints are chosen with --checkpoints")
     steps = common.number_list("checkpoint_steps", int)
+    _check_exported(FLAGS.checkpoints, steps)
     path = common.run_dir("emergence")
     emergence.run_emergence(prompts, config, path, cache_dir=common.cache_dir(),
                             path=FLAGS.checkpoints, steps=steps, dtype=FLAGS.dtype,

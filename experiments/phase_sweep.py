@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 def config_from_flags() -> phase_sweep.PhaseSweepConfig:
   q = common.quick_or
   families = tuple(q("families", ["add", "chain"]))
-  levels = FLAGS.levels
+  levels = common.number_list("levels", float)
   if FLAGS.quick and not FLAGS["levels"].present and FLAGS.prompts is None:
     levels = phase_sweep.sweep_levels(families)[::2]  # every other shared level
   return phase_sweep.PhaseSweepConfig(
@@ -45,6 +45,7 @@ def config_from_flags() -> phase_sweep.PhaseSweepConfig:
 def main(argv):
   del argv
   config = config_from_flags()
+  phase_sweep.select_items(config, FLAGS.prompts)  # bad ranks or prompt file: before the run dir
   path = common.run_dir("phase_sweep")
   phase_sweep.run_phase_sweep(FLAGS.model, config, path, cache_dir=common.cache_dir(),
                               prompts_path=FLAGS.prompts, dtype=FLAGS.dtype,

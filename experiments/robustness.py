@@ -22,6 +22,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  for name, allowed in (("kinds", robustness.KINDS), ("preprocessings", robustness.PREPROCESS)):
+    bad = [v for v in FLAGS[name].value if v not in allowed]
+    if bad or not FLAGS[name].value:
+      raise common.UserError(f"--{name}={','.join(FLAGS[name].value)!r}: choose a non-empty "
+                             f"subset of {','.join(allowed)}")
   config = robustness.RobustnessConfig(profile_exp.profile_config(), tuple(FLAGS.kinds),
                                        tuple(FLAGS.preprocessings))
   if FLAGS.acts and FLAGS["model"].present:

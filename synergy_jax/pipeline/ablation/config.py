@@ -75,8 +75,10 @@ class AblationConfig:
       raise ValueError(f"sigmas must be non-negative and non-empty, got {list(self.sigmas)}")
     if not 0 < self.perturb_fraction <= 1:
       raise ValueError(f"perturb_fraction must be in (0, 1], got {self.perturb_fraction}")
+    if not self.families:
+      raise ValueError("families must name at least one task family")
     for f in self.families:
-      tasks.levels(f)  # raises naming an unknown family
+      family_ranks(f, self.levels)  # raises naming an unknown family or a rank it lacks
     if self.n_examples < 1:
       raise ValueError(f"n_examples must be >= 1, got {self.n_examples}")
 
@@ -87,17 +89,26 @@ class AblationConfig:
                                  greedy=True)
 
 
+def family_ranks(family: str, levels) -> list[int]:
+  """The difficulty ranks of ``family`` that ``levels`` selects (1 = easiest; None: all).
+
+  Raises ValueError naming an unknown family, or the family and the ranks it lacks.
+  """
+  have = tasks.levels(family)
+  ranks = range(1, len(have) + 1) if levels is None else levels
+  bad = [r for r in ranks if not (float(r) == int(r) and 1 <= int(r) <= len(have))]
+  if bad:
+    raise ValueError(f"task family {family!r} has no difficulty rank(s) {bad}: it has "
+                     f"{len(have)} levels {list(have)}, ranks 1..{len(have)}")
+  return [int(r) for r in ranks]
+
+
 def perturbation_examples(config: AblationConfig) -> list:
   """n_examples per family × level: all of each family's levels, or those at the difficulty ranks
-  ``config.levels`` (1 = easiest; a rank a family lacks raises ValueError naming it)."""
+  ``config.levels`` (``family_ranks``)."""
   out = []
   for f in config.families:
     have = tasks.levels(f)
-    ranks = range(1, len(have) + 1) if config.levels is None else config.levels
-    bad = [r for r in ranks if not (float(r) == int(r) and 1 <= int(r) <= len(have))]
-    if bad:
-      raise ValueError(f"task family {f!r} has no difficulty rank(s) {bad}: it has {len(have)} "
-                       f"levels {list(have)}, ranks 1..{len(have)}")
-    for k in (have[int(r) - 1] for r in ranks):
-      out += tasks.sample(f, k, config.n_examples, config.eval_seed)
+    for r in family_ranks(f, config.levels):
+      out += tasks.sample(f, have[r - 1], config.n_examples, config.eval_seed)
   return out
