@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from synergy_jax.analysis.stats import rankdata
+from synergy_jax.analysis.stats import empirical_pvalue, rankdata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ def spearman(x: np.ndarray, y: np.ndarray, *, n_perm: int = 0, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     perm = np.stack([rng.permutation(ry) for _ in range(n_perm)])  # (n_perm, n)
     null = _pearson(np.broadcast_to(rx, perm.shape), perm)
-    p = float((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + n_perm))
+    p = float(empirical_pvalue(abs(rho) - 1e-12, np.abs(null)))  # two-sided; tolerance for ties
   return Correlation(rho, n, p)
 
 

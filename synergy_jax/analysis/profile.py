@@ -48,11 +48,6 @@ def layer_head_to_unit(layer, head, num_layers: int, num_heads: int):
   return int(u) if np.ndim(u) == 0 else u
 
 
-def unit_label(unit: int, num_heads: int) -> str:
-  """Human-readable ``"unit 13 (layer 3, head 1)"`` for error messages and tables."""
-  layer, head = divmod(int(unit), num_heads)
-  return f"unit {unit} (layer {layer}, head {head})"
-
 
 def depth(num_layers: int) -> np.ndarray:
   """(L,) normalised depth l / (L − 1) in [0, 1] (zeros for L = 1)."""
@@ -159,7 +154,3 @@ def core_contrast(scores: np.ndarray, num_layers: int, num_heads: int, *,
     return float("nan")
   return float(np.nanmean(a) - np.nanmean(b))
 
-
-def head_grid(scores: np.ndarray, num_layers: int, num_heads: int) -> np.ndarray:
-  """(L, H) view of per-unit scores (row = layer, column = head)."""
-  return _per_layer(scores, num_layers, num_heads).copy()

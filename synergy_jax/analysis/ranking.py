@@ -181,16 +181,3 @@ def n_selected(fraction: float, n_units: int) -> int:
     raise ValueError(f"fraction must be in [0, 1], got {fraction}")
   return int(np.floor(fraction * n_units + 0.5))
 
-
-def top_fraction(order: np.ndarray, fraction: float) -> np.ndarray:
-  """The first round(fraction · N) units of an order (N = len(order))."""
-  order = np.asarray(order)
-  return order[:n_selected(fraction, order.size)]
-
-
-def top_k(order: np.ndarray, k: int) -> np.ndarray:
-  """The first k units of an order."""
-  order = np.asarray(order)
-  if not 0 <= k <= order.size:
-    raise ValueError(f"k must be in [0, {order.size}], got {k}")
-  return order[:k]

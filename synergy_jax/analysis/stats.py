@@ -295,7 +295,7 @@ def depth_trend(score: np.ndarray, num_layers: int, num_heads: int, *, n_perm: i
   rng = np.random.default_rng(seed)
   perm = np.stack([rng.permutation(s) for _ in range(n_perm)])  # (n_perm, n)
   null = quadratic_fit(d, perm)[:, 2]
-  p = (1.0 + np.sum(null <= beta[2])) / (1.0 + n_perm)
+  p = float(empirical_pvalue(-beta[2], -null))  # lower tail: curvature at least as negative
   boot = []
   for idx in rng.integers(0, s.size, size=(n_boot, s.size)):
     if len(np.unique(d[idx])) >= 3:

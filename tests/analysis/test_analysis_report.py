@@ -59,24 +59,3 @@ def test_profile_report_end_to_end(tmp_path):
   assert back["units"]["n_units"] == n
   assert len((tmp_path / "head_scores.csv").read_text().splitlines()) == n + 1
 
-
-def test_bootstrap_order_parameters_resamples_prompts():
-  rng = np.random.default_rng(0)
-  L, H = 3, 2
-  acts = rng.normal(size=(6, L * H, 30))
-  seen = []
-
-  def est(x):
-    """Atoms from per-unit means: sts_ij = mean activity of i and j over prompts (positive)."""
-    seen.append(x.shape)
-    m = np.abs(x.mean((0, 2))) + 0.1
-    return _atoms(m[:, None] + m[None, :], np.ones((L * H, L * H)))
-
-  out = order.bootstrap_order_parameters(acts, L, H, n_boot=30, seed=1, estimator=est)
-  assert len(seen) == 31 and all(s == acts.shape for s in seen)
-  for name in order.NAMES:
-    assert out[name]["ci_low"] <= out[name]["ci_high"]
-    assert out[name]["samples"].shape == (30,)
-  direct = order.order_parameters(est(acts), L, H)
-  assert out["balance"]["estimate"] == pytest.approx(direct["balance"])
-  assert np.std(out["balance"]["samples"]) > 0  # prompts were actually resampled
