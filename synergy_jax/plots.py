@@ -41,23 +41,36 @@ def _layer_lines(ax, num_layers: int, num_heads: int):
   ticks = np.arange(num_layers) * num_heads + (num_heads - 1) / 2
   ax.set_xticks(ticks, [str(i) for i in range(num_layers)])
   ax.set_yticks(ticks, [str(i) for i in range(num_layers)])
-  ax.set_xlabel("unit (grouped by layer), source y")
-  ax.set_ylabel("unit (grouped by layer), source x")
+  ax.set_xlabel("source y: layer (its heads side by side)")
+  ax.set_ylabel("source x: layer (its heads side by side)")
 
 
 def pair_heatmaps(matrices: Mapping[str, np.ndarray], num_heads: int, *, save=None,
-                  cmap: str = "viridis") -> Figure:
+                  cmap: str | None = None, title: str | None = None) -> Figure:
   """Unit × unit heatmaps, e.g. {"synergy (sts)": (N, N), "redundancy (rtr)": (N, N)} in nats,
-  with white lines between layers. Diagonal (NaN) is left blank."""
+  with white lines between layers. Diagonal (NaN) is left blank.
+
+  cmap: default "viridis" for a non-negative matrix and, for one with negative entries (CCS
+  atoms can be negative), the diverging "RdBu_r" centred at 0 so that sign reads as colour.
+  title: a figure title above the panels (e.g. which model).
+  """
   fig, axes = _figure(len(matrices), 1, (4.6, 4.0))
-  for ax, (title, m) in zip(axes[0], matrices.items()):
+  for ax, (name, m) in zip(axes[0], matrices.items()):
     m = np.asarray(m, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] % num_heads:
-      raise ValueError(f"heatmap {title!r}: need (N, N) with N a multiple of {num_heads}, got {m.shape}")
-    im = ax.imshow(m, cmap=cmap, interpolation="nearest")
+      raise ValueError(f"heatmap {name!r}: need (N, N) with N a multiple of {num_heads}, got {m.shape}")
+    finite = m[np.isfinite(m)]
+    signed = finite.size > 0 and finite.min() < 0
+    if signed:
+      lim = float(np.abs(finite).max())
+      im = ax.imshow(m, cmap=cmap or "RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    else:
+      im = ax.imshow(m, cmap=cmap or "viridis", interpolation="nearest")
     _layer_lines(ax, m.shape[0] // num_heads, num_heads)
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="nats")
+    ax.set_title(name)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="nats (0 = white)" if signed else "nats")
+  if title:
+    fig.suptitle(title)
   return _finish(fig, save)
 
 
@@ -181,7 +194,8 @@ def emergence_trend(steps: Sequence[float], series: Mapping[str, Sequence[float 
 
 
 def diagnostics_scatter(synergy, redundancy, autocorr=None, *, rho_syn_red: float | None = None,
-                        rho_ac_syn: float | None = None, save=None) -> Figure:
+                        rho_ac_syn: float | None = None, title: str | None = None,
+                        save=None) -> Figure:
   """Per-head synergy vs redundancy (and lag-1 autocorrelation vs synergy), Spearman ρ in titles."""
   n = 1 if autocorr is None else 2
   fig, axes = _figure(n, 1, (4.2, 3.8))
@@ -198,23 +212,36 @@ def diagnostics_scatter(synergy, redundancy, autocorr=None, *, rho_syn_red: floa
     ax.set_ylabel("synergy (mean sts, nats)")
     ax.set_title("autocorrelation vs synergy" + (f" (ρ = {rho_ac_syn:.2f})"
                                                   if rho_ac_syn is not None else ""))
+  if title:
+    fig.suptitle(title)
   return _finish(fig, save)
 
 
 def graph_metrics_bar(metrics: Mapping[str, Mapping[str, float]], *,
-                      keys: Sequence[str] = ("efficiency", "modularity"), save=None) -> Figure:
-  """Grouped bars: one group per metric, one bar per graph (e.g. synergy vs redundancy)."""
+                      keys: Sequence[str] = ("efficiency", "modularity"),
+                      edge_fraction: float | None = None, save=None) -> Figure:
+  """Grouped bars: one group per metric, one bar per graph (e.g. "trained synergy", "random
+  redundancy"). Synergy graphs are red, redundancy graphs blue; graphs whose name starts with
+  "random" (the random-init baseline) are hatched. edge_fraction: the share of strongest pair
+  edges kept, named in the title."""
   names = list(metrics)
-  fig, axes = _figure(1, 1, (4.5, 3.6))
+  fig, axes = _figure(1, 1, (5.0, 3.8))
   ax = axes[0, 0]
   width = 0.8 / max(len(names), 1)
   for i, name in enumerate(names):
     vals = [float(metrics[name][k]) for k in keys]
-    color = {"synergy": COLORS["synergistic"], "redundancy": COLORS["redundant"]}.get(name, f"C{i}")
-    ax.bar(np.arange(len(keys)) + i * width, vals, width, label=name, color=color)
+    kind = "synergistic" if "synergy" in name else "redundant" if "redundancy" in name else None
+    baseline = name.startswith("random")
+    ax.bar(np.arange(len(keys)) + i * width, vals, width, label=name,
+           color=COLORS[kind] if kind else f"C{i}", alpha=0.45 if baseline else 1.0,
+           hatch="//" if baseline else None, edgecolor="black" if baseline else None, lw=0.5)
   ax.set_xticks(np.arange(len(keys)) + width * (len(names) - 1) / 2, list(keys))
-  ax.set_title("graph of top edges")
-  ax.legend()
+  ax.set_ylabel("metric value (unitless, 0–1)")
+  kept = "the strongest pair edges" if edge_fraction is None else (
+      f"the strongest {edge_fraction:.0%} of pair edges")
+  ax.set_title(f"graph of {kept}" + ("\n(hatched: random-init baseline)"
+                                     if any(n.startswith("random") for n in names) else ""))
+  ax.legend(fontsize="small")
   return _finish(fig, save)
 
 

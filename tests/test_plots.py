@@ -28,6 +28,15 @@ def test_heatmaps_and_rank(tmp_path):
   _check_png(tmp_path / "rank.png")
   with pytest.raises(ValueError, match="multiple of"):
     plots.pair_heatmaps({"x": np.zeros((5, 5))}, H)
+  # non-negative MMI atoms: sequential map; CCS atoms with negative entries: diverging, centred
+  assert fig.axes[0].images[0].get_cmap().name == "viridis"
+  signed = m - 0.3
+  fig = plots.pair_heatmaps({"synergy (sts)": signed}, H, title="trained model x")
+  im = fig.axes[0].images[0]
+  assert im.get_cmap().name == "RdBu_r"
+  lim = np.nanmax(np.abs(signed))
+  assert im.norm.vmin == pytest.approx(-lim) and im.norm.vmax == pytest.approx(lim)
+  assert fig._suptitle.get_text() == "trained model x"
 
 
 def test_profiles_and_emergence(tmp_path):

@@ -355,7 +355,13 @@ def analyze_transition(x, y, *, n_boot: int = 1000, n_perm: int = 1000, seed: in
             f"(CI {tci[0]:.3g}–{tci[1]:.3g}), jump {lg.params['jump']:.3g}, p = {p_value:.3g}.")
   else:
     expl = "No transition supported; failed criteria: " + ", ".join(
-        f"{k} ({crit[k]['rule']}; value {crit[k]['value']})" for k in failed) + "."
+        f"{k} ({crit[k]['rule']}; value {_value_words(crit[k]['value'])})" for k in failed) + "."
   return TransitionAnalysis(fits, held, levels, means, var, peak, tci, wci, jci, float(r2),
                             p_value, crit, supported, expl, boot[:, 0])
 
+
+def _value_words(v) -> str:
+  """A criterion's value in 3 significant digits (a pair as 'a–b')."""
+  if isinstance(v, (list, tuple)):
+    return "–".join(f"{float(x):.3g}" for x in v)
+  return f"{float(v):.3g}"

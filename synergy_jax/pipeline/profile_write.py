@@ -51,7 +51,7 @@ def write_profile(run_dir: pathlib.Path, profiles: dict, tokenizer=None,
                         layer=loc.heads // res.num_heads, head=loc.heads % res.num_heads,
                         role=loc.role, sts=loc.sts, rtr=loc.rtr)
       if name == main_name:
-        _local_figure(run_dir, res, tokens, tokenizer)
+        _local_figure(run_dir, res, tokens, tokenizer, _who(name, res))
     out[name] = summ
   for key in TOP_LEVEL:
     if key in out[main_name]:
@@ -75,33 +75,44 @@ def write_profile(run_dir: pathlib.Path, profiles: dict, tokenizer=None,
 def _figures(run_dir: pathlib.Path, profiles: dict) -> None:
   main_name = next(iter(profiles))
   main = profiles[main_name]
+  who = _who(main_name, main)
   s = analysis.ranking.atom_matrix(main.atoms, "sts")
   r = analysis.ranking.atom_matrix(main.atoms, "rtr")
   plots.pair_heatmaps({"synergy (sts, nats)": s, "redundancy (rtr, nats)": r}, main.num_heads,
-                      save=run_dir / "heatmaps.png")
-  plots.head_rank_heatmap(main.score, main.num_layers, main.num_heads,
-                          save=run_dir / "head_ranks.png")
+                      title=f"pairwise ΦID atoms, {who}", save=run_dir / "heatmaps.png")
   score = main.summary.get("score_name", "rank_difference")
+  plots.head_rank_heatmap(main.score, main.num_layers, main.num_heads,
+                          title=f"{SCORE_LABELS.get(score, score)}\nper head, {who}",
+                          save=run_dir / "head_ranks.png")
   band = "95% prompt-bootstrap CI" if main.ci else "no interval (n_boot = 0)"
   plots.layer_profiles({n: _profile_with_ci(p, score) for n, p in profiles.items()},
-                       title=f"{SCORE_LABELS.get(score, score)} by depth\n(band: {band})",
+                       title=f"{SCORE_LABELS.get(score, score)} by depth, {who}\n(band: {band})",
                        save=run_dir / "layer_profile.png")
   if "excess" in main.all_scores and score != "excess":
     plots.layer_profiles({n: _profile_with_ci(p, "excess") for n, p in profiles.items()},
-                         title=f"{SCORE_LABELS['excess']} by depth\n(band: {band})",
+                         title=f"{SCORE_LABELS['excess']} by depth, {who}\n(band: {band})",
                          save=run_dir / "excess_profile.png")
   diag = main.summary
   plots.diagnostics_scatter(main.scores.synergy, main.scores.redundancy,
                             main.table.get("autocorr_lag1"),
                             rho_syn_red=diag["syn_red_spearman"]["rho"],
                             rho_ac_syn=diag.get("autocorr_syn_spearman", {}).get("rho"),
-                            save=run_dir / "diagnostics.png")
+                            title=f"per-head confounds, {who}", save=run_dir / "diagnostics.png")
   plots.graph_metrics_bar({f"{n} {k}": v for n, p in profiles.items()
                            for k, v in p.summary["graph"].items()},
+                          edge_fraction=main.summary["graph"]["synergy"].get("edge_fraction"),
                           save=run_dir / "graph_metrics.png")
 
 
-def _local_figure(run_dir: pathlib.Path, res, tokens, tokenizer) -> None:
+def _who(name: str, res) -> str:
+  """'trained model default', 'random model random:default', 'recorded activity'."""
+  label = res.summary.get("model")
+  if name == "recorded":
+    return "recorded activity"
+  return f"{name} model" + (f" {label}" if label else "")
+
+
+def _local_figure(run_dir: pathlib.Path, res, tokens, tokenizer, who: str) -> None:
   """local_atoms.png: per-token sts/rtr of the top heads in prompt 0, under its generated text."""
   loc = res.local
   labels = [f"L{u // res.num_heads} H{u % res.num_heads} ({r})" for u, r in zip(loc.heads,
@@ -113,5 +124,5 @@ def _local_figure(run_dir: pathlib.Path, res, tokens, tokenizer) -> None:
     text = [tokenizer.decode([int(t)]) for t in gen[-steps:]]  # the token each step arrives at
   plots.local_atoms(loc.sts[0], loc.rtr[0], labels, tokens=text,
                     title="per-token synergy and redundancy of the most synergistic and most "
-                          "redundant heads, prompt 0 (trained)",
+                          f"redundant heads, prompt 0 ({who})",
                     save=run_dir / "local_atoms.png")
