@@ -64,7 +64,7 @@ def collect_activity(model: "models.Model", tokenizer, prompts: Sequence[str], *
   token_lists = encode_prompts(tokenizer, prompts)
   starts = range(0, len(token_lists), batch_size)
   acts, toks = [], []
-  for b, start in enumerate(progress(starts) if progress else starts):
+  for b, start in enumerate(progress(starts, desc="generation", unit="batch") if progress else starts):
     chunk = token_lists[start:start + batch_size]
     n_real = len(chunk)
     chunk = chunk + [chunk[-1]] * (batch_size - n_real)

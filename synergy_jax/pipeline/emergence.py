@@ -165,7 +165,7 @@ def profile_checkpoints(checkpoints: Iterable[Checkpoint], prompts: Sequence[str
   time."""
   out, depth = [], None
   for ck in checkpoints:
-    bar = specs.labelled(progress, f"checkpoint {ck.label}", "generation / surrogates", "batch")
+    bar = specs.labelled(progress, f"checkpoint {ck.label}")  # the stage comes from each bar
     res = prof.profile_model(ck.load(), prompts, config, pathlib.Path(cache_dir), bar)
     depth = np.asarray(res.summary["layer_profile_detail"]["rank_score"]["depth"])
     out.append((ck, CheckpointProfile.from_profile(res)))

@@ -113,7 +113,8 @@ def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: 
     design = nulls.draw_design(config.null, config.n_surrogates, acts.shape[0], acts.shape[2],
                                tau=pc.tau, seed=config.seed)
     if moments is None:
-      moments = nulls.null_moments(acts, pairs, design, pc, progress=progress,
+      moments = nulls.null_moments(acts, pairs, design, pc,
+                                   progress=specs.staged(progress, "surrogates", "surrogate"),
                                    mesh=config.estimator_kwargs()["mesh"])
     sur = surrogates.surrogate_statistics(pairs, design, moments)
   summary, table, scores = report.profile_report(
@@ -226,7 +227,8 @@ def moments_cached(acts: np.ndarray, atoms: np.ndarray, config: ProfileConfig,
 
   def compute():
     m = nulls.null_moments(acts, surrogates.observed_pairs(atoms), design, config.phiid,
-                           progress=progress, mesh=config.estimator_kwargs()["mesh"])
+                           progress=specs.staged(progress, "surrogates", "surrogate"),
+                           mesh=config.estimator_kwargs()["mesh"])
     return dataclasses.asdict(m)
   return nulls.NullMoments(**results.cached(cache_dir, key, compute, "null_moments"))
 
@@ -285,12 +287,15 @@ def profile_pair(model: str, prompts: Sequence[str], config: ProfileConfig, *, c
   generating its own ("own")."""
   cache_dir = pathlib.Path(cache_dir)
   spec = specs.resolve_model(model, dtype=dtype, seed=config.seed)
-  main = profile_model(spec, prompts, config, cache_dir, progress)
-  profiles = {"trained" if not spec.random_init else "random": main}
+  role = "trained" if not spec.random_init else "random"
+  main = profile_model(spec, prompts, config, cache_dir,
+                       specs.labelled(progress, f"{role} {spec.label}"))
+  profiles = {role: main}
   if baseline and not spec.random_init:
     rnd = specs.resolve_model(specs.random_counterpart(model), dtype=dtype, seed=config.seed)
     tokens = main.summary["tokens"] if config.baseline_inputs == "matched" else None
-    res = profile_model(rnd, prompts, config, cache_dir, progress, tokens=tokens)
+    res = profile_model(rnd, prompts, config, cache_dir,
+                        specs.labelled(progress, f"random {rnd.label}"), tokens=tokens)
     profiles["random"] = dataclasses.replace(
         res, summary={**res.summary, "baseline_inputs": config.baseline_inputs})
   return profiles, spec

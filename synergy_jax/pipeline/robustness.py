@@ -17,7 +17,7 @@ import numpy as np
 
 from synergy_jax import analysis, plots, results
 from synergy_jax.analysis import uncertainty
-from synergy_jax.pipeline import profile
+from synergy_jax.pipeline import profile, specs
 from synergy_jax.pipeline.profile_report import SCORE_LABELS, inverted_u_supported
 from synergy_jax.pipeline.text import fmt
 
@@ -81,7 +81,7 @@ def run_variants(acts: np.ndarray, num_layers: int, num_heads: int, config: Robu
     cfg = config.variant(kind, prep)
     try:
       res = profile.profile_cached(acts, num_layers, num_heads, cfg, pathlib.Path(cache_dir),
-                                   progress)
+                                   specs.labelled(progress, f"variant {kind}/{prep}"))
     except ValueError as e:
       raise ValueError(f"robustness variant kind={kind}, preprocess={prep}: {e}") from e
     rows += _variant_rows(res, kind, prep, config.scores)
@@ -141,9 +141,9 @@ def run_robustness(model: str | None, prompts, config: RobustnessConfig, run_dir
     rec = acts_file.load_acts(acts_path)
     acts, layers, heads, source = rec.acts, rec.num_layers, rec.num_heads, f"acts:{rec.path}"
   else:
-    from synergy_jax.pipeline import specs
     spec = specs.resolve_model(model, dtype=dtype, seed=config.profile.seed)
-    act = profile.activity_cached(spec, prompts, config.profile, cache_dir, progress)
+    act = profile.activity_cached(spec, prompts, config.profile, cache_dir,
+                                  specs.labelled(progress, spec.label))
     acts, source = np.asarray(act["acts"]), spec.label
     layers, heads = spec.model.config.num_layers, spec.model.config.num_heads
   rows = run_variants(acts, layers, heads, config, cache_dir, progress)

@@ -111,6 +111,19 @@ def labelled(progress, model: str, stage: str = "", unit: str = "it"):
   return bar
 
 
+def staged(progress, stage: str, unit: str = "it"):
+  """``progress`` with bars that name no stage named ``stage`` and counting ``unit`` (a caller
+  wraps it in ``labelled`` to prefix the model). None stays None."""
+  if progress is None:
+    return None
+
+  def bar(it, **kw):
+    kw.setdefault("desc", stage)
+    kw.setdefault("unit", unit)
+    return progress(it, **kw)
+  return bar
+
+
 def degenerate_records(problems, num_heads: int) -> list[dict]:
   """results.json's ``degenerate`` entries from ``phiid.degenerate`` (or ``check_units``)
   problems: unit, its layer and head, prompt (None: pooled prompts) and reason; pair problems add

@@ -70,7 +70,9 @@ def divergence(model: "models.Model", tokens: np.ndarray, prompt_lengths: np.nda
   parts = {k: [] for k in orders}
   starts = list(range(0, b, step))
   p_all = int(np.max(prompt_lengths))
-  for s in (progress(starts, desc="divergence batches") if progress else starts):
+  bar = (progress(starts, desc="divergence (all orders × fractions)", unit="prompt batch")
+         if progress else starts)
+  for s in bar:
     lens = np.asarray(prompt_lengths[s:s + step])
     # models.score's layout: the prompt block is exactly as wide as this batch's longest prompt.
     toks = np.asarray(tokens[s:s + step, p_all - int(lens.max()):])

@@ -38,7 +38,8 @@ def perturbation_accuracy(model: "models.Model", tokenizer, examples: list, head
   out = np.zeros((len(CONDITIONS), sig.size, n_seeds, len(examples)), bool)
   base = None
   jobs = [(s, r) for s in range(sig.size) for r in range(n_seeds)]
-  for s, r in (progress(jobs, desc="perturbation") if progress else jobs):
+  bar = progress(jobs, desc="perturbation (σ × seed)", unit="run") if progress else jobs
+  for s, r in bar:
     if sig[s] == 0:
       if base is None:
         base = _correct(model, tokenizer, examples)

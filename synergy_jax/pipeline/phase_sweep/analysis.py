@@ -211,7 +211,7 @@ def analyse_sweep(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: P
   if not levels:
     raise ValueError("the phase sweep got no prompts")
   per_level, xs, pers, groups, corrects, degenerate = [], [], [], [], [], []
-  for li, k in enumerate(progress(levels, desc="levels") if progress else levels):
+  for li, k in enumerate(progress(levels, desc="difficulty levels", unit="level") if progress else levels):
     lv_items = [it for it in items if it.level == k]
     data = level_data(spec, lv_items, config, cache_dir, progress)
     g = [it.group for it in lv_items]
