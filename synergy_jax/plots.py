@@ -383,12 +383,13 @@ def perturbation_accuracy(sigmas, levels, accuracy: Mapping[str, np.ndarray], *,
   return _finish(fig, save)
 
 
-def robustness_panel(variants, depth, *, save=None) -> Figure:
+def robustness_panel(variants, depth, *, title: str = "", save=None) -> Figure:
   """Small multiples of the robustness panel: one axes per (kind, preprocess), one line per score
   with its 95% prompt-bootstrap band; "*" in a legend entry marks a significant inverted U.
 
   variants: rows of ``pipeline.robustness.run_variants`` (kind, preprocess, score, status,
-  layer_profile, ci_low, ci_high, inverted_u); depth: (L,) normalised depth.
+  layer_profile, ci_low, ci_high, inverted_u); depth: (L,) normalised depth; title: which model
+  or activity (in the figure title).
   """
   kinds = list(dict.fromkeys(v["kind"] for v in variants))
   preps = list(dict.fromkeys(v["preprocess"] for v in variants))
@@ -415,8 +416,8 @@ def robustness_panel(variants, depth, *, save=None) -> Figure:
         ax.set_xlabel("normalised depth", fontsize=8)
       if c == 0:
         ax.set_ylabel("scaled score", fontsize=8)
-  fig.suptitle("layer profiles across estimators (band: 95% prompt-bootstrap CI; * inverted U)",
-               fontsize=9)
+  fig.suptitle(f"layer profiles across estimators{' — ' + title if title else ''} (band: 95% "
+               "prompt-bootstrap CI; * significant inverted U)", fontsize=9)
   return _finish(fig, save)
 
 

@@ -50,6 +50,12 @@ def test_user_errors_are_one_line_naming_the_culprit_before_any_work(tmp_path):
       (["--prompts=/no/such/prompts.jsonl"], "/no/such/prompts.jsonl"),
       (["--model=surely-not-a-model-xyz"], "surely-not-a-model-xyz"),
       (["--model=owner/name@v9", "--revision=v1"], "v9"),
+      (["--acts=/no/such/acts.npz"], "--acts=/no/such/acts.npz"),
+      # a rank the task families lack fails at once, not after ranking and divergence
+      (["--experiment=ablation", "--levels=99"], "[99]"),
+      (["--experiment=phase_sweep", "--levels=1,x"], "--levels: 'x'"),
+      (["--experiment=emergence", "--checkpoints=/no/such/run"], "--checkpoints=/no/such/run"),
+      (["--experiment=robustness", "--kinds=gauss"], "--kinds='gauss'"),
   ]
   for args, culprit in cases:
     proc = _run(*args, f"--out={out}")

@@ -125,7 +125,7 @@ def write_robustness(run_dir, rows: list[dict], num_layers: int, meta: dict) -> 
                       "curvature": (r.get("depth_trend") or {}).get("curvature"),
                       "p_value": (r.get("depth_trend") or {}).get("p_value"),
                       "inverted_u": r.get("inverted_u")} for r in rows])
-  plots.robustness_panel(rows, analysis.profile.depth(num_layers),
+  plots.robustness_panel(rows, analysis.profile.depth(num_layers), title=meta.get("source", ""),
                          save=run_dir / "robustness.png")
   results.write_text(run_dir / "summary.md", summary_markdown(rows, meta))
   return out
