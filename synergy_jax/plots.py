@@ -132,7 +132,7 @@ def _step_norm(steps: np.ndarray):
 
 def emergence_profiles(steps: Sequence[int], means: Sequence[np.ndarray], depth: np.ndarray, *,
                        save=None, ylabel: str = "scaled rank score (0..1)",
-                       title: str = "", max_curves: int = 10) -> Figure:
+                       title: str = "", max_curves: int = 12) -> Figure:
   """Layer profiles across training: curves coloured by step (at most ``max_curves`` of them,
   evenly spread over the checkpoints) and, beside them, every checkpoint as a layer × checkpoint
   heatmap."""
@@ -153,7 +153,9 @@ def emergence_profiles(steps: Sequence[int], means: Sequence[np.ndarray], depth:
   grid = np.stack([np.asarray(m, np.float64) for m in means], axis=1)  # (L, S)
   im = hx.imshow(grid, aspect="auto", origin="lower", cmap="magma", interpolation="nearest")
   fig.colorbar(im, ax=hx, label=ylabel)
-  ticks = shown if steps.size > 8 else np.arange(steps.size)
+  # every checkpoint labelled while the rotated labels fit; else about 12, evenly spread
+  ticks = (np.arange(steps.size) if steps.size <= 16 else
+           np.unique(np.linspace(0, steps.size - 1, 12).round().astype(int)))
   hx.set_xticks(ticks, [str(int(steps[k])) for k in ticks], rotation=45, ha="right", fontsize=7)
   hx.set_xlabel("checkpoint (training step)")
   hx.set_ylabel("layer (0 = input side)")
@@ -180,7 +182,8 @@ def emergence_trend(steps: Sequence[float], series: Mapping[str, Sequence[float 
       log = isinstance(_step_norm(x), colors.SymLogNorm)
       if log:
         ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlim(left=-0.3 if x.min() == 0 else None)
+        # room beyond the last checkpoint, so its marker is not cut by the frame
+        ax.set_xlim(left=-0.3 if x.min() == 0 else None, right=np.nanmax(x) * 1.5)
       ax.set_xlabel("training step" + (" (log scale; 0 = initialisation)" if log else ""))
     else:
       ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
