@@ -370,17 +370,17 @@ def perturbation_accuracy(sigmas, levels, accuracy: Mapping[str, np.ndarray], *,
                None if lo_hi is None else np.asarray(lo_hi[1])[:, k],
                color=COLORS.get(cond, f"C{i}"), label=cond)
     ax.set_title(f"{level_label} {lv[k]}", fontsize=9)
-    ax.set_xlabel(sigma_label, fontsize=8)
+    ax.set_xlabel(sigma_label, fontsize=7)
     ax.set_xticks(sg)
     ax.set_ylim(-0.02, 1.02)
   for ax in axes[:, 0]:
     ax.set_ylabel("exact-match accuracy")
-  # The legend goes on the last panel: the hardest level, where accuracy is lowest and the
-  # upper part of the panel is empty.
+  # One legend beside the panels (inside one, it covered curves and tick labels).
   last = flat[len(lv) - 1]
   if ci:
     last.plot([], [], " ", label=f"bands: {ci_text}")
-  last.legend(fontsize=7, loc="upper right")
+  handles, names = last.get_legend_handles_labels()
+  fig.legend(handles, names, loc="outside lower center", ncols=len(handles), fontsize=7)
   if title:
     fig.suptitle(title, fontsize=10)
   return _finish(fig, save)
