@@ -156,8 +156,9 @@ def moe_weights_to_hf(weights: Mapping[str, Any], prefix: str, model_type: str
 
 
 def assign(module: nnx.Module, weights: Mapping[str, Any], where: str = "") -> None:
-  """Sets every nnx.Param of `module` from the nested dict `weights` (same names), strictly:
-  missing, unexpected and wrongly shaped entries raise ValueError naming the path."""
+  """Sets every nnx.Param of `module` (built normally, or abstractly with nnx.eval_shape) from
+  the nested dict `weights` (same names), strictly: missing, unexpected and wrongly shaped
+  entries raise ValueError naming the path."""
   params = {k: v for k, v in vars(module).items() if isinstance(v, (nnx.Param, nnx.Module))}
   extra = sorted(set(weights) - set(params))
   if extra:
@@ -168,10 +169,11 @@ def assign(module: nnx.Module, weights: Mapping[str, Any], where: str = "") -> N
     if isinstance(node, nnx.Module):
       assign(node, weights[key], f"{where}{key}.")
       continue
-    value = jnp.asarray(weights[key], node[...].dtype)
-    if value.shape != node[...].shape:
+    want = node.get_value()  # an array, or a ShapeDtypeStruct in an nnx.eval_shape template
+    value = jnp.asarray(weights[key], want.dtype)
+    if value.shape != want.shape:
       raise ValueError(f"weight {where + key!r} has shape {value.shape}, the module expects "
-                       f"{node[...].shape}")
+                       f"{want.shape}")
     node.set_value(value)
 
 

@@ -49,8 +49,11 @@ _MOE_KEYS = {
     "qwen2_moe": {"num_experts", "num_experts_per_tok", "moe_intermediate_size",
                   "shared_expert_intermediate_size", "norm_topk_prob", "decoder_sparse_step",
                   "mlp_only_layers"},
-    "qwen3_moe": {"num_experts", "num_experts_per_tok", "moe_intermediate_size",
-                  "norm_topk_prob", "decoder_sparse_step", "mlp_only_layers"},
+    # transformers 5 stores qwen3_moe's expert count as num_local_experts (alias num_experts,
+    # the name in released config.json files); either is read, both must agree.
+    "qwen3_moe": {"num_experts", "num_local_experts", "num_experts_per_tok",
+                  "moe_intermediate_size", "norm_topk_prob", "decoder_sparse_step",
+                  "mlp_only_layers"},
     # ep_size is DeepSeek's expert-parallel degree: placement only, not arithmetic.
     "deepseek_v2": {"n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
                     "n_shared_experts", "norm_topk_prob", "routed_scaling_factor", "topk_method",
@@ -171,7 +174,7 @@ def moe_from_hf(hf: Mapping[str, Any]) -> MoESpec:
     return MoESpec(_int(hf, "hidden_size", mt), moe, RoutingConfig(), act)
   if mt in ("qwen2_moe", "qwen3_moe"):
     shared = int(hf.get("shared_expert_intermediate_size") or 0) if mt == "qwen2_moe" else 0
-    moe = MoEConfig(num_experts=_int(hf, "num_experts", mt),
+    moe = MoEConfig(num_experts=_num_experts(hf, mt),
                     experts_per_token=_int(hf, "num_experts_per_tok", mt),
                     expert_intermediate_size=_int(hf, "moe_intermediate_size", mt),
                     moe_layers=layers, num_shared_experts=1 if shared else 0,
@@ -218,6 +221,16 @@ def _model_type(hf: Mapping[str, Any]) -> str:
     raise ValueError(f"config model_type={mt!r} is not a mixture-of-experts type we read "
                      f"(known: {list(MODEL_TYPES)})")
   return mt
+
+
+def _num_experts(hf, mt) -> int:
+  if mt == "qwen3_moe" and "num_local_experts" in hf:
+    n = _int(hf, "num_local_experts", mt)
+    if "num_experts" in hf and hf["num_experts"] != n:
+      raise ValueError(f"qwen3_moe config fields num_experts={hf['num_experts']!r} and "
+                       f"num_local_experts={n} disagree")
+    return n
+  return _int(hf, "num_experts", mt)
 
 
 def _int(hf, key, mt) -> int:
