@@ -93,3 +93,18 @@ def dense_gates(router, x2d):
   g = torch.zeros(x2d.shape[0], router.num_experts, dtype=torch.float32)
   g.scatter_(1, indices, weights.to(torch.float32))
   return g.numpy()
+
+
+def deepseek_plain():
+  """DeepSeek-V2 attention with the default rope and attention biases."""
+  return _eager(transformers.DeepseekV2Config(**_common(
+      intermediate_size=40, moe_intermediate_size=12, n_routed_experts=4, num_experts_per_tok=2,
+      n_shared_experts=1, num_key_value_heads=4, kv_lora_rank=16, q_lora_rank=12,
+      qk_nope_head_dim=8, qk_rope_head_dim=6, v_head_dim=10, attention_bias=True,
+      rope_parameters={"rope_type": "default", "rope_theta": 300.0})))
+
+
+def causal_additive_mask(b, s):
+  """(B, 1, S, S) float32: 0 where key <= query, the float32 minimum elsewhere."""
+  m = torch.full((s, s), torch.finfo(torch.float32).min).triu(1)
+  return m[None, None].expand(b, 1, s, s)
