@@ -7,7 +7,7 @@ import transformers
 VOCAB = 53
 
 YARN = {"rope_type": "yarn", "rope_theta": 500.0, "factor": 4.0,
-        "original_max_position_embeddings": 8, "mscale": 0.7, "mscale_all_dim": 0.9,
+        "original_max_position_embeddings": 16, "mscale": 0.7, "mscale_all_dim": 0.9,
         "beta_fast": 8, "beta_slow": 1}
 
 

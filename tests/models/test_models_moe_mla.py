@@ -35,7 +35,7 @@ def test_mla_matches_transformers(case):
   cfg = CASES[case]()
   attn, ours, mcfg = _pair(cfg, seed=11)
   assert (mcfg.q_lora_rank is None) == (case == "q_lora_none_yarn")
-  b, s, offset = 2, 9, 5  # positions offset .. offset+S-1 reach past the YaRN original length
+  b, s, offset = 2, 9, 10  # positions 10 .. 18 reach past YaRN's original length (16)
   g = torch.Generator().manual_seed(12)
   x = torch.randn(b, s, cfg.hidden_size, generator=g)
   pos = torch.arange(offset, offset + s)[None].expand(b, s)
