@@ -1,6 +1,8 @@
 """MoE feed-forward parity with transformers' sparse MoE blocks (Mixtral, Qwen2-MoE, Qwen3-MoE,
 DeepSeek-V2), float32, atol 1e-5; expert activity against torch's own expert math; expert_mask
 ablation and expert perturbation act only through the chosen expert."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,6 +107,7 @@ def test_expert_mask_ablates_only_the_chosen_expert():
   g = R.dense_gates(block.gate, x2d)
   z, c = _shared_outputs(block, "qwen2_moe_norm", x2d, spec)
   full = _call(ours, xj, jnp.ones(spec.num_units))
+  compiled = _call._cache_size()
   e = spec.moe.num_experts
   for unit in (1, e):  # a routed expert, then the shared expert
     mask = np.ones(spec.num_units, np.float32)
@@ -118,6 +121,7 @@ def test_expert_mask_ablates_only_the_chosen_expert():
     others = np.arange(spec.num_units) != unit
     np.testing.assert_array_equal(np.asarray(got.dense)[..., others],
                                   np.asarray(full.dense)[..., others])
+  assert _call._cache_size() == compiled  # a new mask is a new traced input, not a compile
   with pytest.raises(ValueError, match=r"expert_mask must have shape .*\(7,\)"):
     ours(xj, expert_mask=jnp.ones(6))
 
@@ -163,3 +167,23 @@ def test_perturbation_changes_only_that_experts_weights(unit):
   ones = jnp.ones(spec.num_units)
   assert np.abs(np.asarray(_call(noised, xj, ones).out)
                 - np.asarray(_call(ours, xj, ones).out)).max() > 1e-4
+
+
+def test_group_limited_top_k_differs_from_greedy_and_stays_in_groups():
+  """On the same logits, group-limited routing picks experts from <= topk_group groups and
+  differs from plain greedy top-k somewhere (so the parity test above exercised it)."""
+  spec = moe.moe_from_hf(R.config("deepseek_v2_group").to_dict())
+  logits = jax.random.normal(jax.random.key(0), (4, 16, spec.moe.num_experts)) * 2.0
+  grouped = moe.route(logits, spec)
+  greedy_spec = dataclasses.replace(spec, routing=dataclasses.replace(
+      spec.routing, topk_method="greedy", n_group=1, topk_group=1))
+  greedy = moe.route(logits, greedy_spec)
+  r = spec.routing
+  groups = np.asarray(grouped.indices) // (spec.moe.num_experts // r.n_group)
+  assert max(len(set(row)) for row in groups.reshape(-1, groups.shape[-1])) <= r.topk_group
+  assert (np.sort(np.asarray(grouped.indices), -1) != np.sort(np.asarray(greedy.indices), -1)).any()
+  # weights: softmax probabilities of the chosen experts times routed_scaling_factor (no renorm)
+  p = np.asarray(jax.nn.softmax(logits, -1))
+  chosen = np.take_along_axis(p, np.asarray(grouped.indices), -1)
+  np.testing.assert_allclose(np.asarray(grouped.weights), chosen * spec.moe.routed_scaling_factor,
+                             rtol=1e-6)
