@@ -193,10 +193,18 @@ def test_full_size_configs_are_read_and_sized_without_memory(name):
   expected_units = {"DeepSeek-V2-Lite": 66, "Qwen3-30B-A3B": 128, "Qwen1.5-MoE-A2.7B": 61,
                     "Mixtral-8x7B": 8}[name]
   assert spec.num_units == expected_units
+  # sharding annotations: routed experts split over the expert axis, the router replicated
+  specs = nnx.get_partition_spec(nnx.state(layer, nnx.Param))
+  assert tuple(specs["experts"]["gate"].get_value()) == ("model", None, None)
+  assert tuple(specs["experts"]["down"].get_value()) == ("model", None, None)
+  assert tuple(specs["router"]["w"].get_value()) == (None, None)
   if name == "DeepSeek-V2-Lite":
     assert spec.moe.moe_layers == tuple(range(1, 27))
     mcfg = moe.mla_from_hf(hf)
     attn = nnx.eval_shape(lambda: moe.MultiHeadLatentAttention(mcfg, rngs=nnx.Rngs(0)))
+    aspecs = nnx.get_partition_spec(nnx.state(attn, nnx.Param))
+    assert tuple(aspecs["kv_b"].get_value()) == (None, "model", None)  # heads
+    assert tuple(aspecs["o"].get_value()) == ("model", None, None)
     n_attn = _size(attn)
     # q (D, 16*192) + kv_a (D, 512+64) + kv_a_norm 512 + kv_b (512, 16*256) + o (16*128, D)
     assert n_attn == d * 16 * 192 + d * 576 + 512 + 512 * 16 * 256 + 16 * 128 * d

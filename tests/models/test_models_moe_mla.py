@@ -86,3 +86,23 @@ def test_yarn_attention_factor_without_mscale_all_dim_follows_transformers():
   _, factor = ROPE_INIT_FUNCTIONS["yarn"](cfg)
   assert yarn.yarn_attention_factor(cfg.rope_parameters, 64) == pytest.approx(factor)
   assert factor == pytest.approx(yarn.get_mscale(4.0))  # m(s, 1), not m(s, mscale)
+
+
+def test_left_padding_leaves_real_tokens_unchanged():
+  """A left-padded row (padding keys masked, positions counting real tokens only) gives the
+  real tokens the same outputs as the unpadded row."""
+  cfg = R.config("deepseek_v2_group")
+  _, ours, mcfg = _pair(cfg, seed=3)
+  x = jax.random.normal(jax.random.key(4), (1, 6, cfg.hidden_size))
+  pad = 3
+  xp = jnp.concatenate([jax.random.normal(jax.random.key(5), (1, pad, cfg.hidden_size)), x], 1)
+  valid = jnp.arange(6 + pad)[None] >= pad
+  pos = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0).astype(jnp.int32)
+  run = jax.jit(lambda m, x, p, v: m(x, p, v))
+  plain = run(ours, x, jnp.arange(6, dtype=jnp.int32)[None], jnp.ones((1, 6), bool))
+  padded = run(ours, xp, pos, valid)
+  assert np.isfinite(np.asarray(padded.out)).all()
+  np.testing.assert_allclose(np.asarray(padded.out)[:, pad:], np.asarray(plain.out), atol=ATOL,
+                             rtol=0)
+  np.testing.assert_allclose(np.asarray(padded.heads)[:, pad:], np.asarray(plain.heads),
+                             atol=ATOL, rtol=0)

@@ -11,6 +11,7 @@ independent, for the `mixtral`, `qwen2_moe`, `qwen3_moe` and `deepseek_v2` famil
   yarn.py            YaRN inverse frequencies, attention factor, MLA softmax scale
   mla.py             MultiHeadLatentAttention (full-sequence causal forward, per-head outputs)
   checkpoint_mla.py  HF attention tensors <-> MLA module layout
+  annotate.py        sharding annotations (logical axis "model") of every nnx.Param
 See docs/moe.md.
 """
 from synergy_jax.models.moe.block import ACTIVITY_KINDS, MoEFeedForward, MoEOutput

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from synergy_jax.models import layers
+from synergy_jax.models.moe import annotate
 from synergy_jax.models.moe.config import MoESpec
 from synergy_jax.models.moe.experts import StackedExperts
 from synergy_jax.models.moe.router import Router, Routing
@@ -62,10 +63,11 @@ class MoEFeedForward(nnx.Module):
                                   spec.hidden_act, rngs=rngs, dtype=dtype, std=std)
     self.shared = (StackedExperts(m.num_shared_experts, spec.hidden_size,
                                   r.shared_expert_intermediate_size, spec.hidden_act,
-                                  rngs=rngs, dtype=dtype, std=std)
+                                  rngs=rngs, dtype=dtype, std=std, name="shared")
                    if m.num_shared_experts else None)
-    self.shared_gate = (nnx.Param(std * jax.random.normal(rngs.params(), (spec.hidden_size,),
-                                                          dtype))
+    self.shared_gate = (annotate.param(std * jax.random.normal(rngs.params(),
+                                                               (spec.hidden_size,), dtype),
+                                       "shared_gate")
                         if r.shared_expert_gate else None)
 
   def __call__(self, x, expert_mask=None) -> MoEOutput:

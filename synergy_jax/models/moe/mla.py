@@ -38,7 +38,7 @@ import numpy as np
 from flax import nnx
 
 from synergy_jax.models import layers
-from synergy_jax.models.moe import yarn
+from synergy_jax.models.moe import annotate, yarn
 from synergy_jax.models.moe.mla_config import MLAConfig
 
 
@@ -82,8 +82,8 @@ def _einsum(spec, a, b):
                     preferred_element_type=jnp.float32).astype(a.dtype)
 
 
-def _normal(rngs, shape, dtype, std):
-  return nnx.Param(std * jax.random.normal(rngs.params(), shape, dtype))
+def _normal(rngs, shape, dtype, std, path):
+  return annotate.param(std * jax.random.normal(rngs.params(), shape, dtype), path)
 
 
 class MultiHeadLatentAttention(nnx.Module):
@@ -96,21 +96,21 @@ class MultiHeadLatentAttention(nnx.Module):
     d, n, h = cfg.hidden_size, cfg.num_heads, cfg.qk_head_dim
     c, r, p, v = cfg.kv_lora_rank, cfg.qk_rope_head_dim, cfg.qk_nope_head_dim, cfg.v_head_dim
     if cfg.q_lora_rank is None:
-      self.q = _normal(rngs, (d, n, h), dtype, std)
+      self.q = _normal(rngs, (d, n, h), dtype, std, "q")
     else:
-      self.q_a = _normal(rngs, (d, cfg.q_lora_rank), dtype, std)
-      self.q_a_norm = nnx.Param(jnp.ones((cfg.q_lora_rank,), dtype))
-      self.q_b = _normal(rngs, (cfg.q_lora_rank, n, h), dtype, std)
+      self.q_a = _normal(rngs, (d, cfg.q_lora_rank), dtype, std, "q_a")
+      self.q_a_norm = annotate.param(jnp.ones((cfg.q_lora_rank,), dtype), "q_a_norm")
+      self.q_b = _normal(rngs, (cfg.q_lora_rank, n, h), dtype, std, "q_b")
       if cfg.attention_bias:
-        self.q_a_bias = nnx.Param(jnp.zeros((cfg.q_lora_rank,), dtype))
-    self.kv_a = _normal(rngs, (d, c + r), dtype, std)
+        self.q_a_bias = annotate.param(jnp.zeros((cfg.q_lora_rank,), dtype), "q_a_bias")
+    self.kv_a = _normal(rngs, (d, c + r), dtype, std, "kv_a")
     if cfg.attention_bias:
-      self.kv_a_bias = nnx.Param(jnp.zeros((c + r,), dtype))
-    self.kv_a_norm = nnx.Param(jnp.ones((c,), dtype))
-    self.kv_b = _normal(rngs, (c, n, p + v), dtype, std)
-    self.o = _normal(rngs, (n, v, d), dtype, std)
+      self.kv_a_bias = annotate.param(jnp.zeros((c + r,), dtype), "kv_a_bias")
+    self.kv_a_norm = annotate.param(jnp.ones((c,), dtype), "kv_a_norm")
+    self.kv_b = _normal(rngs, (c, n, p + v), dtype, std, "kv_b")
+    self.o = _normal(rngs, (n, v, d), dtype, std, "o")
     if cfg.attention_bias:
-      self.o_bias = nnx.Param(jnp.zeros((d,), dtype))
+      self.o_bias = annotate.param(jnp.zeros((d,), dtype), "o_bias")
 
   def __call__(self, x, positions=None, valid=None, *, head_mask=None) -> MLAOutput:
     """x (B, S, D); positions (B, S) int (default 0 .. S-1); valid (B, S) bool (False =

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from synergy_jax.models.moe import annotate
 from synergy_jax.models.moe.config import MoESpec
 
 
@@ -65,7 +66,7 @@ class Router(nnx.Module):
   def __init__(self, spec: MoESpec, *, rngs: nnx.Rngs, dtype=jnp.float32, std: float = 0.02):
     self.spec = spec
     shape = (spec.hidden_size, spec.moe.num_experts)
-    self.w = nnx.Param(std * jax.random.normal(rngs.params(), shape, dtype))
+    self.w = annotate.param(std * jax.random.normal(rngs.params(), shape, dtype), "router/w")
 
   def __call__(self, x) -> Routing:
     """x (B, S, D) -> Routing; the logits are computed in float32 (transformers keeps the
