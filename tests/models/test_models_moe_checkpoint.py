@@ -214,3 +214,25 @@ def test_full_size_configs_are_read_and_sized_without_memory(name):
 def _size(module) -> int:
   """Parameter count of a module (abstract leaves are ShapeDtypeStructs)."""
   return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(nnx.state(module, nnx.Param)))
+
+
+@pytest.mark.parametrize("name", ["mixtral", "qwen2_moe", "qwen2_moe_norm", "qwen3_moe",
+                                  "deepseek_v2_greedy", "deepseek_v2_group"])
+def test_config_fields_written_back_read_the_same(name):
+  hf = R.config(name).to_dict()
+  spec = moe.moe_from_hf(hf)
+  written = {**hf, **moe.moe_to_hf(spec, hf["model_type"], hf["num_hidden_layers"])}
+  assert moe.moe_from_hf(written) == spec
+  if hf["model_type"] == "deepseek_v2":
+    mcfg = moe.mla_from_hf(hf)
+    assert moe.mla_from_hf({**hf, **moe.mla_to_hf(mcfg)}) == mcfg
+  if name == "qwen2_moe":  # a sparse-step pattern is written as an explicit dense-layer list
+    assert moe.moe_to_hf(spec, "qwen2_moe", 4)["mlp_only_layers"] == [0, 2, 3]
+
+
+def test_config_writer_refuses_what_the_format_cannot_express():
+  spec = moe.moe_from_hf(R.config("deepseek_v2_greedy").to_dict())
+  with pytest.raises(ValueError, match="mixtral cannot express"):
+    moe.moe_to_hf(spec, "mixtral", 3)
+  with pytest.raises(ValueError, match="qwen3_moe cannot express"):
+    moe.moe_to_hf(spec, "qwen3_moe", 3)

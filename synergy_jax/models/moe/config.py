@@ -240,3 +240,46 @@ def _int(hf, key, mt) -> int:
   if isinstance(value, bool) or not isinstance(value, int):
     raise ValueError(f"{mt} config field {key}={value!r} must be an integer")
   return value
+
+
+def moe_to_hf(spec: MoESpec, model_type: str, num_layers: int) -> dict[str, Any]:
+  """The MoE fields of the HF config of `model_type` (inverse of moe_from_hf on those fields;
+  the dense fields are the family's). Raises if the spec cannot be written in that format."""
+  m, r = spec.moe, spec.routing
+  layers = tuple(m.moe_layers)
+  if any(l >= num_layers for l in layers):
+    raise ValueError(f"MoE layers {layers} exceed num_layers={num_layers}")
+  if model_type == "mixtral":
+    if layers != tuple(range(num_layers)) or m.num_shared_experts or not m.norm_topk_prob \
+        or m.routed_scaling_factor != 1.0 or r != RoutingConfig():
+      raise ValueError(f"mixtral cannot express {spec} (all layers MoE, renormalised top-k, "
+                       "no shared experts, greedy routing only)")
+    return {"num_local_experts": m.num_experts, "num_experts_per_tok": m.experts_per_token,
+            "intermediate_size": m.expert_intermediate_size}
+  if model_type in ("qwen2_moe", "qwen3_moe"):
+    shared_ok = ((m.num_shared_experts == 1 and r.shared_expert_gate) if model_type == "qwen2_moe"
+                 else m.num_shared_experts == 0)
+    if not shared_ok or m.routed_scaling_factor != 1.0 or r.topk_method != "greedy":
+      raise ValueError(f"{model_type} cannot express {spec}")
+    out = {"num_experts": m.num_experts, "num_experts_per_tok": m.experts_per_token,
+           "moe_intermediate_size": m.expert_intermediate_size,
+           "norm_topk_prob": m.norm_topk_prob, "decoder_sparse_step": 1,
+           "mlp_only_layers": [i for i in range(num_layers) if i not in layers]}
+    if model_type == "qwen2_moe":
+      out["shared_expert_intermediate_size"] = r.shared_expert_intermediate_size
+    return out
+  if model_type == "deepseek_v2":
+    first = layers[0] if layers else num_layers
+    if layers != tuple(range(first, num_layers)) or m.norm_topk_prob or r.shared_expert_gate \
+        or (m.num_shared_experts and r.shared_expert_intermediate_size
+            != m.expert_intermediate_size):
+      raise ValueError(f"deepseek_v2 cannot express {spec} (dense layers then MoE layers, no "
+                       "renormalisation, ungated shared experts of the routed width)")
+    return {"n_routed_experts": m.num_experts, "num_experts_per_tok": m.experts_per_token,
+            "moe_intermediate_size": m.expert_intermediate_size,
+            "n_shared_experts": m.num_shared_experts, "norm_topk_prob": False,
+            "routed_scaling_factor": m.routed_scaling_factor, "topk_method": r.topk_method,
+            "n_group": r.n_group, "topk_group": r.topk_group, "scoring_func": "softmax",
+            "first_k_dense_replace": first, "moe_layer_freq": 1}
+  raise ValueError(f"model_type={model_type!r} is not a mixture-of-experts type we write "
+                   f"(known: {list(MODEL_TYPES)})")

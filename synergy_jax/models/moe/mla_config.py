@@ -142,3 +142,14 @@ def _rope(hf) -> tuple[float, str, tuple | None]:
                                                                    2048)))
   params = {k: v for k, v in params.items() if v is not None}
   return theta, rope_type, tuple(sorted(params.items()))
+
+
+def mla_to_hf(cfg: MLAConfig) -> dict[str, Any]:
+  """The MLA and rope fields of a deepseek_v2 HF config (inverse of mla_from_hf on them)."""
+  rope = {"rope_type": cfg.rope_type, "rope_theta": cfg.rope_theta, **cfg.rope}
+  return {"q_lora_rank": cfg.q_lora_rank, "kv_lora_rank": cfg.kv_lora_rank,
+          "qk_nope_head_dim": cfg.qk_nope_head_dim, "qk_rope_head_dim": cfg.qk_rope_head_dim,
+          "v_head_dim": cfg.v_head_dim, "attention_bias": cfg.attention_bias,
+          "rope_parameters": rope, "hidden_size": cfg.hidden_size,
+          "num_attention_heads": cfg.num_heads,
+          "max_position_embeddings": cfg.max_position_embeddings}
