@@ -159,6 +159,8 @@ def test_perturbation_changes_only_that_experts_weights(unit):
   assert abs(d.std() / (sigma * rms) - 1) < 5 / np.sqrt(2 * d.size)
   rms_fn = jax.jit(moe.unit_weight_rms, static_argnums=2)
   np.testing.assert_allclose(float(rms_fn(before, unit, e)), rms, rtol=1e-5)
+  with pytest.raises(ValueError, match=r"expert unit 10 is out of range for 8 routed \+ 2 shared"):
+    moe.perturb_expert(ours, 10, sigma, jax.random.key(7))
   # the output changes only through that expert: with it ablated, both models agree
   xj = jnp.asarray(R.np32(x))
   mask = jnp.ones(spec.num_units).at[unit].set(0.0)

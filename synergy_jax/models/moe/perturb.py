@@ -43,21 +43,34 @@ def unit_weight_rms(weights, unit, num_experts: int):
 
 
 def perturb_unit_weights(weights, unit, sigma, key, num_experts: int):
-  """A copy of `weights` with relative Gaussian noise on every parameter of `unit` only."""
+  """A copy of `weights` with relative Gaussian noise on every parameter of `unit` only.
+
+  Noise is drawn for one expert's worth of entries and added at the unit's slot of its group
+  (a traced index), so the cost does not grow with the number of experts.
+  """
+  n_shared = weights["shared"]["gate"].shape[0] if "shared" in weights else 0
+  if isinstance(unit, int) and not 0 <= unit < num_experts + n_shared:
+    raise ValueError(f"expert unit {unit} is out of range for {num_experts} routed + "
+                     f"{n_shared} shared experts")
   rms = unit_weight_rms(weights, unit, num_experts)
-  masks = _owner_masks(weights, unit, num_experts)
-  leaves = [(g, leaf) for g in masks for leaf in _EXPERT_LEAVES]
-  sizes = [weights[g][leaf].size for g, leaf in leaves]
+  unit = jnp.asarray(unit, jnp.int32)
+  # (group, slot within the group, 1.0 if the unit is in this group else 0.0)
+  groups = [("experts", unit, (unit < num_experts).astype(jnp.float32))]
+  if n_shared:
+    groups.append(("shared", unit - num_experts, (unit >= num_experts).astype(jnp.float32)))
+  leaves = [(g, slot, on, leaf) for g, slot, on in groups for leaf in _EXPERT_LEAVES]
+  sizes = [weights[g][leaf][0].size for g, _, _, leaf in leaves]
   # One flat draw sliced per leaf: XLA on CPU compiles a few multi-dimensional threefry draws
   # ~20x slower than one flat draw of the same total size.
   flat = jax.random.normal(key, (sum(sizes),), jnp.float32) * (sigma * rms)
-  out = dict(weights)
+  out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in weights.items()}
   start = 0
-  for (group, leaf), size in zip(leaves, sizes):
+  for (group, slot, on, leaf), size in zip(leaves, sizes):
     w = weights[group][leaf]
-    noise = flat[start:start + size].reshape(w.shape) * masks[group][:, None, None]
+    noise = flat[start:start + size].reshape(w.shape[1:]) * on
     start += size
-    out[group] = {**out[group], leaf: (w + noise).astype(w.dtype)}
+    slot = jnp.clip(slot, 0, w.shape[0] - 1)
+    out[group][leaf] = w.at[slot].add(noise.astype(w.dtype))
   return out
 
 
