@@ -125,6 +125,7 @@ def test_moe_weights_from_hf_names_unexpected_and_missing_tensors():
     ("deepseek_v2_greedy", {"scoring_func": "sigmoid"}, r"scoring_func='sigmoid'"),
     ("deepseek_v2_greedy", {"norm_topk_prob": True}, r"norm_topk_prob=True"),
     ("deepseek_v2_greedy", {"moe_layer_freq": 2}, r"moe_layer_freq=2"),
+    ("deepseek_v2_greedy", {"mlp_bias": True}, r"mlp_bias=True"),
     ("deepseek_v2_greedy", {"topk_method": "noaux_tc"}, r"topk_method='noaux_tc'"),
     ("deepseek_v2_greedy", {"num_experts_per_tok": None}, r"'num_experts_per_tok' is required"),
     ("deepseek_v2_group", {"n_group": 3}, r"num_experts=8 is not a multiple of n_group=3"),

@@ -188,6 +188,10 @@ def moe_from_hf(hf: Mapping[str, Any]) -> MoESpec:
 def _deepseek(hf, layers, act) -> MoESpec:
   mt = "deepseek_v2"
   C.require(hf, "scoring_func", ("softmax",), mt)
+  if hf.get("mlp_bias"):
+    # transformers gives the dense and shared MLPs biases then, but not the routed experts
+    raise ValueError("deepseek_v2 config field mlp_bias=True is not implemented (biased shared "
+                     "experts)")
   if hf.get("norm_topk_prob"):
     # transformers' DeepseekV2TopkRouter never reads norm_topk_prob, while DeepSeek's published
     # gate renormalises the top-k weights (copies differ on whether routed_scaling_factor is then
