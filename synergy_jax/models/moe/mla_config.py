@@ -11,7 +11,6 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
-from synergy_jax.models import config as C
 from synergy_jax.models.moe import yarn
 
 ROPE_TYPES = ("default", "yarn")
