@@ -1,0 +1,56 @@
+"""Expert MLPs stacked on an expert axis, evaluated for every expert at once (one einsum per
+projection; no Python loop over experts).
+
+Axis letters: B batch, S time, D hidden, E experts on the stacked axis (routed experts, or the
+shared experts), F one expert's intermediate width.
+
+One expert: E_e(x) = (act(x W_gate[e]) * (x W_up[e])) W_down[e]   with W_gate, W_up (E, D, F) and
+W_down (E, F, D) (HF per-expert `gate_proj`/`up_proj` are (F, D) and `down_proj` (D, F), i.e. the
+transposes; Mixtral calls them w1, w3, w2).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from synergy_jax.models import layers
+from synergy_jax.models.moe import annotate
+
+def _einsum(spec, a, b):
+  """float32 accumulation; full precision for float32 inputs (parity path)."""
+  return jnp.einsum(spec, a, b, precision=layers.precision_for(a.dtype),
+                    preferred_element_type=jnp.float32).astype(a.dtype)
+
+
+def expert_outputs(x, gate, up, down, act: str):
+  """Every expert's output at every token: x (B, S, D), gate/up (E, D, F), down (E, F, D)
+  -> (B, S, E, D) in x's dtype."""
+  h = layers.activation(act, _einsum("BSD,EDF->BSEF", x, gate)) * _einsum("BSD,EDF->BSEF", x, up)
+  return _einsum("BSEF,EFD->BSED", h, down)
+
+
+class StackedExperts(nnx.Module):
+  """E gated MLPs of width F stacked on axis 0: gate, up (E, D, F), down (E, F, D)."""
+
+  def __init__(self, num_experts: int, hidden_size: int, width: int, act: str, *,
+               rngs: nnx.Rngs, dtype=jnp.float32, std: float = 0.02, name: str = "experts"):
+    """name: "experts" or "shared" (selects the sharding annotation, annotate.SHARD_AXES)."""
+    self.act = act
+    e, d, f = num_experts, hidden_size, width
+
+    def init(leaf, shape):
+      return annotate.param(std * jax.random.normal(rngs.params(), shape, dtype), f"{name}/{leaf}")
+
+    self.gate = init("gate", (e, d, f))
+    self.up = init("up", (e, d, f))
+    self.down = init("down", (e, f, d))
+
+  @property
+  def num_experts(self) -> int:
+    return self.gate.shape[0]
+
+  def __call__(self, x):
+    """x (B, S, D) -> every expert's output (B, S, E, D)."""
+    return expert_outputs(x, self.gate[...], self.up[...], self.down[...], self.act)
+
