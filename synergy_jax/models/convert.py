@@ -5,10 +5,10 @@ layer index within its segment and, for mixture-of-experts tensors, "{e}" for th
 its HF shape, and a pair of reshaping functions between the HF tensor and one or more params
 leaves, each named by its path in the model's parameter state (`nnx.state(model, nnx.Param)`,
 e.g. "attn/q" under a segment). Per-layer tensors are stacked over the segment's layers (leading
-axis) into params[segment]["attn"]["q"]; per-expert tensors get a second stacked axis (layers, experts, ...). The
-reshaping functions only use `.reshape`/`.swapaxes` on the trailing axes, so the same code runs
-on numpy arrays (loading), jax arrays (init), stacked arrays, and abstract values under
-`jax.eval_shape`.
+axis) into params[segment]["attn"]["q"]; per-expert tensors get a second stacked axis
+(layers, experts, ...). The reshaping functions only use `.reshape`/`.swapaxes` on the
+trailing axes, so the same code runs on numpy arrays (loading), jax arrays (init), stacked
+arrays, and abstract values under `jax.eval_shape`.
 
 Everything here is strict: missing or unexpected tensors are listed in one error, a tensor of the
 wrong shape names the key and both shapes, and filling a model template (`fill`) sets every

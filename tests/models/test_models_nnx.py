@@ -204,3 +204,64 @@ def test_params_view_equals_the_nnx_param_state():
   assert jax.tree.structure(state) == jax.tree.structure(m.params)
   for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(m.params)):
     assert a is b
+
+
+def test_models_are_built_from_the_family_modules():
+  from synergy_jax.models import gemma, gpt2, gpt_neox, llama, modules
+  cases = [(R.CONFIGS, "llama", llama.Block, modules.RMSNorm, modules.GatedMLP),
+           (F.CONFIGS, "gpt2", gpt2.Block, modules.LayerNorm, modules.MLP),
+           (F.CONFIGS, "gpt_neox_seq", gpt_neox.Block, modules.LayerNorm, modules.MLP),
+           (F.CONFIGS, "gemma3_text", gemma.Block, modules.GemmaRMSNorm, modules.GatedMLP)]
+  for configs, name, block, norm, mlp in cases:
+    cfg = M.ModelConfig.from_hf(configs[name]().to_dict())
+    m = M.abstract(cfg)
+    assert type(m.layers) is block and type(m.layers.attn_norm) is norm, name
+    assert isinstance(m.layers.attn, modules.Attention) and type(m.layers.mlp) is mlp, name
+    assert type(m.final_norm) is norm, name
+    # one stacked Block: every parameter has the leading layer axis
+    for x in jax.tree.leaves(nnx.state(m.layers, nnx.Param)):
+      assert x.shape[0] == cfg.num_layers, name
+  gemma3 = M.abstract(M.ModelConfig.from_hf(F.CONFIGS["gemma3_text"]().to_dict()))
+  assert isinstance(gemma3.layers.attn.q_norm, modules.GemmaRMSNorm)
+  assert gemma3.layers.attn.rope == "local_global" and gemma3.layers.post_mlp_norm is not None
+
+
+def test_contract_paths_name_parameters_of_the_state():
+  """Every unit path and shard-axis path of the dense contract names an nnx.Param of some
+  family's state (a renamed module attribute would otherwise silently drop a unit leaf or a
+  sharding annotation)."""
+  from synergy_jax.models import contract
+  paths = set()
+  for builder, name in FAMILY_MODELS:
+    cfg = M.ModelConfig.from_hf((R if builder is R.build else F).CONFIGS[name]().to_dict())
+    state = nnx.to_pure_dict(nnx.state(M.abstract(cfg), nnx.Param))
+    paths |= {"/".join(str(k.key) for k in p) for p, _ in
+              jax.tree_util.tree_flatten_with_path(state)[0]}
+    for up in M.FAMILIES[cfg.family].units(cfg):
+      assert "/".join(up.path) in paths, (name, up.path)
+  assert set(contract.DENSE_SHARD_AXES) <= paths, set(contract.DENSE_SHARD_AXES) - paths
+
+
+def test_model_from_params_is_strict():
+  cfg = M.load_config("default")
+  p = M.init(cfg, seed=0).params
+  attn = dict(p["layers"]["attn"])
+  del attn["k"]
+  with pytest.raises(ValueError, match=r"lack leaf layers/attn/k"):
+    M.Model(cfg, {**p, "layers": {**p["layers"], "attn": attn}})
+  with pytest.raises(ValueError, match=r"leaves \['layers/attn/extra'\] are not part"):
+    M.Model(cfg, {**p, "layers": {**p["layers"], "attn": {**p["layers"]["attn"],
+                                                          "extra": np.zeros(3)}}})
+  with pytest.raises(ValueError, match=r"layers/mlp/down has shape \(6, 64, 192\)"):
+    M.Model(cfg, {**p, "layers": {**p["layers"], "mlp": {**p["layers"]["mlp"],
+                                                         "down": p["layers"]["mlp"]["up"]}}})
+
+
+def test_display_renders():
+  m = M.init(M.load_config("default").replace(num_layers=2, layer_windows=(0, 0)))
+  text = repr(m)
+  assert "Block(" in text and "Attention(" in text and "GatedMLP(" in text
+  pytest.importorskip("treescope")
+  import treescope
+  html = treescope.render_to_html(m)
+  assert "Attention" in html and "out_sharding" in html
