@@ -29,7 +29,8 @@ from synergy_jax.models.config import ModelConfig
 class ParamMaker:
   """Makes the nnx.Params of one module: path prefix, stacked leading axes, values source.
 
-  values: the params dict of the whole model (nested, family layout) or None (zero
+  values: the params dict of the whole model (nested, family layout; an nnx.State of
+    nnx.Params works too) or None (zero
   placeholders, for nnx.eval_shape). Every leaf taken is recorded in `used` (shared by all
   makers of one model) so that the model can reject leaves nobody asked for.
   """
@@ -59,7 +60,7 @@ class ParamMaker:
       except (KeyError, TypeError):
         raise ValueError(f"{self.cfg.family} model: params lack leaf {'/'.join(path)} "
                          f"(shape {full})") from None
-      value = node
+      value = node.get_value() if isinstance(node, nnx.Variable) else node  # an nnx.State too
       if tuple(np.shape(value)) != full:
         raise ValueError(f"{self.cfg.family} model: params leaf {'/'.join(path)} has shape "
                          f"{tuple(np.shape(value))}, the model expects {full}")

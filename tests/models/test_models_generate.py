@@ -254,8 +254,9 @@ def test_perturb_heads(pair):
   np.testing.assert_array_equal(changed_q, expected)
   np.testing.assert_array_equal(changed_o, expected)
   assert abs(dq[1, :, 2].std() - 0.5) < 0.06 and abs(do[1, 2].std() - 0.5) < 0.06
-  for key in ("k", "v", "gate"):
-    np.testing.assert_array_equal(np.asarray(new["layers"][key]), np.asarray(p["layers"][key]))
+  for mod, key in (("attn", "k"), ("attn", "v"), ("mlp", "gate")):
+    np.testing.assert_array_equal(np.asarray(new["layers"][mod][key]),
+                                  np.asarray(p["layers"][mod][key]))
   # the HF q_proj rows / o_proj columns of head 2 are what changed
   from synergy_jax.models import convert
   hf0 = convert.params_to_hf(p, m.config)
