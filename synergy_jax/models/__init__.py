@@ -19,11 +19,14 @@ register themselves through `register_family` (see config.py).
   score(model, tokens, prompt_lengths, *, head_mask=None, head_means=None,
         capture_outputs=False, mesh=None) -> ScoreResult
   perturb_heads(params, heads, sigma, rng) -> params;  head_parameter_mask(params, heads)
-  unit_weight_rms(params);  shard_model(model, mesh), shard_batch(x, mesh)
+  unit_weight_rms(params);  units_shape(params) -> (layers, heads)
+  shard_model(model, mesh), shard_batch(x, mesh)
 
-A Model holds nnx.Param weights; `model.params` is their plain nested-dict view (layers stacked
-on a leading axis; the layout is in each family file, llama.py) and `model.replace(params=...)`
-its inverse. The family contract (units, sharding, cache layout, segments): contract.py and
+A Model is built from Flax NNX modules (modules.py: norms, attention, MLPs; a Block per family;
+decoder.py scans the stacked Blocks) holding nnx.Param weights; `model.params` is their plain
+nested-dict view, the same tree as nnx.state(model, nnx.Param) (layers stacked on a leading
+axis; params["layers"]["attn"]["q"] (L, D, N, K); each family file lists its layout) and
+`model.replace(params=...)` / `Model(config, params)` its inverse. The family contract (units, sharding, cache layout, segments): contract.py and
 docs/adding_a_family.md. Layouts of tokens/head_norms: generation.py.
 """
 from synergy_jax.models import _families  # noqa: F401  (registers the families)
@@ -34,7 +37,8 @@ from synergy_jax.models.model import (abstract, cast, forward, init, load, load_
                                       load_tokenizer, logits_fn, param_shapes, save)
 from synergy_jax.models.module import ForwardResult, Model
 from synergy_jax.models.perturb import (head_parameter_mask, head_selection, perturb_heads,
-                                        perturb_selected, unit_params, unit_weight_rms)
+                                        perturb_selected, unit_params, unit_weight_rms,
+                                        units_shape)
 from synergy_jax.models.sharding import shard_batch, shard_model
 
 __all__ = [
@@ -42,5 +46,5 @@ __all__ = [
     "ScoreResult", "Segment", "UnitParam", "abstract", "cast", "forward", "generate",
     "head_parameter_mask", "head_selection", "init", "load", "load_config", "load_tokenizer",
     "logits_fn", "param_shapes", "perturb_heads", "perturb_selected", "register_family", "save",
-    "score", "shard_batch", "shard_model", "unit_params", "unit_weight_rms",
+    "score", "shard_batch", "shard_model", "unit_params", "unit_weight_rms", "units_shape",
 ]

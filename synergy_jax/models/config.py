@@ -337,3 +337,30 @@ def eos_ids(value) -> tuple[int, ...]:
   if isinstance(value, (list, tuple)):
     return tuple(int(v) for v in value)
   return (int(value),)
+
+
+def eos_to_hf(ids: tuple[int, ...]):
+  """ModelConfig.eos_token_ids -> HF `eos_token_id`: a list for several, an int for one, None."""
+  if len(ids) > 1:
+    return list(ids)
+  return ids[0] if ids else None
+
+
+LAYER_TYPES = ("full_attention", "sliding_attention")
+
+
+def windows_from_layer_types(types, hf: Mapping[str, Any], model_type: str,
+                             n_layers: int) -> tuple[int, ...]:
+  """Per-layer attention windows (0 = full) from HF `layer_types`, checked: one entry per layer,
+  only LAYER_TYPES values, and a positive `sliding_window` when any layer slides."""
+  types = list(types)
+  if len(types) != n_layers:
+    raise ValueError(f"{model_type} config layer_types has {len(types)} entries for "
+                     f"num_hidden_layers={n_layers}")
+  bad = sorted(set(types) - set(LAYER_TYPES))
+  if bad:
+    raise ValueError(f"{model_type} config layer_types values {bad} are not implemented")
+  w = hf.get("sliding_window")
+  if "sliding_attention" in types and not w:
+    raise ValueError(f"{model_type} config has sliding_attention layers but sliding_window={w!r}")
+  return tuple(int(w) if t == "sliding_attention" else 0 for t in types)

@@ -1,19 +1,25 @@
 """The family contract: everything a model family file tells the rest of `synergy_jax.models`.
 
-A family registers one `Family` record (config.register_family). Besides the config reader and
-writer, the checkpoint's weight specs and the per-layer math, it describes in data:
+A family registers one `Family` record (config.register_family): the config reader and writer,
+the checkpoint's weight specs, its Flax NNX modules (a Block module per layer segment, built
+from the shared ones in modules.py, plus the weights outside the layer stack), and in data:
+
+Paths below are paths into the parameter state `nnx.state(model, nnx.Param)` (equivalently
+`model.params`): ("layers", "attn", "q") is model.layers.attn.q, the query projection of every
+layer stacked on axis 0.
 
   units(config)        which parameter slices belong to each unit (`UnitParam`s): a head's
                        query rows and output columns today, an expert's weights for MoE families.
                        Perturbation, head ablation masks, fine-tuning masks and the weight-RMS
                        scale ask this description; nothing outside the family names a leaf.
-  shard_axes           for each parameter leaf, the axis split over the mesh's model axis
-                       (attached to every `nnx.Param` as its sharding annotation).
+  shard_axes           for each parameter path ("layers/attn/q"), the axis split over the
+                       mesh's model axis (attached to every `nnx.Param` as its sharding
+                       annotation, `out_sharding`).
   cache_layout(config) the key/value cache entries one layer stores per token slot
                        (dense attention: k and v, (M, K) each; latent attention would store the
                        latent and the shared rope key instead).
   segments(config)     runs of consecutive layers with the same parameter structure, each
-                       stacked on its own leading axis under params[segment.key] and scanned
+                       a stacked Block module at model.<segment.key>, scanned
                        (dense models: one segment "layers"; DeepSeek-style MoE: dense layers,
                        then MoE layers).
 
@@ -33,9 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
 class UnitParam:
   """One parameter leaf's share of a kind of unit.
 
-  path: the leaf's keys in the params dict, e.g. ("layers", "q").
+  path: the leaf's path in the parameter state, e.g. ("layers", "attn", "q").
   layer_axis / unit_axis: the leaf's axes indexed by the layer and by the unit within the layer
-    (q (L, D, N, K): 0 and 2; o (L, N, K, D): 0 and 1). Entry [.., l, .., u, ..] belongs to unit
+    (attn.q (L, D, N, K): 0 and 2; attn.o (L, N, K, D): 0 and 1). Entry [.., l, .., u, ..] belongs to unit
     (l, u); the other axes are the unit's own parameters.
   kind: "weight" (perturbed by noise, counted in the weight RMS) or "bias" (owned by the unit
     for fine-tuning masks, not perturbed — the study perturbs weights only).
@@ -55,7 +61,8 @@ class UnitParam:
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
-  """Layers start .. stop-1, stacked under params[key], run by `block` (see decoder.py)."""
+  """Layers start .. stop-1: model.<key> is `block(maker, config)` built with a leading layer
+  axis on every parameter (an nnx.Module class, called as block(x, attend) -> x; decoder.py)."""
   key: str
   start: int
   stop: int
@@ -67,11 +74,12 @@ class Segment:
 
 
 # Units of the dense families: attention heads. A head owns its query-projection rows
-# q[l, :, h, :] (and q_bias[l, h, :] where the model has q/k/v biases) and its output-projection
-# columns o[l, h, :, :]; keys and values are shared by a query group under GQA and belong to no
-# head.
-ATTENTION_HEADS = (UnitParam(("layers", "q"), 0, 2), UnitParam(("layers", "q_bias"), 0, 1, "bias"),
-                   UnitParam(("layers", "o"), 0, 1))
+# layers.attn.q[l, :, h, :] (and attn.q_bias[l, h, :] where the model has q/k/v biases) and its
+# output-projection columns attn.o[l, h, :, :]; keys and values are shared by a query group
+# under GQA and belong to no head.
+ATTENTION_HEADS = (UnitParam(("layers", "attn", "q"), 0, 2),
+                   UnitParam(("layers", "attn", "q_bias"), 0, 1, "bias"),
+                   UnitParam(("layers", "attn", "o"), 0, 1))
 
 
 def attention_heads(cfg: "ModelConfig") -> tuple[UnitParam, ...]:
@@ -79,13 +87,14 @@ def attention_heads(cfg: "ModelConfig") -> tuple[UnitParam, ...]:
   return tuple(u for u in ATTENTION_HEADS if cfg.qkv_bias or u.kind != "bias")
 
 
-# Axis split over the mesh's model axis, per leaf path "layers/q" or "embed" (counting the leading
-# layer axis); leaves not listed are replicated. Heads for attention, the hidden width for MLPs,
-# the vocabulary for embeddings.
+# Axis split over the mesh's model axis, per parameter path "layers/attn/q" or "embed" (counting
+# the leading layer axis); parameters not listed are replicated. Heads for attention, the hidden
+# width for MLPs, the vocabulary for embeddings.
 DENSE_SHARD_AXES: Mapping[str, int] = {
-    "layers/q": 2, "layers/k": 2, "layers/v": 2, "layers/o": 1, "layers/q_bias": 1,
-    "layers/k_bias": 1, "layers/v_bias": 1, "layers/gate": 2, "layers/up": 2, "layers/down": 1,
-    "layers/gate_bias": 1, "layers/up_bias": 1, "embed": 0, "lm_head": 0}
+    "layers/attn/q": 2, "layers/attn/k": 2, "layers/attn/v": 2, "layers/attn/o": 1,
+    "layers/attn/q_bias": 1, "layers/attn/k_bias": 1, "layers/attn/v_bias": 1,
+    "layers/mlp/gate": 2, "layers/mlp/up": 2, "layers/mlp/down": 1, "layers/mlp/gate_bias": 1,
+    "layers/mlp/up_bias": 1, "embed": 0, "lm_head": 0}
 
 
 def dense_cache_layout(cfg: "ModelConfig") -> dict[str, tuple[int, ...]]:
@@ -99,13 +108,18 @@ class Family:
 
   name: the `ModelConfig.family` value. model_types: HF `model_type`s it reads.
   config_from_hf(dict) -> ModelConfig; config_to_hf(ModelConfig) -> dict.
-  weights(config) -> list[convert.Weight]: the HF checkpoint's tensors and how each maps onto the
-    params (used by load, save, init shapes and the strict checks); a Weight names its segment
-    and, for MoE tensors, an expert index "{e}".
-  block(config, layer_params, x, attend) -> x: one decoder layer, see decoder.py.
-  embed(config, params, ids, positions) -> x; unembed(config, params, x) -> logits (float32).
+  weights(config) -> list[convert.Weight]: the HF checkpoint's tensors and how each maps onto
+    parameter paths (used by load, save, init and the strict checks); a Weight names its
+    segment and, for MoE tensors, an expert index "{e}".
+  block: the Block nnx.Module class of the default segment: block(maker, config) declares one
+    layer's parameters through the modules.ParamMaker (which stacks them over layers), and
+    block(x, attend) -> x runs one layer (decoder.py scans the stack).
+  outer(config, maker) -> dict name -> nnx.Param | nnx.Module: the weights outside the layer
+    stack (embeddings, final norm, output head), set as Model attributes of those names.
+  embed(config, model, ids, positions) -> x; unembed(config, model, x) -> logits (float32):
+    read the Model's outer weights.
   rope_tables(config) -> dict name -> inverse frequencies (R/2,) float32; the tables a block
-    can ask for with attend.rope(x, name). Default: {"default": layers.rope_inv_freq(config)}.
+    can ask for with attend.rope(x, name). Default: {"default": ops.rope_inv_freq(config)}.
   ignorable(name) -> bool: checkpoint keys that may be present and are skipped (e.g. stale rotary
     buffers).
   rename(name) -> name: maps a stored checkpoint tensor name onto the family's canonical name
@@ -126,6 +140,7 @@ class Family:
   block: Callable
   embed: Callable
   unembed: Callable
+  outer: Callable
   ignorable: Callable[[str], bool] = lambda name: False
   rope_tables: Callable[["ModelConfig"], dict] | None = None
   rename: Callable[[str], str] | None = None

@@ -1,13 +1,14 @@
-"""Hugging Face tensors <-> params pytree, strictly.
+"""Hugging Face tensors <-> the parameter state (params pytree), strictly.
 
 A family describes its checkpoint as a list of `Weight`s: each HF tensor name (with "{i}" for the
 layer index within its segment and, for mixture-of-experts tensors, "{e}" for the expert index),
 its HF shape, and a pair of reshaping functions between the HF tensor and one or more params
-leaves. Per-layer tensors are stacked over the segment's layers (leading axis) into
-params[segment][key]; per-expert tensors get a second stacked axis (layers, experts, ...). The
-reshaping functions only use `.reshape`/`.swapaxes` on the trailing axes, so the same code runs
-on numpy arrays (loading), jax arrays (init), stacked arrays, and abstract values under
-`jax.eval_shape`.
+leaves, each named by its path in the model's parameter state (`nnx.state(model, nnx.Param)`,
+e.g. "attn/q" under a segment). Per-layer tensors are stacked over the segment's layers (leading
+axis) into params[segment]["attn"]["q"]; per-expert tensors get a second stacked axis
+(layers, experts, ...). The reshaping functions only use `.reshape`/`.swapaxes` on the
+trailing axes, so the same code runs on numpy arrays (loading), jax arrays (init), stacked
+arrays, and abstract values under `jax.eval_shape`.
 
 Everything here is strict: missing or unexpected tensors are listed in one error, a tensor of the
 wrong shape names the key and both shapes, and filling a model template (`fill`) sets every
@@ -33,7 +34,8 @@ class Weight:
   hf: tensor name; "{i}" marks a per-layer tensor (leaves under params[segment]), "{e}" a
     per-expert one (needs config.moe; stacked as (layers, experts, ...)).
   shape: the HF tensor's shape (per layer and expert).
-  keys: params leaf names it produces (top-level keys, or keys under params[segment]).
+  keys: parameter paths it fills, "/"-separated ("embed", "final_norm/weight"; for per-layer
+    tensors relative to the segment: "attn/q" is params[segment]["attn"]["q"]).
   to_params: HF tensor (..., *shape) -> tuple of leaves, one per key (leading axes preserved).
   from_params: tuple of leaves -> HF tensor (inverse of to_params).
   init: "normal" (std initializer_range), "ones" or "zeros" — HF's initialisation of the tensor.
@@ -141,7 +143,8 @@ def hf_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def leaf_path(w: Weight, key: str) -> tuple[str, ...]:
-  return (w.segment, key) if w.per_layer else (key,)
+  """The path of w's leaf `key` in the parameter state."""
+  return ((w.segment,) if w.per_layer else ()) + tuple(key.split("/"))
 
 
 def _stack(arrays, lead):

@@ -1,13 +1,16 @@
 """The decoder stack shared by every family: embed, scan over layers, unembed.
 
-A family supplies `block(cfg, layer_params, x, attend) -> x` (one layer's math) and
-`embed`/`unembed`; this file owns everything around the attention core that families should not
-repeat: positions and masks, the key/value cache, per-layer sliding windows, head masks
-(interventions) and per-head capture.
+`run(model, ...)` drives a `Model` (module.py): the family's `embed`, then each layer segment's
+stacked Block module (an nnx.Module whose every nnx.Param has a leading layer axis, e.g.
+model.layers.attn.q (L, D, N, K)), then the family's `unembed`. This file owns everything around
+the attention core that families should not repeat: positions and masks, the key/value cache,
+per-layer sliding windows, head masks (interventions) and per-head capture (`Attend`, handed
+to every Block call).
 
-Layers come in segments (Family.segments: one segment "layers" for dense models); within a
-segment every leaf under params[segment.key] has a leading layer axis and the segment runs with
-`lax.scan`, so compile time does not grow with depth.
+Scanning a stack: the Block stack is split once (`nnx.split`) into its graph definition and
+its stacked state; `lax.scan` runs over the state's leading axis and rebuilds one layer's Block
+in the body with `nnx.merge` (the functional pattern Flax documents for layer stacks), so
+compile time does not grow with depth and the traced program is the plain per-layer math.
 
 Axis letters: B batch, S query time, C key/cache time, L layers, N query heads, M key/value heads,
 K head dim, D hidden, V vocabulary.
@@ -20,7 +23,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from synergy_jax.models import layers
+from flax import nnx
+
+from synergy_jax.models import ops
 from synergy_jax.models.config import FAMILIES, ModelConfig
 
 
@@ -55,7 +60,7 @@ def empty_cache(cfg: ModelConfig, positions, valid, max_new_tokens: int, dtype) 
 
 
 class Attend:
-  """Handed to a family's `block`: rotary embedding and the attention core for one layer.
+  """Handed to a family's Block call: rotary embedding and the attention core for one layer.
 
   `attend.rope(x, table="default")` rotates q or k (B, S, heads, K) to the current positions;
   `attend.layer` (traced int) and `attend.window` (traced int, 0 = full attention) describe the
@@ -78,7 +83,7 @@ class Attend:
   def rope(self, x, table: str = "default"):
     """Rotates x (B, S, heads, K) to the current positions with the named frequency table."""
     cos, sin = self.tables[table]
-    return layers.apply_rope(x, cos, sin)
+    return ops.apply_rope(x, cos, sin)
 
   def __call__(self, q, k, v, *, scale: float | None = None, softcap: float | None = None):
     cfg = self.cfg
@@ -94,8 +99,8 @@ class Attend:
       self.new_kv = {**self.cache, "k": ck, "v": cv}
       keys, values = ck[self.layer], cv[self.layer]  # (B, C, M, K)
       k_pos, k_valid = self.cache_keys
-    mask = layers.attention_mask(self.positions, k_pos, k_valid, self.window)
-    heads = layers.attend(q, keys, values, mask, scale=scale, softcap=softcap)
+    mask = ops.attention_mask(self.positions, k_pos, k_valid, self.window)
+    heads = ops.attend(q, keys, values, mask, scale=scale, softcap=softcap)
     if self.mask_row is not None:
       scale_h = self.mask_row.astype(heads.dtype)[None, None, :, None]  # (1, 1, N, 1)
       heads = heads * scale_h
@@ -110,10 +115,10 @@ def positions_from_mask(valid):
   return jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=1) - 1, 0)
 
 
-def run(cfg: ModelConfig, params, ids, positions, valid, *, cache: Cache | None = None,
+def run(model, ids, positions, valid, *, cache: Cache | None = None,
         slot=0, head_mask=None, head_means=None, capture: str | None = None,
         capture_outputs: bool = False, logits_at: str = "all", remat: bool = False):
-  """Runs the decoder on ids (B, S).
+  """Runs the decoder `model` (a Model: config + nnx.Param weights) on ids (B, S).
 
   positions (B, S) int32; valid (B, S) bool (False = padding). With `cache`, the new keys/values
   are written at cache slots slot .. slot+S-1 and queries attend over the whole cache.
@@ -126,35 +131,37 @@ def run(cfg: ModelConfig, params, ids, positions, valid, *, cache: Cache | None 
 
   Returns (logits, new_cache, norms, heads).
   """
+  cfg = model.config
   fam = FAMILIES[cfg.family]
-  x = fam.embed(cfg, params, ids, positions)
+  x = fam.embed(cfg, model, ids, positions)
   inv_freqs = (fam.rope_tables(cfg) if fam.rope_tables is not None
-               else {"default": layers.rope_inv_freq(cfg)})
-  tables = {name: layers.rope_angles(positions, f) for name, f in inv_freqs.items()}
+               else {"default": ops.rope_inv_freq(cfg)})
+  tables = {name: ops.rope_angles(positions, f) for name, f in inv_freqs.items()}
   windows = jnp.asarray(cfg.layer_windows, jnp.int32)
   kv = None if cache is None else cache.entries
   outs = []
   for seg in fam.segments_of(cfg):
-    xs = {"p": params[seg.key], "layer": jnp.arange(seg.start, seg.stop, dtype=jnp.int32),
+    graphdef, stacked = nnx.split(getattr(model, seg.key))  # state leaves (layers, ...)
+    xs = {"p": stacked, "layer": jnp.arange(seg.start, seg.stop, dtype=jnp.int32),
           "window": windows[seg.start:seg.stop]}
     if head_mask is not None:
       xs["mask"] = jnp.asarray(head_mask)[seg.start:seg.stop]
       if head_means is not None:
         xs["mean"] = jnp.asarray(head_means)[seg.start:seg.stop]
 
-    def body(carry, xl, block=seg.block):
+    def body(carry, xl, graphdef=graphdef):
       x, kv = carry
       att = Attend(cfg, positions, valid, tables, xl["layer"], xl["window"], kv,
                    None if cache is None else (cache.pos, cache.valid), slot, xl.get("mask"),
                    xl.get("mean"))
-      x = block(cfg, xl["p"], x, att)
+      x = nnx.merge(graphdef, xl["p"])(x, att)  # one layer's Block
       if att.heads is None:
         raise ValueError(f"family {cfg.family!r} block never called attend()")
       kv = att.new_kv if cache is not None else kv
       out = {}
       if capture is not None:
         h = att.heads if capture == "all" else att.heads[:, -1:]
-        out["norms"] = layers.head_norm(h)
+        out["norms"] = ops.head_norm(h)
         if capture_outputs:
           out["heads"] = h
       return (x, kv), out
@@ -164,7 +171,7 @@ def run(cfg: ModelConfig, params, ids, positions, valid, *, cache: Cache | None 
   new_cache = None if cache is None else Cache(kv, cache.pos, cache.valid)
   if logits_at == "last":
     x = x[:, -1:]
-  logits = None if logits_at == "none" else fam.unembed(cfg, params, x)
+  logits = None if logits_at == "none" else fam.unembed(cfg, model, x)
   norms = heads = None
   if capture is not None:
     ys = outs[0] if len(outs) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *outs)

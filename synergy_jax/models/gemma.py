@@ -21,21 +21,26 @@ need not equal D / N, and tied input/output embeddings. They differ in:
                "language_model.lm_head.weight"). Vision tower and projector tensors
                (IGNORED_PREFIXES) are skipped; anything else unexpected is an error.
 
-Params pytree (L layers stacked on axis 0; D hidden, N/M query/key-value heads, K head dim,
-F MLP width, V vocab):
-  embed (V, D); final_norm (D,); lm_head (V, D) unless tie_word_embeddings;
-  layers: attn_norm (L, D), q (L, D, N, K), k/v (L, D, M, K), o (L, N, K, D), mlp_norm (L, D),
-          gate/up (L, D, F), down (L, F, D); gemma2/3: post_attn_norm (L, D),
-          post_mlp_norm (L, D); gemma3: q_norm (L, K), k_norm (L, K).
+Modules and parameter state (L layers stacked on axis 0; D hidden, N/M query/key-value heads,
+K head dim, F MLP width, V vocab):
+  embed (V, D); final_norm: GemmaRMSNorm {weight (D,)}; lm_head (V, D) unless tied;
+  layers: Block
+    attn_norm: GemmaRMSNorm {weight (L, D)}
+    attn: Attention {q (L, D, N, K), k/v (L, D, M, K), o (L, N, K, D);
+          gemma3: q_norm, k_norm: GemmaRMSNorm {weight (L, K)}}
+    mlp_norm: GemmaRMSNorm {weight (L, D)}
+    mlp: GatedMLP {gate/up (L, D, F), down (L, F, D)}
+    gemma2/3: post_attn_norm, post_mlp_norm: GemmaRMSNorm {weight (L, D)}
 Every norm weight w is applied as (1 + w).
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
+from flax import nnx
 
 from synergy_jax.models import config as C
 from synergy_jax.models import convert as cv
-from synergy_jax.models import layers as nn
+from synergy_jax.models import modules, ops
 from synergy_jax.models.config import ModelConfig
 
 MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gemma3")
@@ -101,12 +106,6 @@ def _layer_types(hf: dict, mt: str, n_layers: int) -> list[str]:
       period = int(hf.get("sliding_window_pattern", hf.get("_sliding_window_pattern", 6)))
     types = ["sliding_attention" if (i + 1) % period else "full_attention"
              for i in range(n_layers)]
-  if len(types) != n_layers:
-    raise ValueError(f"{mt} config layer_types has {len(types)} entries for "
-                     f"num_hidden_layers={n_layers}")
-  bad = sorted(set(types) - {"full_attention", "sliding_attention"})
-  if bad:
-    raise ValueError(f"{mt} config layer_types values {bad} are not implemented")
   return list(types)
 
 
@@ -173,11 +172,7 @@ def config_from_hf(hf: dict) -> ModelConfig:
     else:
       (theta, rope_type, scaling), local_theta = _gemma3_rope(hf, mt)
       options["local_rope_theta"] = float(local_theta)
-    types = _layer_types(hf, mt, n_layers)
-    w = hf.get("sliding_window")
-    if "sliding_attention" in types and not w:
-      raise ValueError(f"{mt} config has sliding_attention layers but sliding_window={w!r}")
-    windows = tuple(int(w) if t == "sliding_attention" else 0 for t in types)
+    windows = C.windows_from_layer_types(_layer_types(hf, mt, n_layers), hf, mt, n_layers)
     scalar = hf.get("query_pre_attn_scalar", 256)
     if not isinstance(scalar, (int, float)) or scalar <= 0:
       raise ValueError(f"{mt} config field query_pre_attn_scalar={scalar!r} must be positive")
@@ -225,8 +220,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
       "tie_word_embeddings": cfg.tie_word_embeddings, "attention_bias": False,
       "attention_dropout": 0.0, "initializer_range": cfg.initializer_range,
       "bos_token_id": cfg.bos_token_id,
-      "eos_token_id": (list(cfg.eos_token_ids) if len(cfg.eos_token_ids) > 1
-                       else (cfg.eos_token_ids[0] if cfg.eos_token_ids else None)),
+      "eos_token_id": C.eos_to_hf(cfg.eos_token_ids),
       "pad_token_id": cfg.pad_token_id,
   }
   act = C.activation_to_hf(cfg.hidden_act)
@@ -269,25 +263,27 @@ def weights(cfg: ModelConfig) -> list[cv.Weight]:
   p = pre + "layers.{i}."
   ws = [
       cv.same(pre + "embed_tokens.weight", (v, d), "embed"),
-      cv.same(p + "input_layernorm.weight", (d,), "attn_norm", "zeros"),
-      cv.linear(p + "self_attn.q_proj.weight", (n, k), d, "q"),
-      cv.linear(p + "self_attn.k_proj.weight", (m, k), d, "k"),
-      cv.linear(p + "self_attn.v_proj.weight", (m, k), d, "v"),
-      cv.linear_in(p + "self_attn.o_proj.weight", d, (n, k), "o"),
-      cv.linear(p + "mlp.gate_proj.weight", (f,), d, "gate"),
-      cv.linear(p + "mlp.up_proj.weight", (f,), d, "up"),
-      cv.linear(p + "mlp.down_proj.weight", (d,), f, "down"),
-      cv.same(pre + "norm.weight", (d,), "final_norm", "zeros"),
+      cv.same(p + "input_layernorm.weight", (d,), "attn_norm/weight", "zeros"),
+      cv.linear(p + "self_attn.q_proj.weight", (n, k), d, "attn/q"),
+      cv.linear(p + "self_attn.k_proj.weight", (m, k), d, "attn/k"),
+      cv.linear(p + "self_attn.v_proj.weight", (m, k), d, "attn/v"),
+      cv.linear_in(p + "self_attn.o_proj.weight", d, (n, k), "attn/o"),
+      cv.linear(p + "mlp.gate_proj.weight", (f,), d, "mlp/gate"),
+      cv.linear(p + "mlp.up_proj.weight", (f,), d, "mlp/up"),
+      cv.linear(p + "mlp.down_proj.weight", (d,), f, "mlp/down"),
+      cv.same(pre + "norm.weight", (d,), "final_norm/weight", "zeros"),
   ]
   if mt == "gemma":
-    ws.append(cv.same(p + "post_attention_layernorm.weight", (d,), "mlp_norm", "zeros"))
+    ws.append(cv.same(p + "post_attention_layernorm.weight", (d,), "mlp_norm/weight", "zeros"))
   else:
-    ws += [cv.same(p + "post_attention_layernorm.weight", (d,), "post_attn_norm", "zeros"),
-           cv.same(p + "pre_feedforward_layernorm.weight", (d,), "mlp_norm", "zeros"),
-           cv.same(p + "post_feedforward_layernorm.weight", (d,), "post_mlp_norm", "zeros")]
+    ws += [cv.same(p + "post_attention_layernorm.weight", (d,), "post_attn_norm/weight",
+                   "zeros"),
+           cv.same(p + "pre_feedforward_layernorm.weight", (d,), "mlp_norm/weight", "zeros"),
+           cv.same(p + "post_feedforward_layernorm.weight", (d,), "post_mlp_norm/weight",
+                   "zeros")]
   if cfg.qk_norm:
-    ws += [cv.same(p + "self_attn.q_norm.weight", (k,), "q_norm", "zeros"),
-           cv.same(p + "self_attn.k_norm.weight", (k,), "k_norm", "zeros")]
+    ws += [cv.same(p + "self_attn.q_norm.weight", (k,), "attn/q_norm/weight", "zeros"),
+           cv.same(p + "self_attn.k_norm.weight", (k,), "attn/k_norm/weight", "zeros")]
   if not cfg.tie_word_embeddings:
     head = "language_model.lm_head.weight" if cfg.model_type == "gemma3" else "lm_head.weight"
     ws.append(cv.same(head, (v, d), "lm_head"))
@@ -307,63 +303,69 @@ def ignorable(name: str) -> bool:
 
 
 def rope_tables(cfg: ModelConfig) -> dict:
-  tables = {"default": nn.rope_inv_freq(cfg)}
+  tables = {"default": ops.rope_inv_freq(cfg)}
   if cfg.option("local_rope_theta") is not None:
     local = cfg.replace(rope_theta=cfg.option("local_rope_theta"), rope_type="default",
                         rope_scaling=None)
-    tables["local"] = nn.rope_inv_freq(local)
+    tables["local"] = ops.rope_inv_freq(local)
   return tables
 
 
-def _norm(x, w, cfg):
-  return nn.rms_norm(x, w, cfg.norm_eps, offset=1.0)
+class Block(nnx.Module):
+  """One Gemma layer, (B, S, D) -> (B, S, D): pre-norm attention and gated MLP, with (gemma2/3)
+  a norm after each sublayer too; (1 + w) RMSNorms throughout."""
+
+  def __init__(self, maker: modules.ParamMaker, cfg: ModelConfig):
+    d, eps = cfg.hidden_size, cfg.norm_eps
+    post_norms = _text_type(cfg) != "gemma"
+    scalar = cfg.option("query_pre_attn_scalar")
+    self.attn_norm = modules.GemmaRMSNorm(maker.child("attn_norm"), d, eps)
+    self.attn = modules.Attention(
+        maker.child("attn"), cfg, qk_norm=modules.GemmaRMSNorm if cfg.qk_norm else None,
+        # gemma3: local (sliding-window) layers use their own rope base
+        rope="local_global" if cfg.option("local_rope_theta") is not None else "default",
+        scale=(scalar if scalar is not None else cfg.head_dim) ** -0.5,
+        softcap=cfg.option("attn_softcap"))
+    self.post_attn_norm = (modules.GemmaRMSNorm(maker.child("post_attn_norm"), d, eps)
+                           if post_norms else None)
+    self.mlp_norm = modules.GemmaRMSNorm(maker.child("mlp_norm"), d, eps)
+    self.mlp = modules.GatedMLP(maker.child("mlp"), cfg)
+    self.post_mlp_norm = (modules.GemmaRMSNorm(maker.child("post_mlp_norm"), d, eps)
+                          if post_norms else None)
+
+  def __call__(self, x, attend):
+    a = self.attn(self.attn_norm(x), attend)
+    if self.post_attn_norm is not None:
+      a = self.post_attn_norm(a)
+    x = x + a
+    y = self.mlp(self.mlp_norm(x))
+    if self.post_mlp_norm is not None:
+      y = self.post_mlp_norm(y)
+    return x + y
 
 
-def block(cfg: ModelConfig, p, x, attend):
-  """One Gemma layer: x (B, S, D) -> (B, S, D)."""
-  post_norms = "post_attn_norm" in p  # gemma2 / gemma3
-  h = _norm(x, p["attn_norm"], cfg)
-  q = nn.einsum("BSD,DNK->BSNK", h, p["q"])  # (B, S, N, K)
-  k = nn.einsum("BSD,DNK->BSNK", h, p["k"])  # (B, S, M, K)
-  v = nn.einsum("BSD,DNK->BSNK", h, p["v"])  # (B, S, M, K)
-  if cfg.qk_norm:
-    q = _norm(q, p["q_norm"], cfg)
-    k = _norm(k, p["k_norm"], cfg)
-  if cfg.option("local_rope_theta") is not None:  # gemma3: local layers use their own base
-    local = attend.window > 0
-    q = jnp.where(local, attend.rope(q, "local"), attend.rope(q, "default"))
-    k = jnp.where(local, attend.rope(k, "local"), attend.rope(k, "default"))
-  else:
-    q, k = attend.rope(q), attend.rope(k)
-  scalar = cfg.option("query_pre_attn_scalar")
-  heads = attend(q, k, v, scale=(scalar if scalar is not None else cfg.head_dim) ** -0.5,
-                 softcap=cfg.option("attn_softcap"))  # (B, S, N, K)
-  a = nn.einsum("BSNK,NKD->BSD", heads, p["o"])
-  if post_norms:
-    a = _norm(a, p["post_attn_norm"], cfg)
-  x = x + a
-  h = _norm(x, p["mlp_norm"], cfg)
-  g = nn.einsum("BSD,DF->BSF", h, p["gate"])
-  u = nn.einsum("BSD,DF->BSF", h, p["up"])
-  y = nn.einsum("BSF,FD->BSD", nn.activation(cfg.hidden_act, g) * u, p["down"])
-  if post_norms:
-    y = _norm(y, p["post_mlp_norm"], cfg)
-  return x + y
+def outer(cfg: ModelConfig, maker: modules.ParamMaker) -> dict:
+  """embed, final_norm (GemmaRMSNorm), lm_head unless tied."""
+  d, v = cfg.hidden_size, cfg.vocab_size
+  out = {"embed": maker.param("embed", (v, d)),
+         "final_norm": modules.GemmaRMSNorm(maker.child("final_norm"), d, cfg.norm_eps)}
+  if not cfg.tie_word_embeddings:
+    out["lm_head"] = maker.param("lm_head", (v, d))
+  return out
 
 
-def embed(cfg: ModelConfig, params, ids, positions):
+def embed(cfg: ModelConfig, model, ids, positions):
   """ids (B, S) int -> embeddings * sqrt(D) (B, S, D); the factor is rounded to the params'
   dtype first, as in HF."""
-  x = params["embed"][ids]
+  x = modules.lookup(model.embed, ids)
   return x * jnp.asarray(cfg.hidden_size ** 0.5, dtype=x.dtype)
 
 
-def unembed(cfg: ModelConfig, params, x):
+def unembed(cfg: ModelConfig, model, x):
   """x (B, S, D) -> logits (B, S, V) float32: final norm, tied embedding (or lm_head), then
   tanh soft-capping cap * tanh(logits / cap) when final_logit_softcapping is set."""
-  h = _norm(x, params["final_norm"], cfg)
-  w = params["embed"] if cfg.tie_word_embeddings else params["lm_head"]  # (V, D)
-  logits = nn.einsum("BSD,VD->BSV", h, w, out_dtype=jnp.float32)
+  logits = modules.logits(model.final_norm(x),
+                          model.embed if cfg.tie_word_embeddings else model.lm_head)
   cap = cfg.option("final_softcap")
   if cap is not None:
     logits = jnp.tanh(logits / cap) * cap
@@ -372,5 +374,5 @@ def unembed(cfg: ModelConfig, params, x):
 
 FAMILY = C.register_family(C.Family(
     name="gemma", model_types=MODEL_TYPES, config_from_hf=config_from_hf,
-    config_to_hf=config_to_hf, weights=weights, block=block, embed=embed, unembed=unembed,
-    ignorable=ignorable, rope_tables=rope_tables, rename=rename))
+    config_to_hf=config_to_hf, weights=weights, block=Block, outer=outer, embed=embed,
+    unembed=unembed, ignorable=ignorable, rope_tables=rope_tables, rename=rename))

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synergy_jax.models import decoder, layers
+from synergy_jax.models import decoder, ops
 from synergy_jax.models.module import Model, check_head_mask
 
 
@@ -126,7 +126,7 @@ def select_token(logits, key, greedy: bool, temperature, top_p):
   sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
   probs = jax.nn.softmax(sorted_logits, axis=-1)
   mass_before = jnp.cumsum(probs, axis=-1) - probs
-  sorted_logits = jnp.where(mass_before < top_p, sorted_logits, layers.MASK_VALUE)
+  sorted_logits = jnp.where(mass_before < top_p, sorted_logits, ops.MASK_VALUE)
   choice = jax.random.categorical(key, sorted_logits, axis=-1)  # index into `order`
   return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
@@ -139,13 +139,14 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
   t_new = max_new_tokens
   L, N, K = cfg.num_layers, cfg.num_heads, cfg.head_dim
   dtype = params["embed"].dtype
+  model = Model(cfg, params)  # the module around the traced parameter state
   positions = decoder.positions_from_mask(valid)  # (B, P)
   lens = valid.sum(1).astype(jnp.int32)  # (B,)
   cache = decoder.empty_cache(cfg, positions, valid, t_new, dtype)
   eos = jnp.asarray(cfg.eos_token_ids or (-1,), jnp.int32)
 
   logits, cache, norms, heads = decoder.run(
-      cfg, params, ids, positions, valid, cache=cache, slot=0, head_mask=head_mask,
+      model, ids, positions, valid, cache=cache, slot=0, head_mask=head_mask,
       head_means=head_means, capture="last", capture_outputs=capture_outputs, logits_at="last")
   tok = select_token(logits[:, 0], jax.random.fold_in(key, 0), greedy, temperature, top_p)
   tokens = jnp.full((b, t_new), pad_id, jnp.int32).at[:, 0].set(tok)
@@ -165,7 +166,7 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
   def body(state):
     t, cache, prev, tokens, norm_buf, head_buf, length, done = state
     logits, cache, norms, heads = decoder.run(
-        cfg, params, prev[:, None], (lens + t - 1)[:, None], jnp.ones((b, 1), bool), cache=cache,
+        model, prev[:, None], (lens + t - 1)[:, None], jnp.ones((b, 1), bool), cache=cache,
         slot=p + t - 1, head_mask=head_mask, head_means=head_means, capture="all",
         capture_outputs=capture_outputs, logits_at="all")
     tok = select_token(logits[:, 0], jax.random.fold_in(key, t), greedy, temperature, top_p)
@@ -250,8 +251,9 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
 def _score(params, ids, valid, head_mask, head_means, *, cfg, t_new, capture_outputs):
   s = ids.shape[1]
   positions = decoder.positions_from_mask(valid)
+  model = Model(cfg, params)  # the module around the traced parameter state
   logits, _, norms, heads = decoder.run(
-      cfg, params, ids, positions, valid, head_mask=head_mask, head_means=head_means,
+      model, ids, positions, valid, head_mask=head_mask, head_means=head_means,
       capture="all", capture_outputs=capture_outputs)
   first = s - t_new - 1  # the position whose logits produce continuation token 0
   logprobs = jax.nn.log_softmax(logits[:, first:s - 1], axis=-1)  # (B, T, V)

@@ -6,25 +6,28 @@ rotary), multi-head attention from one fused projection `c_attn` and a two-layer
 `Conv1D`, i.e. weight (in, out) — the transpose of torch Linear — so the converters here reshape
 without swapping axes.
 
-Params pytree (L layers stacked on axis 0; D hidden, N heads, K = D / N head dim, F MLP width,
-P positions, V vocab):
-  embed (V, D); pos_embed (P, D); final_norm (D,), final_norm_bias (D,);
+Modules and parameter state (L layers stacked on axis 0; D hidden, N heads, K = D / N head dim,
+F MLP width, P positions, V vocab):
+  embed (V, D); pos_embed (P, D); final_norm: LayerNorm {weight, bias (D,)};
   lm_head (V, D) unless tie_word_embeddings (GPT-2 ties it to embed);
-  layers: attn_norm (L, D), attn_norm_bias (L, D), q/k/v (L, D, N, K), q_bias/k_bias/v_bias
-          (L, N, K), o (L, N, K, D), o_bias (L, D), mlp_norm (L, D), mlp_norm_bias (L, D),
-          up (L, D, F), up_bias (L, F), down (L, F, D), down_bias (L, D).
+  layers: Block
+    attn_norm: LayerNorm {weight, bias (L, D)}
+    attn: Attention {q/k/v (L, D, N, K), q_bias/k_bias/v_bias (L, N, K), o (L, N, K, D),
+          o_bias (L, D)}  (no rotary)
+    mlp_norm: LayerNorm {weight, bias (L, D)}
+    mlp: MLP {up (L, D, F), up_bias (L, F), down (L, F, D), down_bias (L, D)}
 
 Dropout probabilities (resid/embd/attn_pdrop) are training-time settings and are not applied:
 these models run inference and teacher-forced scoring.
 """
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from synergy_jax.models import config as C
 from synergy_jax.models import convert as cv
-from synergy_jax.models import layers as nn
+from synergy_jax.models import modules
 from synergy_jax.models.config import ModelConfig
 
 # Keys read below; the summary_* keys configure GPT2DoubleHeadsModel's classifier head, the
@@ -80,8 +83,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
       "scale_attn_weights": cfg.option("scale_attn_weights", True),
       "tie_word_embeddings": cfg.tie_word_embeddings,
       "initializer_range": cfg.initializer_range, "bos_token_id": cfg.bos_token_id,
-      "eos_token_id": (list(cfg.eos_token_ids) if len(cfg.eos_token_ids) > 1
-                       else (cfg.eos_token_ids[0] if cfg.eos_token_ids else None)),
+      "eos_token_id": C.eos_to_hf(cfg.eos_token_ids),
       "pad_token_id": cfg.pad_token_id,
       "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
   }
@@ -98,7 +100,8 @@ def _conv_qkv(hf: str, d: int, n: int, k: int) -> cv.Weight:
     y = np.stack([np.asarray(a) for a in t], axis=-3)  # (..., D, 3, N, K)
     return y.reshape(*y.shape[:-3], 3 * n * k)
 
-  return cv.Weight(hf, (d, 3 * n * k), ("q", "k", "v"), to_p, from_p, "normal")
+  return cv.Weight(hf, (d, 3 * n * k), ("attn/q", "attn/k", "attn/v"), to_p, from_p,
+                   "normal")
 
 
 def _conv_qkv_bias(hf: str, n: int, k: int) -> cv.Weight:
@@ -112,7 +115,8 @@ def _conv_qkv_bias(hf: str, n: int, k: int) -> cv.Weight:
     y = np.stack([np.asarray(a) for a in t], axis=-3)
     return y.reshape(*y.shape[:-3], 3 * n * k)
 
-  return cv.Weight(hf, (3 * n * k,), ("q_bias", "k_bias", "v_bias"), to_p, from_p, "zeros")
+  return cv.Weight(hf, (3 * n * k,), ("attn/q_bias", "attn/k_bias", "attn/v_bias"),
+                   to_p, from_p, "zeros")
 
 
 def _conv(hf: str, in_shape, out_shape, key: str) -> cv.Weight:
@@ -132,20 +136,20 @@ def weights(cfg: ModelConfig) -> list[cv.Weight]:
   ws = [
       cv.same("transformer.wte.weight", (v, d), "embed"),
       cv.same("transformer.wpe.weight", (cfg.max_position_embeddings, d), "pos_embed"),
-      cv.same(p + "ln_1.weight", (d,), "attn_norm", "ones"),
-      cv.same(p + "ln_1.bias", (d,), "attn_norm_bias", "zeros"),
+      cv.same(p + "ln_1.weight", (d,), "attn_norm/weight", "ones"),
+      cv.same(p + "ln_1.bias", (d,), "attn_norm/bias", "zeros"),
       _conv_qkv(p + "attn.c_attn.weight", d, n, k),
       _conv_qkv_bias(p + "attn.c_attn.bias", n, k),
-      _conv(p + "attn.c_proj.weight", (n, k), (d,), "o"),
-      cv.bias(p + "attn.c_proj.bias", (d,), "o_bias"),
-      cv.same(p + "ln_2.weight", (d,), "mlp_norm", "ones"),
-      cv.same(p + "ln_2.bias", (d,), "mlp_norm_bias", "zeros"),
-      _conv(p + "mlp.c_fc.weight", (d,), (f,), "up"),
-      cv.bias(p + "mlp.c_fc.bias", (f,), "up_bias"),
-      _conv(p + "mlp.c_proj.weight", (f,), (d,), "down"),
-      cv.bias(p + "mlp.c_proj.bias", (d,), "down_bias"),
-      cv.same("transformer.ln_f.weight", (d,), "final_norm", "ones"),
-      cv.same("transformer.ln_f.bias", (d,), "final_norm_bias", "zeros"),
+      _conv(p + "attn.c_proj.weight", (n, k), (d,), "attn/o"),
+      cv.bias(p + "attn.c_proj.bias", (d,), "attn/o_bias"),
+      cv.same(p + "ln_2.weight", (d,), "mlp_norm/weight", "ones"),
+      cv.same(p + "ln_2.bias", (d,), "mlp_norm/bias", "zeros"),
+      _conv(p + "mlp.c_fc.weight", (d,), (f,), "mlp/up"),
+      cv.bias(p + "mlp.c_fc.bias", (f,), "mlp/up_bias"),
+      _conv(p + "mlp.c_proj.weight", (f,), (d,), "mlp/down"),
+      cv.bias(p + "mlp.c_proj.bias", (d,), "mlp/down_bias"),
+      cv.same("transformer.ln_f.weight", (d,), "final_norm/weight", "ones"),
+      cv.same("transformer.ln_f.bias", (d,), "final_norm/bias", "zeros"),
   ]
   if not cfg.tie_word_embeddings:
     ws.append(cv.same("lm_head.weight", (v, d), "lm_head"))
@@ -164,34 +168,46 @@ def ignorable(name: str) -> bool:
   return name.endswith((".attn.bias", ".attn.masked_bias"))
 
 
-def block(cfg: ModelConfig, p, x, attend):
-  """One pre-norm GPT-2 layer: x (B, S, D) -> (B, S, D)."""
-  h = nn.layer_norm(x, p["attn_norm"], p["attn_norm_bias"], cfg.norm_eps)
-  q = nn.einsum("BSD,DNK->BSNK", h, p["q"]) + p["q_bias"].astype(h.dtype)
-  k = nn.einsum("BSD,DNK->BSNK", h, p["k"]) + p["k_bias"].astype(h.dtype)
-  v = nn.einsum("BSD,DNK->BSNK", h, p["v"]) + p["v_bias"].astype(h.dtype)
-  scale = cfg.head_dim ** -0.5 if cfg.option("scale_attn_weights", True) else 1.0
-  heads = attend(q, k, v, scale=scale)  # (B, S, N, K); no rotary
-  x = x + nn.einsum("BSNK,NKD->BSD", heads, p["o"]) + p["o_bias"].astype(x.dtype)
-  h = nn.layer_norm(x, p["mlp_norm"], p["mlp_norm_bias"], cfg.norm_eps)
-  u = nn.einsum("BSD,DF->BSF", h, p["up"]) + p["up_bias"].astype(h.dtype)
-  y = nn.einsum("BSF,FD->BSD", nn.activation(cfg.hidden_act, u), p["down"])
-  return x + y + p["down_bias"].astype(x.dtype)
+class Block(nnx.Module):
+  """One pre-norm GPT-2 layer: x + attn(ln_1(x)), then + mlp(ln_2(x)); (B, S, D) -> (B, S, D)."""
+
+  def __init__(self, maker: modules.ParamMaker, cfg: ModelConfig):
+    d = cfg.hidden_size
+    scale = cfg.head_dim ** -0.5 if cfg.option("scale_attn_weights", True) else 1.0
+    self.attn_norm = modules.LayerNorm(maker.child("attn_norm"), d, cfg.norm_eps)
+    self.attn = modules.Attention(maker.child("attn"), cfg, qkv_bias=True, o_bias=True,
+                                  rope=None, scale=scale)
+    self.mlp_norm = modules.LayerNorm(maker.child("mlp_norm"), d, cfg.norm_eps)
+    self.mlp = modules.MLP(maker.child("mlp"), cfg)
+
+  def __call__(self, x, attend):
+    x = x + self.attn(self.attn_norm(x), attend)
+    return x + self.mlp(self.mlp_norm(x))
 
 
-def embed(cfg: ModelConfig, params, ids, positions):
+def outer(cfg: ModelConfig, maker: modules.ParamMaker) -> dict:
+  """embed, pos_embed, final_norm (LayerNorm), lm_head unless tied."""
+  d, v = cfg.hidden_size, cfg.vocab_size
+  out = {"embed": maker.param("embed", (v, d)),
+         "pos_embed": maker.param("pos_embed", (cfg.max_position_embeddings, d)),
+         "final_norm": modules.LayerNorm(maker.child("final_norm"), d, cfg.norm_eps)}
+  if not cfg.tie_word_embeddings:
+    out["lm_head"] = maker.param("lm_head", (v, d))
+  return out
+
+
+def embed(cfg: ModelConfig, model, ids, positions):
   """ids, positions (B, S) int -> token + learned position embeddings (B, S, D)."""
-  return params["embed"][ids] + params["pos_embed"][positions]
+  return modules.lookup(model.embed, ids) + modules.lookup(model.pos_embed, positions)
 
 
-def unembed(cfg: ModelConfig, params, x):
+def unembed(cfg: ModelConfig, model, x):
   """x (B, S, D) -> logits (B, S, V) float32 (final LayerNorm, then tied embedding/lm_head)."""
-  h = nn.layer_norm(x, params["final_norm"], params["final_norm_bias"], cfg.norm_eps)
-  w = params["embed"] if cfg.tie_word_embeddings else params["lm_head"]  # (V, D)
-  return nn.einsum("BSD,VD->BSV", h, w, out_dtype=jnp.float32)
+  return modules.logits(model.final_norm(x),
+                        model.embed if cfg.tie_word_embeddings else model.lm_head)
 
 
 FAMILY = C.register_family(C.Family(
     name="gpt2", model_types=("gpt2",), config_from_hf=config_from_hf,
-    config_to_hf=config_to_hf, weights=weights, block=block, embed=embed, unembed=unembed,
-    ignorable=ignorable, rename=rename))
+    config_to_hf=config_to_hf, weights=weights, block=Block, outer=outer, embed=embed,
+    unembed=unembed, ignorable=ignorable, rename=rename))

@@ -9,24 +9,27 @@ rest pass through), a two-layer GELU MLP, and either the parallel residual of Py
 The fused HF projection `query_key_value` (3D, D) is interleaved per head: its output viewed as
 (N, 3, K) gives head n's query, key and value; it is split into q/k/v leaves at conversion.
 
-Params pytree (L layers stacked on axis 0; D hidden, N heads, K head dim, F MLP width, V vocab):
-  embed (V, D); final_norm (D,), final_norm_bias (D,); lm_head (V, D) unless tied;
-  layers: attn_norm, attn_norm_bias (L, D), q/k/v (L, D, N, K), o (L, N, K, D),
-          with attention_bias: q_bias/k_bias/v_bias (L, N, K), o_bias (L, D);
-          mlp_norm, mlp_norm_bias (L, D), up (L, D, F), up_bias (L, F), down (L, F, D),
-          down_bias (L, D).
+Modules and parameter state (L layers stacked on axis 0; D hidden, N heads, K head dim,
+F MLP width, V vocab):
+  embed (V, D); final_norm: LayerNorm {weight, bias (D,)}; lm_head (V, D) unless tied;
+  layers: Block
+    attn_norm: LayerNorm {weight, bias (L, D)}
+    attn: Attention {q/k/v (L, D, N, K), o (L, N, K, D);
+          with attention_bias: q_bias/k_bias/v_bias (L, N, K), o_bias (L, D)}
+    mlp_norm: LayerNorm {weight, bias (L, D)}
+    mlp: MLP {up (L, D, F), up_bias (L, F), down (L, F, D), down_bias (L, D)}
 
 Dropout settings (hidden_dropout, attention_dropout, classifier_dropout) are training-time only
 and not applied.
 """
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from synergy_jax.models import config as C
 from synergy_jax.models import convert as cv
-from synergy_jax.models import layers as nn
+from synergy_jax.models import modules, ops
 from synergy_jax.models.config import ModelConfig
 
 _HANDLED = {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -100,8 +103,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
       "tie_word_embeddings": cfg.tie_word_embeddings, "attention_bias": cfg.qkv_bias,
       "use_parallel_residual": cfg.option("parallel_residual"),
       "initializer_range": cfg.initializer_range, "bos_token_id": cfg.bos_token_id,
-      "eos_token_id": (list(cfg.eos_token_ids) if len(cfg.eos_token_ids) > 1
-                       else (cfg.eos_token_ids[0] if cfg.eos_token_ids else None)),
+      "eos_token_id": C.eos_to_hf(cfg.eos_token_ids),
       "pad_token_id": cfg.pad_token_id, "attention_dropout": 0.0, "hidden_dropout": 0.0,
       **rope,
   }
@@ -122,7 +124,7 @@ def _qkv(hf: str, d: int, n: int, k: int) -> cv.Weight:
     y = np.stack([np.asarray(a) for a in t], axis=-2)  # (..., D, N, 3, K)
     return y.reshape(*y.shape[:-3], 3 * n * k).swapaxes(-1, -2)
 
-  return cv.Weight(hf, (3 * n * k, d), ("q", "k", "v"), to_p, from_p, "normal")
+  return cv.Weight(hf, (3 * n * k, d), ("attn/q", "attn/k", "attn/v"), to_p, from_p, "normal")
 
 
 def _qkv_bias(hf: str, n: int, k: int) -> cv.Weight:
@@ -130,7 +132,7 @@ def _qkv_bias(hf: str, n: int, k: int) -> cv.Weight:
     y = np.stack([np.asarray(a) for a in t], axis=-2)  # (..., N, 3, K)
     return y.reshape(*y.shape[:-3], 3 * n * k)
 
-  return cv.Weight(hf, (3 * n * k,), ("q_bias", "k_bias", "v_bias"),
+  return cv.Weight(hf, (3 * n * k,), ("attn/q_bias", "attn/k_bias", "attn/v_bias"),
                    lambda x: _split3(x, n, k), from_p, "zeros")
 
 
@@ -140,22 +142,22 @@ def weights(cfg: ModelConfig) -> list[cv.Weight]:
   p = "gpt_neox.layers.{i}."
   ws = [
       cv.same("gpt_neox.embed_in.weight", (v, d), "embed"),
-      cv.same(p + "input_layernorm.weight", (d,), "attn_norm", "ones"),
-      cv.same(p + "input_layernorm.bias", (d,), "attn_norm_bias", "zeros"),
+      cv.same(p + "input_layernorm.weight", (d,), "attn_norm/weight", "ones"),
+      cv.same(p + "input_layernorm.bias", (d,), "attn_norm/bias", "zeros"),
       _qkv(p + "attention.query_key_value.weight", d, n, k),
-      cv.linear_in(p + "attention.dense.weight", d, (n, k), "o"),
-      cv.same(p + "post_attention_layernorm.weight", (d,), "mlp_norm", "ones"),
-      cv.same(p + "post_attention_layernorm.bias", (d,), "mlp_norm_bias", "zeros"),
-      cv.linear(p + "mlp.dense_h_to_4h.weight", (f,), d, "up"),
-      cv.bias(p + "mlp.dense_h_to_4h.bias", (f,), "up_bias"),
-      cv.linear(p + "mlp.dense_4h_to_h.weight", (d,), f, "down"),
-      cv.bias(p + "mlp.dense_4h_to_h.bias", (d,), "down_bias"),
-      cv.same("gpt_neox.final_layer_norm.weight", (d,), "final_norm", "ones"),
-      cv.same("gpt_neox.final_layer_norm.bias", (d,), "final_norm_bias", "zeros"),
+      cv.linear_in(p + "attention.dense.weight", d, (n, k), "attn/o"),
+      cv.same(p + "post_attention_layernorm.weight", (d,), "mlp_norm/weight", "ones"),
+      cv.same(p + "post_attention_layernorm.bias", (d,), "mlp_norm/bias", "zeros"),
+      cv.linear(p + "mlp.dense_h_to_4h.weight", (f,), d, "mlp/up"),
+      cv.bias(p + "mlp.dense_h_to_4h.bias", (f,), "mlp/up_bias"),
+      cv.linear(p + "mlp.dense_4h_to_h.weight", (d,), f, "mlp/down"),
+      cv.bias(p + "mlp.dense_4h_to_h.bias", (d,), "mlp/down_bias"),
+      cv.same("gpt_neox.final_layer_norm.weight", (d,), "final_norm/weight", "ones"),
+      cv.same("gpt_neox.final_layer_norm.bias", (d,), "final_norm/bias", "zeros"),
   ]
   if cfg.qkv_bias:
     ws += [_qkv_bias(p + "attention.query_key_value.bias", n, k),
-           cv.bias(p + "attention.dense.bias", (d,), "o_bias")]
+           cv.bias(p + "attention.dense.bias", (d,), "attn/o_bias")]
   if not cfg.tie_word_embeddings:
     ws.append(cv.same("embed_out.weight", (v, d), "lm_head"))
   return ws
@@ -172,49 +174,53 @@ def rename(name: str) -> str:
 
 
 def rope_tables(cfg: ModelConfig) -> dict:
-  return {"default": nn.rope_inv_freq(cfg, rotary_dim=int(cfg.head_dim * cfg.option("rotary_pct")))}
+  return {"default": ops.rope_inv_freq(cfg,
+                                       rotary_dim=int(cfg.head_dim * cfg.option("rotary_pct")))}
 
 
-def _proj(h, w, b=None):
-  out = nn.einsum("BSD,DNK->BSNK", h, w)
-  return out if b is None else out + b.astype(out.dtype)
+class Block(nnx.Module):
+  """One GPT-NeoX layer, (B, S, D) -> (B, S, D): parallel residual x + attn(ln1(x)) + mlp(ln2(x))
+  or sequential h = x + attn(ln1(x)); h + mlp(ln2(h)). Rotary on the first R dims of each head."""
+
+  def __init__(self, maker: modules.ParamMaker, cfg: ModelConfig):
+    d = cfg.hidden_size
+    self.attn_norm = modules.LayerNorm(maker.child("attn_norm"), d, cfg.norm_eps)
+    self.attn = modules.Attention(maker.child("attn"), cfg, qkv_bias=cfg.qkv_bias,
+                                  o_bias=cfg.qkv_bias)
+    self.mlp_norm = modules.LayerNorm(maker.child("mlp_norm"), d, cfg.norm_eps)
+    self.mlp = modules.MLP(maker.child("mlp"), cfg)
+    self.parallel = bool(cfg.option("parallel_residual"))
+
+  def __call__(self, x, attend):
+    a = self.attn(self.attn_norm(x), attend)
+    if self.parallel:
+      return x + a + self.mlp(self.mlp_norm(x))
+    x = x + a
+    return x + self.mlp(self.mlp_norm(x))
 
 
-def _mlp(cfg, p, h):
-  u = nn.einsum("BSD,DF->BSF", h, p["up"]) + p["up_bias"].astype(h.dtype)
-  y = nn.einsum("BSF,FD->BSD", nn.activation(cfg.hidden_act, u), p["down"])
-  return y + p["down_bias"].astype(y.dtype)
+def outer(cfg: ModelConfig, maker: modules.ParamMaker) -> dict:
+  """embed, final_norm (LayerNorm), lm_head (embed_out) unless tied."""
+  d, v = cfg.hidden_size, cfg.vocab_size
+  out = {"embed": maker.param("embed", (v, d)),
+         "final_norm": modules.LayerNorm(maker.child("final_norm"), d, cfg.norm_eps)}
+  if not cfg.tie_word_embeddings:
+    out["lm_head"] = maker.param("lm_head", (v, d))
+  return out
 
 
-def block(cfg: ModelConfig, p, x, attend):
-  """One GPT-NeoX layer: x (B, S, D) -> (B, S, D)."""
-  h = nn.layer_norm(x, p["attn_norm"], p["attn_norm_bias"], cfg.norm_eps)
-  q = _proj(h, p["q"], p.get("q_bias"))  # (B, S, N, K)
-  k = _proj(h, p["k"], p.get("k_bias"))
-  v = _proj(h, p["v"], p.get("v_bias"))
-  heads = attend(attend.rope(q), attend.rope(k), v)  # (B, S, N, K); rotates the first R dims
-  a = nn.einsum("BSNK,NKD->BSD", heads, p["o"])
-  if "o_bias" in p:
-    a = a + p["o_bias"].astype(a.dtype)
-  if cfg.option("parallel_residual"):
-    return x + a + _mlp(cfg, p, nn.layer_norm(x, p["mlp_norm"], p["mlp_norm_bias"], cfg.norm_eps))
-  x = x + a
-  return x + _mlp(cfg, p, nn.layer_norm(x, p["mlp_norm"], p["mlp_norm_bias"], cfg.norm_eps))
-
-
-def embed(cfg: ModelConfig, params, ids, positions):
+def embed(cfg: ModelConfig, model, ids, positions):
   """ids (B, S) int -> (B, S, D) (positions enter through rotary only)."""
-  return params["embed"][ids]
+  return modules.lookup(model.embed, ids)
 
 
-def unembed(cfg: ModelConfig, params, x):
+def unembed(cfg: ModelConfig, model, x):
   """x (B, S, D) -> logits (B, S, V) float32 (final LayerNorm, then embed_out)."""
-  h = nn.layer_norm(x, params["final_norm"], params["final_norm_bias"], cfg.norm_eps)
-  w = params["embed"] if cfg.tie_word_embeddings else params["lm_head"]  # (V, D)
-  return nn.einsum("BSD,VD->BSV", h, w, out_dtype=jnp.float32)
+  return modules.logits(model.final_norm(x),
+                        model.embed if cfg.tie_word_embeddings else model.lm_head)
 
 
 FAMILY = C.register_family(C.Family(
     name="gpt_neox", model_types=("gpt_neox",), config_from_hf=config_from_hf,
-    config_to_hf=config_to_hf, weights=weights, block=block, embed=embed, unembed=unembed,
-    ignorable=ignorable, rope_tables=rope_tables, rename=rename))
+    config_to_hf=config_to_hf, weights=weights, block=Block, outer=outer, embed=embed,
+    unembed=unembed, ignorable=ignorable, rope_tables=rope_tables, rename=rename))

@@ -8,22 +8,25 @@ grouped-query attention and a gated MLP. The four model types differ only in:
           use_sliding_window (HF `layer_types`);
   qwen3   per-head RMSNorm of q and k over the head dim (before rotary), optional attention_bias.
 
-Params pytree (L layers stacked on axis 0; D hidden, N/M query/key-value heads, K head dim,
-F MLP width, V vocab):
-  embed (V, D); final_norm (D,); lm_head (V, D) unless tie_word_embeddings;
-  layers: attn_norm (L, D), q (L, D, N, K), k (L, D, M, K), v (L, D, M, K), o (L, N, K, D),
-          mlp_norm (L, D), gate (L, D, F), up (L, D, F), down (L, F, D);
+Modules and parameter state (L layers stacked on axis 0; D hidden, N/M query/key-value heads,
+K head dim, F MLP width, V vocab):
+  embed (V, D); final_norm: RMSNorm {weight (D,)}; lm_head (V, D) unless tie_word_embeddings;
+  layers: Block
+    attn_norm: RMSNorm {weight (L, D)}
+    attn: Attention {q (L, D, N, K), k (L, D, M, K), v (L, D, M, K), o (L, N, K, D);
           with qkv_bias: q_bias (L, N, K), k_bias (L, M, K), v_bias (L, M, K);
-          with o_bias: o_bias (L, D); with mlp_bias: gate_bias (L, F), up_bias (L, F),
-          down_bias (L, D); with qk_norm: q_norm (L, K), k_norm (L, K).
+          with o_bias: o_bias (L, D); with qk_norm: q_norm, k_norm: RMSNorm {weight (L, K)}}
+    mlp_norm: RMSNorm {weight (L, D)}
+    mlp: GatedMLP {gate (L, D, F), up (L, D, F), down (L, F, D);
+          with mlp_bias: gate_bias (L, F), up_bias (L, F), down_bias (L, D)}
 """
 from __future__ import annotations
 
-import jax.numpy as jnp
+from flax import nnx
 
 from synergy_jax.models import config as C
 from synergy_jax.models import convert as cv
-from synergy_jax.models import layers as nn
+from synergy_jax.models import modules
 from synergy_jax.models.config import ModelConfig
 
 MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
@@ -53,16 +56,7 @@ def _windows(hf: dict, mt: str, n_layers: int) -> tuple[int, ...]:
       first = int(hf.get("max_window_layers", n_layers))
       types = ["sliding_attention" if sliding and i >= first else "full_attention"
                for i in range(n_layers)]
-    if len(types) != n_layers:
-      raise ValueError(f"{mt} config layer_types has {len(types)} entries for "
-                       f"num_hidden_layers={n_layers}")
-    bad = sorted(set(types) - {"full_attention", "sliding_attention"})
-    if bad:
-      raise ValueError(f"{mt} config layer_types values {bad} are not implemented")
-    w = hf.get("sliding_window")
-    if "sliding_attention" in types and not w:
-      raise ValueError(f"{mt} config has sliding_attention layers but sliding_window={w!r}")
-    return tuple(int(w) if t == "sliding_attention" else 0 for t in types)
+    return C.windows_from_layer_types(types, hf, mt, n_layers)
   return (0,) * n_layers
 
 
@@ -123,8 +117,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
       "max_position_embeddings": cfg.max_position_embeddings,
       "tie_word_embeddings": cfg.tie_word_embeddings,
       "initializer_range": cfg.initializer_range, "bos_token_id": cfg.bos_token_id,
-      "eos_token_id": (list(cfg.eos_token_ids) if len(cfg.eos_token_ids) > 1
-                       else (cfg.eos_token_ids[0] if cfg.eos_token_ids else None)),
+      "eos_token_id": C.eos_to_hf(cfg.eos_token_ids),
       "pad_token_id": cfg.pad_token_id, "attention_dropout": 0.0,
       **C.rope_to_hf(cfg),
   }
@@ -160,30 +153,30 @@ def weights(cfg: ModelConfig) -> list[cv.Weight]:
   p = "model.layers.{i}."
   ws = [
       cv.same("model.embed_tokens.weight", (v, d), "embed"),
-      cv.same(p + "input_layernorm.weight", (d,), "attn_norm", "ones"),
-      cv.linear(p + "self_attn.q_proj.weight", (n, k), d, "q"),
-      cv.linear(p + "self_attn.k_proj.weight", (m, k), d, "k"),
-      cv.linear(p + "self_attn.v_proj.weight", (m, k), d, "v"),
-      cv.linear_in(p + "self_attn.o_proj.weight", d, (n, k), "o"),
-      cv.same(p + "post_attention_layernorm.weight", (d,), "mlp_norm", "ones"),
-      cv.linear(p + "mlp.gate_proj.weight", (f,), d, "gate"),
-      cv.linear(p + "mlp.up_proj.weight", (f,), d, "up"),
-      cv.linear(p + "mlp.down_proj.weight", (d,), f, "down"),
-      cv.same("model.norm.weight", (d,), "final_norm", "ones"),
+      cv.same(p + "input_layernorm.weight", (d,), "attn_norm/weight", "ones"),
+      cv.linear(p + "self_attn.q_proj.weight", (n, k), d, "attn/q"),
+      cv.linear(p + "self_attn.k_proj.weight", (m, k), d, "attn/k"),
+      cv.linear(p + "self_attn.v_proj.weight", (m, k), d, "attn/v"),
+      cv.linear_in(p + "self_attn.o_proj.weight", d, (n, k), "attn/o"),
+      cv.same(p + "post_attention_layernorm.weight", (d,), "mlp_norm/weight", "ones"),
+      cv.linear(p + "mlp.gate_proj.weight", (f,), d, "mlp/gate"),
+      cv.linear(p + "mlp.up_proj.weight", (f,), d, "mlp/up"),
+      cv.linear(p + "mlp.down_proj.weight", (d,), f, "mlp/down"),
+      cv.same("model.norm.weight", (d,), "final_norm/weight", "ones"),
   ]
   if cfg.qkv_bias:
-    ws += [cv.bias(p + "self_attn.q_proj.bias", (n, k), "q_bias"),
-           cv.bias(p + "self_attn.k_proj.bias", (m, k), "k_bias"),
-           cv.bias(p + "self_attn.v_proj.bias", (m, k), "v_bias")]
+    ws += [cv.bias(p + "self_attn.q_proj.bias", (n, k), "attn/q_bias"),
+           cv.bias(p + "self_attn.k_proj.bias", (m, k), "attn/k_bias"),
+           cv.bias(p + "self_attn.v_proj.bias", (m, k), "attn/v_bias")]
   if cfg.o_bias:
-    ws.append(cv.bias(p + "self_attn.o_proj.bias", (d,), "o_bias"))
+    ws.append(cv.bias(p + "self_attn.o_proj.bias", (d,), "attn/o_bias"))
   if cfg.mlp_bias:
-    ws += [cv.bias(p + "mlp.gate_proj.bias", (f,), "gate_bias"),
-           cv.bias(p + "mlp.up_proj.bias", (f,), "up_bias"),
-           cv.bias(p + "mlp.down_proj.bias", (d,), "down_bias")]
+    ws += [cv.bias(p + "mlp.gate_proj.bias", (f,), "mlp/gate_bias"),
+           cv.bias(p + "mlp.up_proj.bias", (f,), "mlp/up_bias"),
+           cv.bias(p + "mlp.down_proj.bias", (d,), "mlp/down_bias")]
   if cfg.qk_norm:
-    ws += [cv.same(p + "self_attn.q_norm.weight", (k,), "q_norm", "ones"),
-           cv.same(p + "self_attn.k_norm.weight", (k,), "k_norm", "ones")]
+    ws += [cv.same(p + "self_attn.q_norm.weight", (k,), "attn/q_norm/weight", "ones"),
+           cv.same(p + "self_attn.k_norm.weight", (k,), "attn/k_norm/weight", "ones")]
   if not cfg.tie_word_embeddings:
     ws.append(cv.same("lm_head.weight", (v, d), "lm_head"))
   return ws
@@ -194,49 +187,45 @@ def ignorable(name: str) -> bool:
   return name.endswith("rotary_emb.inv_freq")
 
 
-def _proj(h, w, b=None):
-  """h (B, S, D) @ w (D, *out) [+ b (*out)] -> (B, S, *out)."""
-  spec = "BSD,DNK->BSNK" if w.ndim == 3 else "BSD,DF->BSF"
-  out = nn.einsum(spec, h, w)
-  return out if b is None else out + b.astype(out.dtype)
+class Block(nnx.Module):
+  """One pre-norm layer: x + attn(attn_norm(x)), then + mlp(mlp_norm(x)); (B, S, D) -> (B, S, D)."""
+
+  def __init__(self, maker: modules.ParamMaker, cfg: ModelConfig):
+    d = cfg.hidden_size
+    self.attn_norm = modules.RMSNorm(maker.child("attn_norm"), d, cfg.norm_eps)
+    self.attn = modules.Attention(maker.child("attn"), cfg, qkv_bias=cfg.qkv_bias,
+                                  o_bias=cfg.o_bias,
+                                  qk_norm=modules.RMSNorm if cfg.qk_norm else None)
+    self.mlp_norm = modules.RMSNorm(maker.child("mlp_norm"), d, cfg.norm_eps)
+    self.mlp = modules.GatedMLP(maker.child("mlp"), cfg, bias=cfg.mlp_bias)
+
+  def __call__(self, x, attend):
+    x = x + self.attn(self.attn_norm(x), attend)
+    return x + self.mlp(self.mlp_norm(x))
 
 
-def block(cfg: ModelConfig, p, x, attend):
-  """One pre-norm layer: x (B, S, D) -> (B, S, D)."""
-  h = nn.rms_norm(x, p["attn_norm"], cfg.norm_eps)
-  q = _proj(h, p["q"], p.get("q_bias"))  # (B, S, N, K)
-  k = _proj(h, p["k"], p.get("k_bias"))  # (B, S, M, K)
-  v = _proj(h, p["v"], p.get("v_bias"))  # (B, S, M, K)
-  if cfg.qk_norm:
-    q = nn.rms_norm(q, p["q_norm"], cfg.norm_eps)
-    k = nn.rms_norm(k, p["k_norm"], cfg.norm_eps)
-  heads = attend(attend.rope(q), attend.rope(k), v)  # (B, S, N, K)
-  o = nn.einsum("BSNK,NKD->BSD", heads, p["o"])
-  if "o_bias" in p:
-    o = o + p["o_bias"].astype(o.dtype)
-  x = x + o
-  h = nn.rms_norm(x, p["mlp_norm"], cfg.norm_eps)
-  g = _proj(h, p["gate"], p.get("gate_bias"))  # (B, S, F)
-  u = _proj(h, p["up"], p.get("up_bias"))  # (B, S, F)
-  y = nn.einsum("BSF,FD->BSD", nn.activation(cfg.hidden_act, g) * u, p["down"])
-  if "down_bias" in p:
-    y = y + p["down_bias"].astype(y.dtype)
-  return x + y
+def outer(cfg: ModelConfig, maker: modules.ParamMaker) -> dict:
+  """The weights outside the layer stack: embed, final_norm, lm_head (unless tied)."""
+  d, v = cfg.hidden_size, cfg.vocab_size
+  out = {"embed": maker.param("embed", (v, d)),
+         "final_norm": modules.RMSNorm(maker.child("final_norm"), d, cfg.norm_eps)}
+  if not cfg.tie_word_embeddings:
+    out["lm_head"] = maker.param("lm_head", (v, d))
+  return out
 
 
-def embed(cfg: ModelConfig, params, ids, positions):
+def embed(cfg: ModelConfig, model, ids, positions):
   """ids (B, S) int -> x (B, S, D) in the parameter dtype (positions unused: rotary)."""
-  return params["embed"][ids]
+  return modules.lookup(model.embed, ids)
 
 
-def unembed(cfg: ModelConfig, params, x):
+def unembed(cfg: ModelConfig, model, x):
   """x (B, S, D) -> logits (B, S, V) float32 (final norm, then lm_head or tied embedding)."""
-  h = nn.rms_norm(x, params["final_norm"], cfg.norm_eps)
-  w = params["embed"] if cfg.tie_word_embeddings else params["lm_head"]  # (V, D)
-  return nn.einsum("BSD,VD->BSV", h, w, out_dtype=jnp.float32)
+  return modules.logits(model.final_norm(x),
+                        model.embed if cfg.tie_word_embeddings else model.lm_head)
 
 
 FAMILY = C.register_family(C.Family(
     name="llama", model_types=MODEL_TYPES, config_from_hf=config_from_hf,
-    config_to_hf=config_to_hf, weights=weights, block=block, embed=embed, unembed=unembed,
-    ignorable=ignorable))
+    config_to_hf=config_to_hf, weights=weights, block=Block, outer=outer, embed=embed,
+    unembed=unembed, ignorable=ignorable))

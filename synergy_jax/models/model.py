@@ -1,8 +1,9 @@
 """The model's life cycle: init, load, save, forward, logits_fn (the `Model` module: module.py).
 
 Every compute function is a pure function of (params, inputs) with the `ModelConfig` static; a
-`Model` is split into that params state once per call (`model.params`), so compiled programs
-are the same whether a caller holds the module or the dict.
+`Model` is split into that params state once per call (`model.params`) and rebuilt around it
+inside the jitted function (`Model(config, params)`), so compiled programs are the same whether
+a caller holds the module or the dict.
 """
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def _init_params(cfg: ModelConfig, key, dtype_name: str):
   for w in convert.weights_of(cfg):
     for k, leaf in zip(w.keys, w.to_params(tensors[w.hf])):
       path = convert.leaf_path(w, k)
-      dest = params.setdefault(path[0], {}) if len(path) == 2 else params
+      dest = params
+      for key in path[:-1]:
+        dest = dest.setdefault(key, {})
       dest[path[-1]] = leaf.astype(DTYPES[dtype_name])
   return params
 
@@ -72,8 +75,7 @@ def param_shapes(config: ModelConfig, dtype: str = "float32"):
 def abstract(config: ModelConfig, dtype: str = "float32") -> Model:
   """The Model with jax.ShapeDtypeStruct weights (`nnx.eval_shape`; no memory allocated)."""
   name = _dtype_name(dtype)
-  return nnx.eval_shape(lambda: Model(config, _init_params(config, jax.random.PRNGKey(0), name),
-                                      name))
+  return nnx.eval_shape(lambda: Model(config, None, name))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,8 +184,8 @@ def logits_fn(config: ModelConfig, *, remat: bool = False):
     valid = (jnp.ones(ids.shape, bool) if attention_mask is None
              else jnp.asarray(attention_mask).astype(bool))
     positions = decoder.positions_from_mask(valid)
-    logits, _, _, _ = decoder.run(config, params, ids, positions, valid, head_mask=head_mask,
-                                  remat=remat)
+    logits, _, _, _ = decoder.run(Model(config, params), ids, positions, valid,
+                                  head_mask=head_mask, remat=remat)
     return logits
 
   return f
@@ -192,8 +194,8 @@ def logits_fn(config: ModelConfig, *, remat: bool = False):
 @functools.partial(jax.jit, static_argnums=(0,))
 def _forward(cfg, params, ids, valid, head_mask, head_means):
   positions = decoder.positions_from_mask(valid)
-  logits, _, _, _ = decoder.run(cfg, params, ids, positions, valid, head_mask=head_mask,
-                                head_means=head_means)
+  logits, _, _, _ = decoder.run(Model(cfg, params), ids, positions, valid,
+                                head_mask=head_mask, head_means=head_means)
   return logits
 
 

@@ -1,27 +1,33 @@
-"""The model as a Flax NNX module: `Model` holds its weights as `nnx.Param`s, carries its
-frozen config and dtype, and is called like any Flax module.
+"""The model as a Flax NNX module: `Model` holds its weights as `nnx.Param`s in the family's
+modules, carries its frozen config and dtype, and is called like any Flax module.
 
-Structure (one attribute per params leaf, names as in each family file's params layout):
+Structure (llama shown; each family file lists its own, modules.py has the shared modules):
   Model
-    config: ModelConfig (static)       dtype: "float32" | "bfloat16" (static)
-    embed, final_norm, lm_head, ...: nnx.Param   top-level leaves
-    layers: Layers                      one module per layer segment (Family.segments); each
-      q, k, v, o, ...: nnx.Param       leaf stacked over the segment's layers (axis 0)
-Every nnx.Param carries a sharding annotation (`out_sharding`, the logical axis "model" on the
-axis the family splits; see contract.DENSE_SHARD_AXES and sharding.py).
+    config: ModelConfig (static)          dtype: "float32" | "bfloat16" (static)
+    embed: nnx.Param (V, D)               lm_head: nnx.Param (V, D) unless tied
+    final_norm: RMSNorm {weight (D,)}
+    layers: llama.Block, every nnx.Param stacked over the segment's layers (axis 0):
+      attn_norm: RMSNorm {weight (L, D)}
+      attn: Attention {q (L, D, N, K), k, v (L, D, M, K), o (L, N, K, D), [biases, q/k norms]}
+      mlp_norm: RMSNorm {weight (L, D)}
+      mlp: GatedMLP {gate, up (L, D, F), down (L, F, D)}
+One stacked Block per layer segment (Family.segments; dense models: one, "layers"). Every
+nnx.Param carries a sharding annotation (`out_sharding`, the logical axis "model" on the axis
+the family splits; see contract.DENSE_SHARD_AXES and sharding.py).
 
-The stacked layers are scanned with `lax.scan` over the segment's stacked state (decoder.py),
-the pattern Flax documents for layer stacks: the module is split into a static graph and its
-state once, and the pure functions below run over the state. `Model.params` is that state as a
-plain nested dict in the family's layout (params["layers"]["q"] (L, D, N, K), ...), so optax,
-orbax and the functional API (`generate`, `score`, `logits_fn`, perturbation) take it directly;
-`model.replace(params=...)` is the inverse.
+The parameter state `nnx.state(model, nnx.Param)` has exactly these paths; `model.params` is
+that state as a plain nested dict (params["layers"]["attn"]["q"] (L, D, N, K), ...), so optax,
+orbax and the functional API (`generate`, `score`, `logits_fn`, perturbation) take it directly,
+and `Model(config, params)` / `model.replace(params=...)` build the module back from it
+(strictly: a missing, extra or wrongly shaped leaf is an error naming it).
 
 `model(input_ids, attention_mask=None, *, head_mask=None, head_means=None)` returns a
 `ForwardResult` (logits and per-head activity). Not jitted: call it inside `nnx.jit`,
-`nnx.value_and_grad` or `jax.jit` (a Model is a pytree).
+`nnx.value_and_grad` or `jax.jit` (a Model is a pytree). The stacked layers are scanned
+(decoder.py: split once, `lax.scan` over the stacked state, `nnx.merge` of one layer per step).
 
-Axis letters: B batch, S time, L layers, N query heads, K head dim, V vocabulary.
+Axis letters: B batch, S time, L layers, N query heads, M key/value heads, K head dim,
+D hidden, F MLP width, V vocabulary.
 """
 from __future__ import annotations
 
@@ -33,8 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from synergy_jax.models import decoder, sharding
-from synergy_jax.models.config import ModelConfig
+from synergy_jax.models import decoder
+from synergy_jax.models.config import FAMILIES, ModelConfig
+from synergy_jax.models.modules import ParamMaker
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _RESERVED = frozenset({"config", "dtype", "params", "replace", "units"})
@@ -47,30 +54,23 @@ def dtype_name(dtype) -> str:
   return name
 
 
-def _param(value, path: str, cfg: ModelConfig) -> nnx.Param:
-  """An nnx.Param with the family's sharding annotation (not placed: no mesh is needed)."""
-  return nnx.Param(value, out_sharding=sharding.annotation(path, np.ndim(value), cfg),
-                   eager_sharding=False)
-
-
-class Layers(nnx.Module):
-  """One layer segment's weights: every attribute an nnx.Param stacked over layers (axis 0)."""
-
-  def __init__(self, leaves: Mapping[str, Any], segment: str, cfg: ModelConfig):
-    for key, value in leaves.items():
-      if isinstance(value, Mapping):
-        raise ValueError(f"params[{segment!r}][{key!r}] is a nested dict; layer leaves are arrays")
-      setattr(self, key, _param(value, f"{segment}/{key}", cfg))
-
-
 def _pure(node) -> dict:
+  """The nnx.Params under node as a nested dict of their values (None attributes skipped)."""
   out = {}
   for key, value in vars(node).items():
     if isinstance(value, nnx.Param):
       out[key] = value.get_value()
-    elif isinstance(value, Layers):
+    elif isinstance(value, nnx.Module):
       out[key] = _pure(value)
   return out
+
+
+def _leaf_paths(tree, prefix=()):
+  if isinstance(tree, Mapping):
+    for k, v in tree.items():
+      yield from _leaf_paths(v, prefix + (k,))
+  else:
+    yield prefix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,29 +87,38 @@ jax.tree_util.register_dataclass(ForwardResult, data_fields=["logits", "head_nor
 
 
 class Model(nnx.Module):
-  """A decoder-only language model: frozen config, nnx.Param weights, dtype name.
+  """A decoder-only language model: frozen config, the family's modules, dtype name.
 
-  Model(config, params, dtype="float32") wraps a params dict in the family's layout (arrays,
-  tracers or ShapeDtypeStructs); `models.init`/`models.load` build one for you.
+  Model(config, params=None, dtype="float32") builds the family's modules around a params dict
+  in the family's layout (arrays, tracers or ShapeDtypeStructs; every leaf used exactly once,
+  shapes checked), or with zero placeholders when params is None (for `nnx.eval_shape`:
+  `models.abstract`). `models.init`/`models.load` build one for you.
   """
 
-  def __init__(self, config: ModelConfig, params: Mapping[str, Any], dtype: str = "float32"):
+  def __init__(self, config: ModelConfig, params: Mapping[str, Any] | None = None,
+               dtype: str = "float32"):
     self.config = config
     self.dtype = dtype_name(dtype)
-    for key, value in params.items():
-      if key in _RESERVED:
-        raise ValueError(f"params key {key!r} clashes with a Model attribute")
-      if isinstance(value, Mapping):
-        setattr(self, key, Layers(value, key, config))
-      else:
-        setattr(self, key, _param(value, key, config))
+    fam = FAMILIES[config.family]
+    maker = ParamMaker(config, DTYPES[self.dtype], params)
+    for name, node in fam.outer(config, maker).items():
+      if name in _RESERVED:
+        raise ValueError(f"family {config.family!r}: attribute {name!r} clashes with a Model "
+                         "attribute")
+      setattr(self, name, node)
+    for seg in fam.segments_of(config):
+      setattr(self, seg.key, seg.block(maker.child(seg.key, (seg.num_layers,)), config))
+    if params is not None:
+      extra = ["/".join(p) for p in _leaf_paths(params) if p not in maker.used]
+      if extra:
+        raise ValueError(f"{config.family} model: params leaves {sorted(extra)} are not part "
+                         "of the model")
 
   @property
   def params(self) -> dict:
     """The nnx.Param state as a plain nested dict of arrays (the family's params layout); the
     same values as nnx.to_pure_dict(nnx.state(model, nnx.Param)), read straight from the
-    attributes because every generate/score call takes this view (a plain attribute walk, not
-    a graph traversal)."""
+    attributes because every generate/score call takes this view (a plain attribute walk)."""
     return _pure(self)
 
   def replace(self, **changes) -> "Model":
@@ -137,7 +146,7 @@ class Model(nnx.Module):
       raise ValueError(f"attention_mask shape {valid.shape} != input_ids shape {ids.shape}")
     check_head_mask(self.config, head_mask, head_means)
     positions = decoder.positions_from_mask(valid)
-    logits, _, norms, heads = decoder.run(self.config, self.params, ids, positions, valid,
+    logits, _, norms, heads = decoder.run(self, ids, positions, valid,
                                           head_mask=head_mask, head_means=head_means,
                                           capture="all", capture_outputs=capture_outputs)
     return ForwardResult(logits, jnp.swapaxes(norms, 2, 3),  # (B, L, S, N) -> (B, L, N, S)

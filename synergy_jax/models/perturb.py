@@ -77,6 +77,12 @@ def _leaf(params, path):
   return params
 
 
+def units_shape(params, *, config: ModelConfig | None = None) -> tuple[int, int]:
+  """(layers, units per layer) of a params dict or Model, read from its unit weights."""
+  params, desc = unit_params(params, config)
+  return _units_shape(params, desc)
+
+
 def _units_shape(params, desc) -> tuple[int, int]:
   """(layers, units per layer) from the first weight leaf of the description."""
   up = next(u for u in desc if u.kind == "weight")
@@ -108,8 +114,8 @@ def perturb_selected(params, selected, sigma, rng, *, config: ModelConfig | None
 
   selected (L, H) bool/float; sigma scalar (absolute standard deviation, in weight units);
   rng a PRNG key. For the dense families, head h of layer l gets noise in
-  params["layers"]["q"][l, :, h, :] (the HF q_proj rows h*K .. h*K+K-1) and
-  params["layers"]["o"][l, h, :, :] (the HF o_proj columns h*K .. h*K+K-1). Other parameters are
+  params["layers"]["attn"]["q"][l, :, h, :] (the HF q_proj rows h*K .. h*K+K-1) and
+  params["layers"]["attn"]["o"][l, h, :, :] (the HF o_proj columns h*K .. h*K+K-1). Other parameters are
   returned unchanged. One key per weight leaf, split from rng in description order.
   """
   params, desc = unit_params(params, config)
@@ -129,7 +135,7 @@ def perturb_heads(params, heads, sigma: float, rng, *, config: ModelConfig | Non
   output-projection columns of the chosen heads; returns new params.
 
   heads: unit indices (unit = layer * H + head), (layer, head) pairs, or an (L, H) bool mask;
-  the numbers of layers and heads are read from the unit weights (params["layers"]["q"]
+  the numbers of layers and heads are read from the unit weights (params["layers"]["attn"]["q"]
   (L, D, H, K) for the dense families). rng: a jax PRNG key or an int seed. params may be a
   Model (its family's unit description is used) or a dict (with `config=`, or the dense one).
   """
@@ -145,7 +151,7 @@ def head_parameter_mask(params, heads, *, config: ModelConfig | None = None):
 
   The family's unit description says what a head owns; for the dense families, its
   query-projection rows (and their bias) and its output-projection columns:
-  ``layers.q[l, :, h, :]``, ``layers.q_bias[l, h, :]``, ``layers.o[l, h, :, :]``. Keys, values
+  ``layers.attn.q[l, :, h, :]``, ``layers.attn.q_bias[l, h, :]``, ``layers.attn.o[l, h, :, :]``. Keys, values
   (shared by query groups under GQA), norms, MLPs, embeddings and the output bias belong to no
   head and are False everywhere.
   heads: unit indices, (layer, head) pairs or an (L, H) bool mask, as in ``head_selection``.

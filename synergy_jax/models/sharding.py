@@ -20,7 +20,7 @@ MODEL = "model"  # the logical axis name in parameter annotations
 
 
 def annotation(path: str, ndim: int, cfg: ModelConfig) -> tuple:
-  """The sharding annotation of the leaf at `path` ("layers/q", "embed"): MODEL on the family's
+  """The sharding annotation of the parameter at `path` ("layers/attn/q", "embed"): MODEL on the family's
   split axis, None elsewhere."""
   axis = FAMILIES[cfg.family].shard_axes.get(path)
   if axis is None:

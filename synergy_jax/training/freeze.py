@@ -55,7 +55,7 @@ def zero_entries() -> optax.GradientTransformationExtraArgs:
 def leaf_labels(params) -> dict:
   """Pytree like params of "train" for leaves some head owns entries of, "freeze" otherwise
   (from ``models.head_parameter_mask`` with every head selected)."""
-  L, _, H, _ = params["layers"]["q"].shape
+  L, H = models.units_shape(params)
   owned = models.head_parameter_mask(params, np.ones((L, H), bool))
   return jax.tree.map(lambda m: TRAIN if bool(np.any(m)) else FREEZE, owned)
 

@@ -241,8 +241,8 @@ def check_eval_shape(hf, expected, n_params):
     assert (a.shape, a.dtype) == (b.shape, b.dtype)
   n = sum(int(np.prod(s)) for s in shapes.values())
   assert n == n_params, n
-  q = template["layers"]["q"].shape
-  o = template["layers"]["o"].shape
+  q = template["layers"]["attn"]["q"].shape
+  o = template["layers"]["attn"]["o"].shape
   assert q == (cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.head_dim)
   assert o == (cfg.num_layers, cfg.num_heads, cfg.head_dim, cfg.hidden_size)
   return cfg

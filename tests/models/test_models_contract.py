@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 from safetensors.numpy import load_file
 
 import models_torch_refs as R
@@ -24,9 +25,25 @@ def _two_segment_weights(cfg):
 
 
 def _expert_weights(cfg):
-  """llama's weights plus a per-expert tensor (ignored by llama's block)."""
+  """llama's weights plus a per-expert tensor, at experts/w1 of each layer."""
   return llama.weights(cfg) + [cv.linear("model.layers.{i}.mlp.experts.{e}.w1.weight",
-                                         (5,), cfg.hidden_size, "w1")]
+                                         (5,), cfg.hidden_size, "experts/w1")]
+
+
+class _Experts(nnx.Module):
+  """Per-expert weights w1 (E, D, 5) (the expert axis after the layer axis of the stack)."""
+
+  def __init__(self, maker, cfg):
+    self.w1 = maker.param("w1", (cfg.moe.num_experts, cfg.hidden_size, 5))
+
+
+class _ExpertBlock(llama.Block):
+  """llama's Block holding per-expert weights too (its math ignores them: this family tests
+  the layout of an expert axis, not routing)."""
+
+  def __init__(self, maker, cfg):
+    super().__init__(maker, cfg)
+    self.experts = _Experts(maker.child("experts"), cfg)
 
 
 def _register(name, **kw):
@@ -35,8 +52,8 @@ def _register(name, **kw):
 
 
 _register("test_two_segments", weights=_two_segment_weights, segments=lambda cfg: (
-    M.Segment("lower", 0, 2, llama.block), M.Segment("upper", 2, cfg.num_layers, llama.block)))
-_register("test_experts", weights=_expert_weights)
+    M.Segment("lower", 0, 2, llama.Block), M.Segment("upper", 2, cfg.num_layers, llama.Block)))
+_register("test_experts", weights=_expert_weights, block=_ExpertBlock)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +68,9 @@ def test_two_segments_compute_what_one_stack_computes(llama_pair):
   m, tensors = llama_pair
   cfg = m.config.replace(family="test_two_segments")
   params = convert.params_from_hf(tensors, cfg)
-  assert params["lower"]["q"].shape[0] == 2 and params["upper"]["q"].shape[0] == 1
-  np.testing.assert_array_equal(params["upper"]["q"][0], np.asarray(m.params["layers"]["q"][2]))
+  assert params["lower"]["attn"]["q"].shape[0] == 2 and params["upper"]["attn"]["q"].shape[0] == 1
+  np.testing.assert_array_equal(params["upper"]["attn"]["q"][0],
+                                np.asarray(m.params["layers"]["attn"]["q"][2]))
   back = convert.params_to_hf(params, cfg)
   assert set(back) == set(tensors)
   for k in tensors:
@@ -74,7 +92,7 @@ def test_two_segments_compute_what_one_stack_computes(llama_pair):
 def test_segments_must_tile_the_layers(llama_pair):
   m, _ = llama_pair
   fam = dataclasses.replace(C.FAMILIES["llama"], segments=lambda cfg: (
-      M.Segment("layers", 0, 2, llama.block),))
+      M.Segment("layers", 0, 2, llama.Block),))
   with pytest.raises(ValueError, match="segments cover 2 of 3 layers"):
     fam.segments_of(m.config)
 
@@ -91,8 +109,8 @@ def test_expert_index_stacks_experts_strictly(llama_pair):
   rs = np.random.RandomState(0)
   full = dict(tensors, **{n: rs.randn(5, 64).astype(np.float32) for n in experts})
   params = convert.params_from_hf(full, cfg)
-  assert params["layers"]["w1"].shape == (3, 3, 64, 5)  # (L, E, D, F_e)
-  np.testing.assert_array_equal(params["layers"]["w1"][2, 1],
+  assert params["layers"]["experts"]["w1"].shape == (3, 3, 64, 5)  # (L, E, D, F_e)
+  np.testing.assert_array_equal(params["layers"]["experts"]["w1"][2, 1],
                                 full["model.layers.2.mlp.experts.1.w1.weight"].T)
   back = convert.params_to_hf(params, cfg)
   for n in experts:
@@ -105,7 +123,8 @@ def test_expert_index_stacks_experts_strictly(llama_pair):
   with pytest.raises(ValueError, match=r"unexpected tensors \['model.layers.0.mlp.experts.3"):
     convert.check_tensors(extra, cfg, "ckpt")
   # init and the module know the expert axis too
-  assert M.init(cfg).params["layers"]["w1"].shape == (3, 3, 64, 5)
+  assert M.init(cfg).params["layers"]["experts"]["w1"].shape == (3, 3, 64, 5)
+  assert M.init(cfg).layers.experts.w1.shape == (3, 3, 64, 5)
   with pytest.raises(ValueError, match="no moe sub-config"):
     convert.hf_shapes(cfg.replace(moe=None))
 

@@ -245,8 +245,8 @@ def test_perturb_heads(pair):
   new = M.perturb_heads(p, [6], 0.5, 0)  # unit 6 = layer 1, head 2
   same = M.perturb_heads(p, [(1, 2)], 0.5, 0)
   jax.tree_util.tree_map(np.testing.assert_array_equal, new, same)
-  dq = np.asarray(new["layers"]["q"]) - np.asarray(p["layers"]["q"])  # (L, D, H, K)
-  do = np.asarray(new["layers"]["o"]) - np.asarray(p["layers"]["o"])  # (L, H, K, D)
+  dq = np.asarray(new["layers"]["attn"]["q"]) - np.asarray(p["layers"]["attn"]["q"])  # (L, D, H, K)
+  do = np.asarray(new["layers"]["attn"]["o"]) - np.asarray(p["layers"]["attn"]["o"])  # (L, H, K, D)
   changed_q = np.abs(dq).sum(axis=(1, 3)) > 0
   changed_o = np.abs(do).sum(axis=(2, 3)) > 0
   expected = np.zeros((3, 4), bool)
@@ -254,8 +254,9 @@ def test_perturb_heads(pair):
   np.testing.assert_array_equal(changed_q, expected)
   np.testing.assert_array_equal(changed_o, expected)
   assert abs(dq[1, :, 2].std() - 0.5) < 0.06 and abs(do[1, 2].std() - 0.5) < 0.06
-  for key in ("k", "v", "gate"):
-    np.testing.assert_array_equal(np.asarray(new["layers"][key]), np.asarray(p["layers"][key]))
+  for mod, key in (("attn", "k"), ("attn", "v"), ("mlp", "gate")):
+    np.testing.assert_array_equal(np.asarray(new["layers"][mod][key]),
+                                  np.asarray(p["layers"][mod][key]))
   # the HF q_proj rows / o_proj columns of head 2 are what changed
   from synergy_jax.models import convert
   hf0 = convert.params_to_hf(p, m.config)
@@ -318,8 +319,8 @@ def test_sharded_generate_and_score_equal_unsharded(pair):
   mesh = Mesh(np.array(jax.devices()).reshape(2, 4), ("data", "model"),
               axis_types=(AxisType.Auto, AxisType.Auto))
   ms = M.shard_model(m, mesh)
-  assert len(ms.params["layers"]["q"].sharding.device_set) == 8
-  assert ms.params["layers"]["gate"].addressable_shards[0].data.shape[-1] == 96 // 4
+  assert len(ms.params["layers"]["attn"]["q"].sharding.device_set) == 8
+  assert ms.params["layers"]["mlp"]["gate"].addressable_shards[0].data.shape[-1] == 96 // 4
   r = M.generate(ms, ids, mask, max_new_tokens=12, mesh=mesh)
   np.testing.assert_array_equal(np.asarray(r.tokens), np.asarray(ref.tokens))
   np.testing.assert_allclose(np.asarray(r.head_norms), np.asarray(ref.head_norms), atol=1e-5)
@@ -327,7 +328,7 @@ def test_sharded_generate_and_score_equal_unsharded(pair):
   np.testing.assert_allclose(np.asarray(s.logprobs), np.asarray(ref_s.logprobs), atol=1e-5)
   # loading straight onto the mesh gives the same placement and values
   ml = M.load(m_dir, mesh=mesh)
-  assert ml.params["layers"]["q"].sharding == ms.params["layers"]["q"].sharding
+  assert ml.params["layers"]["attn"]["q"].sharding == ms.params["layers"]["attn"]["q"].sharding
   jax.tree_util.tree_map(np.testing.assert_array_equal, ml.params, m.params)
 
 

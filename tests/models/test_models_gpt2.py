@@ -147,7 +147,7 @@ def test_fused_qkv_conversion_matches_torch_split(pair):
   with torch.no_grad():
     out = tm.transformer.h[1].attn.c_attn(torch.tensor(x)).numpy()  # (3, 3D)
   q, k, v = np.split(out, 3, axis=-1)
-  p = m.params["layers"]
+  p = m.params["layers"]["attn"]
   for name, ref in (("q", q), ("k", k), ("v", v)):
     ours = np.einsum("sd,dnk->snk", x, np.asarray(p[name][1])) + np.asarray(p[name + "_bias"][1])
     np.testing.assert_allclose(ours.reshape(3, -1), ref, atol=1e-5)

@@ -77,7 +77,7 @@ def test_interleaved_qkv_matches_torch_heads(pair):
   with torch.no_grad():
     out = tm.gpt_neox.layers[1].attention.query_key_value(torch.tensor(x)).numpy()
   out = out.reshape(3, 4, 48)  # (S, N, 3K)
-  p = m.params["layers"]
+  p = m.params["layers"]["attn"]
   for j, name in enumerate("qkv"):
     ours = np.einsum("sd,dnk->snk", x, np.asarray(p[name][1])) + np.asarray(p[name + "_bias"][1])
     np.testing.assert_allclose(ours, out[..., 16 * j:16 * (j + 1)], atol=1e-5)

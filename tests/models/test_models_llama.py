@@ -83,9 +83,9 @@ def test_init_matches_hf_statistics_and_loads_in_transformers(tmp_path):
                       head_dim=16, initializer_range=0.05)
   m = M.init(cfg, seed=3)
   p = m.params
-  assert p["layers"]["q"].shape == (2, 64, 4, 16) and p["layers"]["o"].shape == (2, 4, 16, 64)
+  assert p["layers"]["attn"]["q"].shape == (2, 64, 4, 16) and p["layers"]["attn"]["o"].shape == (2, 4, 16, 64)
   assert abs(float(np.std(p["embed"])) - 0.05) < 0.003
-  np.testing.assert_array_equal(p["layers"]["attn_norm"], 1.0)
+  np.testing.assert_array_equal(p["layers"]["attn_norm"]["weight"], 1.0)
   assert not np.array_equal(M.init(cfg, seed=4).params["embed"], p["embed"])
   M.save(m, tmp_path)
   import transformers
@@ -107,7 +107,7 @@ def test_logits_fn_is_pure_and_differentiable(pair):
   val, grads = jax.jit(jax.value_and_grad(loss))(m.params)
   assert np.isfinite(val)
   assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(m.params)
-  g = float(np.abs(grads["layers"]["q"]).sum())
+  g = float(np.abs(grads["layers"]["attn"]["q"]).sum())
   assert g > 0 and np.isfinite(g)
   np.testing.assert_allclose(np.asarray(jax.jit(f)(m.params, ids)),
                              np.asarray(M.forward(m, ids)), atol=1e-6)
@@ -257,7 +257,7 @@ def test_full_size_shapes_with_eval_shape(hf, expected):
       f"{a} != {b}"), converted, template)
   n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(template))
   assert 7.5e9 < n < 8.5e9 + 0.3e9
-  assert template["layers"]["q"].shape == (cfg.num_layers, 4096, 32, 128)
+  assert template["layers"]["attn"]["q"].shape == (cfg.num_layers, 4096, 32, 128)
 
 
 def test_remat_gives_the_same_gradients(pair):

@@ -48,9 +48,9 @@ def test_split_merge_round_trip_and_params_view():
   for a, b in zip(flat1, flat2):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # the state holds exactly the params leaves, in the family's layout
-  assert m.params["layers"]["q"].shape == (cfg.num_layers, cfg.hidden_size, cfg.num_heads,
+  assert m.params["layers"]["attn"]["q"].shape == (cfg.num_layers, cfg.hidden_size, cfg.num_heads,
                                            cfg.head_dim)
-  assert m.params["layers"]["o"].shape == (cfg.num_layers, cfg.num_heads, cfg.head_dim,
+  assert m.params["layers"]["attn"]["o"].shape == (cfg.num_layers, cfg.num_heads, cfg.head_dim,
                                            cfg.hidden_size)
   # replace(params=) is the inverse of the view; the original is untouched
   doubled = jax.tree.map(lambda x: 2 * x, m.params)
@@ -119,7 +119,7 @@ def test_default_model_and_checkpoints_load_unchanged():
 def test_abstract_model_and_strict_fill():
   cfg = M.ModelConfig.from_hf(F.CONFIGS["gpt2"]().to_dict())
   am = M.abstract(cfg)
-  assert isinstance(am.params["layers"]["q"], jax.ShapeDtypeStruct)
+  assert isinstance(am.params["layers"]["attn"]["q"], jax.ShapeDtypeStruct)
   graphdef, state = nnx.split(am)
   template = nnx.to_pure_dict(state)
   tensors = {k: np.full(s, i, np.float32) for i, (k, s) in
@@ -129,13 +129,14 @@ def test_abstract_model_and_strict_fill():
   assert len(seen) == len(set(seen)) == len(jax.tree.leaves(template))  # each leaf exactly once
   # gpt2's fused c_attn fills q, k and v from one tensor
   i = sorted(convert.hf_shapes(cfg)).index("transformer.h.1.attn.c_attn.weight")
-  assert np.all(filled["layers"]["k"][1] == i)
+  assert np.all(filled["layers"]["attn"]["k"][1] == i)
   # a template leaf no tensor fills, a leaf the template lacks, a wrong shape: all named
-  extra = {**template, "layers": {**template["layers"], "extra": template["layers"]["q"]}}
+  extra = {**template, "layers": {**template["layers"], "extra": template["layers"]["attn"]["q"]}}
   with pytest.raises(ValueError, match=r"layers/extra"):
     convert.fill(extra, tensors, cfg)
-  missing = {**template, "layers": {k: v for k, v in template["layers"].items() if k != "k"}}
-  with pytest.raises(ValueError, match=r"c_attn.weight.*layers/k"):
+  attn = {k: v for k, v in template["layers"]["attn"].items() if k != "k"}
+  missing = {**template, "layers": {**template["layers"], "attn": attn}}
+  with pytest.raises(ValueError, match=r"c_attn.weight.*layers/attn/k"):
     convert.fill(missing, tensors, cfg)
   bad = {**template, "embed": jax.ShapeDtypeStruct((3, 3), np.float32)}
   with pytest.raises(ValueError, match=r"wte.weight.*embed shape"):
@@ -155,11 +156,11 @@ def test_full_size_abstract_model_allocates_nothing():
 def test_params_carry_sharding_annotations():
   m = M.init(M.load_config("default"))
   specs = nnx.to_pure_dict(nnx.get_partition_spec(nnx.state(m, nnx.Param)))
-  assert tuple(specs["layers"]["q"]) == (None, None, "model", None)  # (L, D, N, K): heads
-  assert tuple(specs["layers"]["o"]) == (None, "model", None, None)  # (L, N, K, D): heads
-  assert tuple(specs["layers"]["down"]) == (None, "model", None)  # (L, F, D): MLP width
+  assert tuple(specs["layers"]["attn"]["q"]) == (None, None, "model", None)  # (L, D, N, K): heads
+  assert tuple(specs["layers"]["attn"]["o"]) == (None, "model", None, None)  # (L, N, K, D): heads
+  assert tuple(specs["layers"]["mlp"]["down"]) == (None, "model", None)  # (L, F, D): MLP width
   assert tuple(specs["embed"]) == ("model", None)  # (V, D): vocabulary
-  assert tuple(specs["final_norm"]) == (None,)
+  assert tuple(specs["final_norm"]["weight"]) == (None,)
 
 
 def test_head_parameter_mask_is_the_hf_rows_and_columns_of_the_head(tmp_path):
@@ -193,8 +194,8 @@ def test_head_parameter_mask_is_the_hf_rows_and_columns_of_the_head(tmp_path):
         for i in range(3) for p in ("q", "o")]
   want = np.sqrt(sum(s.sum() for s in sq) / sum(s.size for s in sq))
   assert M.unit_weight_rms(m) == pytest.approx(want, rel=1e-12)
-  with pytest.raises(ValueError, match="layers/q"):
-    M.head_parameter_mask({"layers": {"o": m.params["layers"]["o"]}}, [0])
+  with pytest.raises(ValueError, match="layers/attn/q"):
+    M.head_parameter_mask({"layers": {"attn": {"o": m.params["layers"]["attn"]["o"]}}}, [0])
 
 
 def test_params_view_equals_the_nnx_param_state():
@@ -203,3 +204,65 @@ def test_params_view_equals_the_nnx_param_state():
   assert jax.tree.structure(state) == jax.tree.structure(m.params)
   for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(m.params)):
     assert a is b
+
+
+def test_models_are_built_from_the_family_modules():
+  from synergy_jax.models import gemma, gpt2, gpt_neox, llama, modules
+  cases = [(R.CONFIGS, "llama", llama.Block, modules.RMSNorm, modules.GatedMLP),
+           (F.CONFIGS, "gpt2", gpt2.Block, modules.LayerNorm, modules.MLP),
+           (F.CONFIGS, "gpt_neox_seq", gpt_neox.Block, modules.LayerNorm, modules.MLP),
+           (F.CONFIGS, "gemma3_text", gemma.Block, modules.GemmaRMSNorm, modules.GatedMLP)]
+  for configs, name, block, norm, mlp in cases:
+    cfg = M.ModelConfig.from_hf(configs[name]().to_dict())
+    m = M.abstract(cfg)
+    assert type(m.layers) is block and type(m.layers.attn_norm) is norm, name
+    assert isinstance(m.layers.attn, modules.Attention) and type(m.layers.mlp) is mlp, name
+    assert type(m.final_norm) is norm, name
+    # one stacked Block: every parameter has the leading layer axis
+    for x in jax.tree.leaves(nnx.state(m.layers, nnx.Param)):
+      assert x.shape[0] == cfg.num_layers, name
+  gemma3 = M.abstract(M.ModelConfig.from_hf(F.CONFIGS["gemma3_text"]().to_dict()))
+  assert isinstance(gemma3.layers.attn.q_norm, modules.GemmaRMSNorm)
+  assert gemma3.layers.attn.rope == "local_global" and gemma3.layers.post_mlp_norm is not None
+
+
+def test_contract_paths_name_parameters_of_the_state():
+  """Every unit path and shard-axis path of the dense contract names an nnx.Param of some
+  family's state (a renamed module attribute would otherwise silently drop a unit leaf or a
+  sharding annotation)."""
+  from synergy_jax.models import contract
+  paths = set()
+  for builder, name in FAMILY_MODELS:
+    cfg = M.ModelConfig.from_hf((R if builder is R.build else F).CONFIGS[name]().to_dict())
+    state = nnx.to_pure_dict(nnx.state(M.abstract(cfg), nnx.Param))
+    paths |= {"/".join(str(k.key) for k in p) for p, _ in
+              jax.tree_util.tree_flatten_with_path(state)[0]}
+    for up in M.FAMILIES[cfg.family].units(cfg):
+      assert "/".join(up.path) in paths, (name, up.path)
+  assert set(contract.DENSE_SHARD_AXES) <= paths, set(contract.DENSE_SHARD_AXES) - paths
+
+
+def test_model_from_params_is_strict():
+  cfg = M.load_config("default")
+  p = M.init(cfg, seed=0).params
+  attn = dict(p["layers"]["attn"])
+  del attn["k"]
+  with pytest.raises(ValueError, match=r"lack leaf layers/attn/k"):
+    M.Model(cfg, {**p, "layers": {**p["layers"], "attn": attn}})
+  with pytest.raises(ValueError, match=r"leaves \['layers/attn/extra'\] are not part"):
+    M.Model(cfg, {**p, "layers": {**p["layers"], "attn": {**p["layers"]["attn"],
+                                                          "extra": np.zeros(3)}}})
+  with pytest.raises(ValueError, match=r"layers/mlp/down has shape \(6, 64, 192\)"):
+    M.Model(cfg, {**p, "layers": {**p["layers"], "mlp": {**p["layers"]["mlp"],
+                                                         "down": p["layers"]["mlp"]["up"]}}})
+
+
+def test_display_renders():
+  m = M.init(M.load_config("default").replace(num_layers=2, layer_windows=(0, 0)))
+  text = repr(m)
+  assert "Block(" in text and "Attention(" in text and "GatedMLP(" in text
+  assert "out_sharding=(None, None, 'model', None)" in text  # attn.q (L, D, N, K)
+  pytest.importorskip("treescope")
+  import treescope
+  nnx.display(m)  # treescope in a notebook, text here
+  assert len(treescope.render_to_html(m)) > 1000

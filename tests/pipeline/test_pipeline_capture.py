@@ -72,9 +72,9 @@ def test_fingerprint_tracks_weights(tiny):
   same = models.Model(model.config, model.params)
   assert specs.model_fingerprint(model) == specs.model_fingerprint(same)
   params = dict(model.params)
-  layers = dict(params["layers"])
-  layers["v"] = layers["v"].at[1, 3, 0, 2].add(1e-3)  # one weight, inside the tensor
-  params["layers"] = layers
+  attn = dict(params["layers"]["attn"])
+  attn["v"] = attn["v"].at[1, 3, 0, 2].add(1e-3)  # one weight, inside the tensor
+  params["layers"] = {**params["layers"], "attn": attn}
   changed = models.Model(model.config, params)
   assert specs.model_fingerprint(model) != specs.model_fingerprint(changed)
   reinit = models.init(model.config, seed=4)

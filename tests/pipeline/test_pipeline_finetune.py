@@ -47,15 +47,15 @@ def test_quick_grpo_through_run_py(tmp_path):
   loaded = models.load(out / "params" / "synergistic_seed0")
   base = models.load("default")
   sel = np.array(syn["heads"])
-  q_new = np.asarray(loaded.params["layers"]["q"])
-  q_old = np.asarray(base.params["layers"]["q"])
+  q_new = np.asarray(loaded.params["layers"]["attn"]["q"])
+  q_old = np.asarray(base.params["layers"]["attn"]["q"])
   assert not np.array_equal(q_new[sel[:, 0], :, sel[:, 1]], q_old[sel[:, 0], :, sel[:, 1]])
   frozen = np.ones((6, 8), bool)
   frozen[sel[:, 0], sel[:, 1]] = False
   np.testing.assert_array_equal(q_new.transpose(0, 2, 1, 3)[frozen],
                                 q_old.transpose(0, 2, 1, 3)[frozen])
-  np.testing.assert_array_equal(np.asarray(loaded.params["layers"]["k"]),
-                                np.asarray(base.params["layers"]["k"]))
+  np.testing.assert_array_equal(np.asarray(loaded.params["layers"]["attn"]["k"]),
+                                np.asarray(base.params["layers"]["attn"]["k"]))
 
 
 def _sft_config():

@@ -47,8 +47,9 @@ def test_frozen_entries_bit_identical_and_selected_change():
   assert n_changed > 0.9 * 2 * 2 * TINY["hidden_size"] * TINY["head_dim"]
   # leaves no head owns get no Adam moments (set_to_zero branch of the partition)
   labels = freeze.leaf_labels(params)
-  assert labels["embed"] == freeze.FREEZE and labels["layers"]["q"] == freeze.TRAIN
-  assert labels["layers"]["k"] == freeze.FREEZE and labels["layers"]["v"] == freeze.FREEZE
+  assert labels["embed"] == freeze.FREEZE and labels["layers"]["attn"]["q"] == freeze.TRAIN
+  assert (labels["layers"]["attn"]["k"] == freeze.FREEZE
+          and labels["layers"]["attn"]["v"] == freeze.FREEZE)
   n_state = sum(np.size(x) for x in jax.tree.leaves(o))
   n_trainable = sum(np.size(x) for x, lab in zip(jax.tree.leaves(params),
                                                  jax.tree.leaves(labels)) if lab == freeze.TRAIN)
@@ -62,16 +63,17 @@ def test_masked_alone_would_leak_updates():
   opt = optax.masked(optax.sgd(1.0), {"a": True, "b": False})
   updates, _ = opt.update(grads, opt.init(params), params)
   assert float(updates["b"][0]) == 1.0  # raw gradient, not zero
-  # A one-layer, one-head toy in the dense layout: q (L, D, H, K), o (L, H, K, D).
-  p = {"layers": {"q": jnp.ones((1, 2, 1, 2)), "o": jnp.ones((1, 1, 2, 2))}, "embed": jnp.ones(2)}
+  # A one-layer, one-head toy in the dense layout: attn.q (L, D, H, K), attn.o (L, H, K, D).
+  p = {"layers": {"attn": {"q": jnp.ones((1, 2, 1, 2)), "o": jnp.ones((1, 1, 2, 2))}},
+       "embed": jnp.ones(2)}
   restricted = freeze.restrict(optax.sgd(1.0), p)
-  m = {"layers": {"q": np.array([[[[True, False]], [[True, False]]]]),
-                  "o": np.zeros((1, 1, 2, 2), bool)}, "embed": np.zeros(2, bool)}
+  m = {"layers": {"attn": {"q": np.array([[[[True, False]], [[True, False]]]]),
+                           "o": np.zeros((1, 1, 2, 2), bool)}}, "embed": np.zeros(2, bool)}
   u, _ = restricted.update(jax.tree.map(jnp.ones_like, p), restricted.init(p), p, entry_mask=m)
   np.testing.assert_array_equal(np.asarray(u["embed"]), 0.0)
-  np.testing.assert_array_equal(np.asarray(u["layers"]["q"])[..., 1], 0.0)
-  np.testing.assert_array_equal(np.asarray(u["layers"]["q"])[..., 0], -1.0)
-  np.testing.assert_array_equal(np.asarray(u["layers"]["o"]), 0.0)
+  np.testing.assert_array_equal(np.asarray(u["layers"]["attn"]["q"])[..., 1], 0.0)
+  np.testing.assert_array_equal(np.asarray(u["layers"]["attn"]["q"])[..., 0], -1.0)
+  np.testing.assert_array_equal(np.asarray(u["layers"]["attn"]["o"]), 0.0)
 
 
 def test_empty_selection_and_missing_mask_are_errors():

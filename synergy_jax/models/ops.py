@@ -1,4 +1,5 @@
-"""Shared transformer pieces: norms, activations, rotary embeddings, attention with per-head output.
+"""Pure array functions under the NNX modules (modules.py) and the decoder: norms, activations,
+rotary embeddings, the attention core with per-head output.
 
 Axis letters (used in every einsum below): B batch, S query time, C key time (cache slots),
 D hidden, N query heads, M key/value heads, G query heads per key/value head (N = M * G),
