@@ -6,7 +6,7 @@ own buffers with, so a batch built here reaches the model exactly as if the mode
 
 Why no choice of pad id can change a result: every padded position is masked. ``generate``
 rebuilds each row from the attention mask's real tokens; ``score`` masks the first
-``P - prompt_length`` columns; masked keys get a large finite negative logit (``layers.MASK_VALUE``
+``P - prompt_length`` columns; masked keys get a large finite negative logit (``models.ops.MASK_VALUE``
 = -1e30), whose softmax weight is exactly 0 in float32, and positions count from each row's first
 real token. A pad token's embedding is computed but never read by a real position, so any valid
 vocabulary id gives the same logits, head norms and continuations (tests/tasks/test_batching.py

@@ -10,7 +10,7 @@ import transformers
 from flax import nnx
 
 import moe_torch_refs as R
-from synergy_jax.models import layers, moe
+from synergy_jax.models import moe, ops
 from synergy_jax.models.moe import experts
 
 
@@ -40,15 +40,15 @@ def _forward(blocks, top, ids, eps):
   x = top["model.embed_tokens.weight"][ids]
   acts = []
   for attn_norm, attn, mlp_norm, mlp in blocks:
-    x = x + attn(layers.rms_norm(x, attn_norm, eps)).out
-    h = layers.rms_norm(x, mlp_norm, eps)
+    x = x + attn(ops.rms_norm(x, attn_norm, eps)).out
+    h = ops.rms_norm(x, mlp_norm, eps)
     if isinstance(mlp, dict):
       x = x + experts.expert_outputs(h, mlp["gate"], mlp["up"], mlp["down"], "silu")[:, :, 0]
     else:
       res = mlp(h)
       acts.append((res.dense, res.routed))
       x = x + res.out
-  x = layers.rms_norm(x, top["model.norm.weight"], eps)
+  x = ops.rms_norm(x, top["model.norm.weight"], eps)
   logits = jnp.einsum("BSD,VD->BSV", x, top["lm_head.weight"], precision="highest")
   return logits, acts
 

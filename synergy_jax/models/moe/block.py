@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from synergy_jax.models import layers
+from synergy_jax.models import ops
 from synergy_jax.models.moe import annotate
 from synergy_jax.models.moe.config import MoESpec
 from synergy_jax.models.moe.experts import StackedExperts
@@ -85,8 +85,8 @@ class MoEFeedForward(nnx.Module):
     y = self.experts(x)  # (B, S, E, D)
     coef = routing.gates * mask[:m.num_experts]  # (B, S, E)
     out = jnp.einsum("BSE,BSED->BSD", coef.astype(y.dtype), y,
-                     precision=layers.precision_for(y.dtype), preferred_element_type=jnp.float32)
-    norm = layers.head_norm(y)  # (B, S, E) float32
+                     precision=ops.precision_for(y.dtype), preferred_element_type=jnp.float32)
+    norm = ops.head_norm(y)  # (B, S, E) float32
     dense = [jnp.abs(mask[:m.num_experts]) * norm]
     routed = [jnp.abs(coef) * norm]
     if self.shared is not None:
@@ -98,9 +98,9 @@ class MoEFeedForward(nnx.Module):
         c = c * jax.nn.sigmoid(g)[..., None]
       ms = mask[m.num_experts:]
       out = out + jnp.einsum("BSH,BSHD->BSD", (c * ms).astype(z.dtype), z,
-                             precision=layers.precision_for(z.dtype),
+                             precision=ops.precision_for(z.dtype),
                              preferred_element_type=jnp.float32)
-      zn = layers.head_norm(z)
+      zn = ops.head_norm(z)
       dense.append(jnp.abs(ms) * zn)
       routed.append(jnp.abs(c * ms) * zn)
     return MoEOutput(out.astype(x.dtype), jnp.concatenate(dense, -1),

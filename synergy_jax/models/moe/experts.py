@@ -14,19 +14,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from synergy_jax.models import layers
+from synergy_jax.models import ops
 from synergy_jax.models.moe import annotate
 
 def _einsum(spec, a, b):
   """float32 accumulation; full precision for float32 inputs (parity path)."""
-  return jnp.einsum(spec, a, b, precision=layers.precision_for(a.dtype),
+  return jnp.einsum(spec, a, b, precision=ops.precision_for(a.dtype),
                     preferred_element_type=jnp.float32).astype(a.dtype)
 
 
 def expert_outputs(x, gate, up, down, act: str):
   """Every expert's output at every token: x (B, S, D), gate/up (E, D, F), down (E, F, D)
   -> (B, S, E, D) in x's dtype."""
-  h = layers.activation(act, _einsum("BSD,EDF->BSEF", x, gate)) * _einsum("BSD,EDF->BSEF", x, up)
+  h = ops.activation(act, _einsum("BSD,EDF->BSEF", x, gate)) * _einsum("BSD,EDF->BSEF", x, up)
   return _einsum("BSEF,EFD->BSED", h, down)
 
 

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from synergy_jax.models import layers
+from synergy_jax.models import ops
 from synergy_jax.models.moe import annotate, yarn
 from synergy_jax.models.moe.mla_config import MLAConfig
 
@@ -78,7 +78,7 @@ def rope_interleaved(x, cos, sin):
 
 
 def _einsum(spec, a, b):
-  return jnp.einsum(spec, a, b, precision=layers.precision_for(a.dtype),
+  return jnp.einsum(spec, a, b, precision=ops.precision_for(a.dtype),
                     preferred_element_type=jnp.float32).astype(a.dtype)
 
 
@@ -128,12 +128,12 @@ class MultiHeadLatentAttention(nnx.Module):
       qa = _einsum("BSD,DQ->BSQ", x, self.q_a[...])
       if cfg.attention_bias:
         qa = qa + self.q_a_bias[...]
-      qa = layers.rms_norm(qa, self.q_a_norm[...], cfg.latent_norm_eps)
+      qa = ops.rms_norm(qa, self.q_a_norm[...], cfg.latent_norm_eps)
       q = _einsum("BSQ,QNH->BSNH", qa, self.q_b[...])
     ckv = _einsum("BSD,DX->BSX", x, self.kv_a[...])  # X = C + R
     if cfg.attention_bias:
       ckv = ckv + self.kv_a_bias[...]
-    latent = layers.rms_norm(ckv[..., :c], self.kv_a_norm[...], cfg.latent_norm_eps)  # (B,S,C)
+    latent = ops.rms_norm(ckv[..., :c], self.kv_a_norm[...], cfg.latent_norm_eps)  # (B,S,C)
     kv = _einsum("BSC,CNW->BSNW", latent, self.kv_b[...])
     k_nope, v = kv[..., :p], kv[..., p:]  # (B, S, N, P), (B, S, N, V)
 
@@ -144,13 +144,13 @@ class MultiHeadLatentAttention(nnx.Module):
     k_rope = rope_interleaved(ckv[..., c:], cos, sin)  # (B, S, R)
 
     scores = (jnp.einsum("BSNP,BTNP->BNST", q[..., :p], k_nope,
-                         precision=layers.precision_for(x.dtype),
+                         precision=ops.precision_for(x.dtype),
                          preferred_element_type=jnp.float32)
               + jnp.einsum("BSNR,BTR->BNST", q_rope, k_rope,
-                           precision=layers.precision_for(x.dtype),
+                           precision=ops.precision_for(x.dtype),
                            preferred_element_type=jnp.float32)) * cfg.softmax_scale
-    visible = layers.attention_mask(positions, positions, valid, 0)  # (B, S, T)
-    scores = jnp.where(visible[:, None], scores, layers.MASK_VALUE)
+    visible = ops.attention_mask(positions, positions, valid, 0)  # (B, S, T)
+    scores = jnp.where(visible[:, None], scores, ops.MASK_VALUE)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     heads = _einsum("BNST,BTNV->BSNV", probs, v)
     if head_mask is not None:
