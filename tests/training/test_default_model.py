@@ -122,3 +122,24 @@ def test_random_baseline(model):
   a, b, c = (_flat(m) for m in (r0, r1, model))
   assert not np.array_equal(a, b) and not np.allclose(a, c)
   np.testing.assert_array_equal(a, _flat(training.random_model("default", 0)))
+
+
+def test_default_model_and_checkpoints_give_the_recorded_logits():
+  """The shipped model and two emergence checkpoints, loaded into today's modules and called as
+  modules, give the logits recorded before training moved onto the nnx state (data/
+  make_default_logits.py at commit e393db5): the weights on disk load unchanged. Tolerance:
+  float32 reassociation of sums of ~100 terms (|logits| < 30), not a model difference."""
+  ref = np.load(os.path.join(os.path.dirname(__file__), "data", "default_logits_e393db5.npz"))
+  ids = ref["input_ids"]
+  got = {"final": np.asarray(models.load("default")(ids).logits)}
+  steps = sorted(int(k.split("_")[1]) for k in ref.files if k.startswith("step_"))
+  for s, m in training.emergence_checkpoints(steps=steps):
+    got[f"step_{s}"] = np.asarray(m(ids).logits)
+  assert sorted(got) == sorted(k for k in ref.files if k != "input_ids") and len(got) == 3
+  for name, logits in got.items():
+    want = ref[name]
+    assert np.all(np.isfinite(logits)), name
+    np.testing.assert_allclose(logits, want, rtol=1e-5, atol=2e-5, err_msg=name)
+    np.testing.assert_array_equal(logits.argmax(-1), want.argmax(-1), err_msg=name)
+  # the three models differ, so matching each is three checks, not one
+  assert not np.allclose(got["final"], got[f"step_{steps[0]}"], atol=1e-2)
