@@ -108,7 +108,7 @@ def main(argv):
   print(f"trained {result.step} steps in {wall:.0f} s (loop {result.wall_s:.0f} s)")
   if FLAGS.export:
     out = default.ASSETS if FLAGS.export == "default" else FLAGS.export
-    steps = default.export(result.params, model_config, result.workdir, out)
+    steps = default.export(result.model, result.workdir, out)
     print(f"exported model and {len(steps)} emergence checkpoints {steps} to {out}")
     model_card.write(out, command=reproduce_command(sys.argv), model_config=model_config,
                      train_config=cfg, run_dir=result.workdir, wall=summary,

@@ -72,7 +72,7 @@ class FinetuneConfig:
 @dataclasses.dataclass(frozen=True)
 class RunSummary:
   """One fine-tuning run: its heads ((k, 2) layer, head), learning curve (eval steps, mean
-  accuracy), best-in-window accuracy and its step, final accuracy, and the tuned parameters."""
+  accuracy), best-in-window accuracy and its step, final accuracy, and the tuned module."""
   condition: str
   seed: int
   heads: np.ndarray
@@ -81,7 +81,7 @@ class RunSummary:
   best: float
   best_step: int
   final: float
-  params: object
+  model: object
 
 
 def head_sets(score: np.ndarray, num_layers: int, num_heads: int, config: FinetuneConfig
@@ -148,7 +148,7 @@ def run_condition(spec: "specs.ModelSpec", condition: str, k: int, heads: np.nda
   steps, acc = curve(logs.read(workdir / "log.csv"))
   best, best_step, final = best_and_final(steps, acc, tune.steps, config.window_start)
   return RunSummary(condition, k, np.asarray(heads), steps, acc, best, best_step, final,
-                    res.state["params"])
+                    res.model)
 
 
 def compare(a: np.ndarray, b: np.ndarray, config: FinetuneConfig, seed: int) -> dict:
@@ -175,10 +175,10 @@ def analyse_finetune(spec: "specs.ModelSpec", prompts: Sequence[str], config: Fi
   t_profile = time.time() - t0
   sets = head_sets(prof.score, cfg.num_layers, cfg.num_heads, config)
   base_eval = tuning.make_evaluate(spec.model, spec.tokenizer, config.tune)
-  base = base_eval(spec.model.params)
+  base = base_eval(spec.model)
 
-  def evaluate(params):  # step 0 of every run is the base: evaluated once
-    return base if params is spec.model.params else base_eval(params)
+  def evaluate(model):  # step 0 of every fresh run is the base module itself: evaluated once
+    return base if model is spec.model else base_eval(model)
 
   runs, stopped = [], False
   t0 = time.time()
@@ -218,7 +218,7 @@ def analyse_finetune(spec: "specs.ModelSpec", prompts: Sequence[str], config: Fi
 
 
 def save_params(run_dir: pathlib.Path, spec: "specs.ModelSpec", runs: list) -> list[str]:
-  """Writes each run's tuned parameters as ``params/<condition>_seed<k>/`` (HF layout with the
+  """Writes each run's tuned module as ``params/<condition>_seed<k>/`` (HF layout with the
   tokenizer; ``models.load`` reads it). Each folder is written under a temporary name and renamed
   into place, so a kill never leaves a half-written model."""
   import shutil
@@ -227,7 +227,7 @@ def save_params(run_dir: pathlib.Path, spec: "specs.ModelSpec", runs: list) -> l
     final = run_dir / "params" / f"{r.condition}_seed{r.seed}"
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    models.save(spec.model.replace(params=r.params), tmp)
+    models.save(r.model, tmp)
     spec.tokenizer.save_pretrained(os.fspath(tmp))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)

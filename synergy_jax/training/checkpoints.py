@@ -3,6 +3,13 @@
 A checkpoint at step s holds the training state *after* s optimizer updates: a pytree
 ``{"params": ..., "opt_state": ...}`` (the step is the checkpoint's name) plus a SHA-256 content
 checksum of that state, stored as a (32,) uint8 leaf next to it, so one orbax save writes both.
+Every ``nnx.State`` in the state (the module's nnx.Param state, the optimizer's moments over it)
+is stored as its plain nested dict (``modelstate.to_pure``) and rebuilt on restore from the
+target's structure; the dict layout is the module's tree, so checkpoints of the previous
+format (the params dict of the same layout) restore unchanged. A checkpoint whose stored tree
+has other leaves than the target (another module structure or model) raises one
+``LayoutMismatch`` line naming the folder and step and the differing leaves; it is not damage,
+so ``latest_good`` never moves it aside.
 orbax writes each step into a temporary folder and renames it when complete, so a run killed with
 ``kill -9`` during a save leaves either the previous checkpoints or a complete new one.
 
@@ -25,6 +32,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from synergy_jax.training import modelstate
+
 CHECKSUM_KEY = "_sha256"
 
 
@@ -34,6 +43,19 @@ class DamagedCheckpoint(ValueError):
   def __init__(self, directory: str, step: int, reason: str):
     self.directory, self.step, self.reason = directory, int(step), reason
     super().__init__(f"checkpoint step {step} in {directory!r} is damaged: {reason}")
+
+
+class LayoutMismatch(ValueError):
+  """A checkpoint whose stored leaves differ from the expected training state's."""
+
+  def __init__(self, directory: str, step: int, missing: list[str], unexpected: list[str]):
+    self.directory, self.step = directory, int(step)
+    show = lambda names: "[" + ", ".join(names[:4]) + (", …" if len(names) > 4 else "") + "]"
+    super().__init__(
+        f"checkpoint step {step} in {directory!r} stores another training-state layout than "
+        f"this run's model ({len(missing)} leaves missing {show(missing)}, {len(unexpected)} "
+        f"unexpected {show(unexpected)}): it was written for another model structure or by "
+        "another synergy_jax version; resume it with that version or use a new workdir")
 
 
 def _abs(directory: str | os.PathLike) -> str:
@@ -58,14 +80,18 @@ def manager(directory: str | os.PathLike, *, create: bool = True) -> ocp.Checkpo
     raise FileNotFoundError(f"checkpoint folder {directory!r} does not exist")
   options = ocp.CheckpointManagerOptions(max_to_keep=None, create=create,
                                          cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(directory, options=options)
+  # the handler is named so that the stored tree's metadata can be read before a restore
+  return ocp.CheckpointManager(directory, options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
-  """Saves ``state`` and its checksum as checkpoint ``step`` and waits until it is on disk."""
+  """Saves ``state`` and its checksum as checkpoint ``step`` and waits until it is on disk
+  (nnx.States as plain dicts, see the module docstring)."""
   if not isinstance(state, dict) or CHECKSUM_KEY in state:
     raise ValueError(f"checkpoint state must be a dict without the key {CHECKSUM_KEY!r}")
-  stored = {**state, CHECKSUM_KEY: checksum(state)}
+  pure = modelstate.to_pure(state)
+  stored = {**pure, CHECKSUM_KEY: checksum(pure)}
   mngr.save(int(step), args=ocp.args.StandardSave(stored), force=True)
   mngr.wait_until_finished()
 
@@ -92,14 +118,38 @@ def _abstract(target):
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if hasattr(x, "shape") else x, target)
 
 
+def _names(path) -> tuple:
+  """A key path as plain names: dict keys, attribute names (named tuples) and indices alike, so
+  orbax's stored metadata (named tuples as dicts, tuples as lists) compares with the target."""
+  return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _check_layout(mngr, directory: str, step: int, abstract) -> None:
+  """Raises LayoutMismatch if the stored tree's leaves differ from ``abstract``'s; a checkpoint
+  whose metadata cannot be read is left to the restore (which reports the damage)."""
+  try:
+    stored = mngr.item_metadata(step)
+    stored = getattr(stored, "tree", stored)
+  except Exception:  # noqa: BLE001  (unreadable metadata is damage; the restore names it)
+    return
+  if not isinstance(stored, dict):
+    return
+  have = {_names(p) for p, _ in jax.tree_util.tree_flatten_with_path(stored)[0]}
+  want = {_names(p) for p, _ in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+  if have != want:
+    fmt = lambda names: sorted("/".join(n) for n in names)
+    raise LayoutMismatch(directory, step, fmt(want - have), fmt(have - want))
+
+
 def restore(directory: str | os.PathLike, step: int | None, target,
             mngr: ocp.CheckpointManager | None = None):
   """Restores and verifies checkpoint ``step`` (None: the latest) into the shape of ``target``.
 
   target: a pytree of arrays or ``jax.ShapeDtypeStruct`` (e.g. ``jax.eval_shape`` of the state),
-  without the checksum. Raises FileNotFoundError for a missing folder, an empty folder or a
-  missing step, and DamagedCheckpoint (a ValueError, one line naming the step) for a checkpoint
-  that cannot be read into ``target`` or whose content checksum does not match.
+  without the checksum; nnx.States in it come back as nnx.States. Raises FileNotFoundError for
+  a missing folder, an empty folder or a missing step, LayoutMismatch when the stored leaves
+  are not the target's, and DamagedCheckpoint (a ValueError, one line naming the step) for a
+  checkpoint that cannot be read into ``target`` or whose content checksum does not match.
   """
   directory = _abs(directory)
   own = mngr is None
@@ -114,7 +164,9 @@ def restore(directory: str | os.PathLike, step: int | None, target,
     if step not in available:
       raise FileNotFoundError(f"checkpoint folder {directory!r} has no step {step}; it holds "
                               f"steps {available}")
-    abstract = {**_abstract(target), CHECKSUM_KEY: jax.ShapeDtypeStruct((32,), np.uint8)}
+    pure_target = modelstate.to_pure(target)
+    abstract = {**_abstract(pure_target), CHECKSUM_KEY: jax.ShapeDtypeStruct((32,), np.uint8)}
+    _check_layout(mngr, directory, step, abstract)
     try:
       restored = mngr.restore(int(step), args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # noqa: BLE001  (TensorStore raises bare Exception for corrupt chunks)
@@ -134,7 +186,7 @@ def restore(directory: str | os.PathLike, step: int | None, target,
     if not np.array_equal(stored, checksum(restored)):
       raise DamagedCheckpoint(directory, step, "its content checksum does not match the one "
                               "saved with it (bytes changed after saving)")
-    return restored
+    return modelstate.from_pure(restored, target)
   finally:
     if own:
       mngr.close()

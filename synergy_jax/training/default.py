@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from synergy_jax import models
-from synergy_jax.training import checkpoints, tokenizer
+from synergy_jax.training import checkpoints, modelstate, tokenizer
 
 ASSETS = pathlib.Path(__file__).resolve().parents[1] / "assets" / "default"
 _STEP_DIR = re.compile(r"^step_(\d{6})$")
@@ -49,23 +49,26 @@ def random_model(name: str = "default", seed: int = 0) -> "models.Model":
   return models.init(models.load_config(name), seed)
 
 
-def _write_fp16(params, config, directory: str) -> None:
+def _write_fp16(model, directory: str) -> None:
+  """Saves ``model`` with every nnx.Param stored in float16 (loaded back as float32)."""
+  split, params = modelstate.split(model)
   half = jax.tree.map(lambda x: np.asarray(x, np.float16), params)
-  models.save(models.Model(config, half), directory)
+  models.save(split.merge(half), directory)
 
 
-def export(params, config, run_dir: str | os.PathLike, out_dir: str | os.PathLike = ASSETS,
+def export(model, run_dir: str | os.PathLike, out_dir: str | os.PathLike = ASSETS,
            *, emergence_steps: list[int] | None = None) -> list[int]:
   """Writes the trained model, tokenizer and emergence checkpoints into ``out_dir``.
 
-  params: final parameters (float32). run_dir: the training run whose orbax checkpoints give the
-  emergence checkpoints (default: all of its steps). Returns the exported steps. Existing
+  model: the trained module (float32; ``TrainResult.model``). run_dir: the training run whose
+  orbax checkpoints give the emergence checkpoints (default: all of its steps), each restored
+  into the module's nnx.Param state. Returns the exported steps. Existing
   ``out_dir/checkpoints`` is replaced.
   """
   out_dir = os.fspath(out_dir)
   os.makedirs(out_dir, exist_ok=True)
-  models.save(models.Model(config, jax.tree.map(lambda x: np.asarray(x, np.float32), params)),
-              out_dir)
+  split, params = modelstate.split(model)
+  models.save(split.merge(jax.tree.map(lambda x: np.asarray(x, np.float32), params)), out_dir)
   tokenizer.save_tokenizer(out_dir)
   ckpt_dir = os.path.join(os.fspath(run_dir), "checkpoints")
   steps = checkpoints.steps(ckpt_dir) if emergence_steps is None else list(emergence_steps)
@@ -74,8 +77,8 @@ def export(params, config, run_dir: str | os.PathLike, out_dir: str | os.PathLik
   tmp_root = os.path.join(out_dir, ".checkpoints.tmp")
   shutil.rmtree(tmp_root, ignore_errors=True)
   for step in steps:
-    state = _restore_params(ckpt_dir, step, params)
-    _write_fp16(state, config, os.path.join(tmp_root, f"step_{step:06d}"))
+    _write_fp16(split.merge(_restore_params(ckpt_dir, step, params)),
+                os.path.join(tmp_root, f"step_{step:06d}"))
   final = os.path.join(out_dir, "checkpoints")
   shutil.rmtree(final, ignore_errors=True)
   os.replace(tmp_root, final)
@@ -83,7 +86,8 @@ def export(params, config, run_dir: str | os.PathLike, out_dir: str | os.PathLik
 
 
 def _restore_params(ckpt_dir: str, step: int, like_params):
-  """Only the params of a training checkpoint (the optimizer state is read and dropped)."""
+  """Only the nnx.Param state of a training checkpoint (the optimizer state is read and
+  dropped); like_params: the module's nnx.Param state (gives the structure)."""
   from synergy_jax.training import loop  # the state's structure comes from the run's optimizer
 
   with open(os.path.join(os.path.dirname(ckpt_dir), "run_config.json")) as f:

@@ -14,6 +14,10 @@ entries only; zeroing the update last makes frozen entries exact even under Adam
 
 The entry mask is an *extra argument* of ``update`` (``entry_mask=``, a pytree of bools or 0/1
 floats like params), i.e. traced: every head selection of a model shares one compiled step.
+
+Labels and masks are nnx.States like the module's nnx.Param state (``modelstate.split``), built
+from the family's unit description (``Family.units``: which slices of which leaf a head owns)
+applied to that state's own tree, so they follow any nesting of the module and name no leaf.
 """
 from __future__ import annotations
 
@@ -24,7 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flax import nnx
+
 from synergy_jax import models
+from synergy_jax.training import modelstate
 
 TRAIN, FREEZE = "train", "freeze"
 
@@ -52,36 +59,46 @@ def zero_entries() -> optax.GradientTransformationExtraArgs:
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def leaf_labels(params) -> dict:
-  """Pytree like params of "train" for leaves some head owns entries of, "freeze" otherwise
-  (from ``models.head_parameter_mask`` with every head selected)."""
-  L, H = models.units_shape(params)
-  owned = models.head_parameter_mask(params, np.ones((L, H), bool))
+def _owned(model, heads):
+  """nnx.State like the module's nnx.Param state of bool arrays: the entries ``heads`` own."""
+  params = modelstate.params_of(model)
+  pure = models.head_parameter_mask(nnx.to_pure_dict(params), heads, config=model.config)
+  return modelstate.like(params, pure)
+
+
+def leaf_labels(model):
+  """nnx.State like the module's nnx.Param state: "train" for leaves some head owns entries
+  of, "freeze" otherwise (the family's unit description with every head selected)."""
+  cfg = model.config
+  owned = _owned(model, np.ones((cfg.num_layers, cfg.num_heads), bool))
   return jax.tree.map(lambda m: TRAIN if bool(np.any(m)) else FREEZE, owned)
 
 
-def entry_mask(params, heads) -> dict:
-  """Pytree like params of bool arrays: True on the entries the chosen heads own.
+def entry_mask(model, heads):
+  """nnx.State like the module's nnx.Param state of bool arrays: True on the entries the
+  chosen heads own.
 
   heads: unit indices, (layer, head) pairs or an (L, H) bool mask (``models.head_selection``).
-  Raises ValueError for an empty selection (nothing would train).
+  Raises ValueError for an empty selection (nothing would train) or a unit out of range.
   """
-  mask = models.head_parameter_mask(params, heads)
+  mask = _owned(model, heads)
   if not any(bool(np.any(m)) for m in jax.tree.leaves(mask)):
     raise ValueError("the head selection is empty: no parameter would be trained")
   return mask
 
 
-def restrict(inner: optax.GradientTransformation, params) -> optax.GradientTransformation:
-  """``inner`` applied to the head-owned leaves only, entry-masked on both sides (see module
-  docstring). Call ``update(grads, state, params, entry_mask=entry_mask(params, heads))``."""
+def restrict(inner: optax.GradientTransformation, model) -> optax.GradientTransformation:
+  """``inner`` applied to the head-owned leaves of ``model``'s nnx.Param state only,
+  entry-masked on both sides (see module docstring). Call ``update(grads, state, params,
+  entry_mask=entry_mask(model, heads))`` with params the model's nnx.Param state."""
   partitioned = optax.transforms.partition({TRAIN: inner, FREEZE: optax.set_to_zero()},
-                                           leaf_labels(params))
+                                           leaf_labels(model))
   return optax.chain(zero_entries(), partitioned, zero_entries())
 
 
 def no_decay_of_vectors(params):
-  """Weight-decay mask for fine-tuning: projection matrices (ndim ≥ 3 once stacked over
-  layers: q (L, D, H, K), o (L, H, K, D)) decay, biases (L, H, K) and norms do not."""
+  """Weight-decay mask for fine-tuning (params: the nnx.Param state or any pytree of arrays):
+  projection matrices (ndim ≥ 3 once stacked over layers: q (L, D, H, K), o (L, H, K, D))
+  decay, biases (L, H, K) and norms do not."""
   return jax.tree_util.tree_map_with_path(
       lambda path, p: p.ndim >= 3 and "bias" not in jax.tree_util.keystr(path), params)

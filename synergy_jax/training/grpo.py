@@ -34,10 +34,11 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from synergy_jax import models
 from synergy_jax.tasks import batching, families
-from synergy_jax.training import loop, steps, tuning
+from synergy_jax.training import loop, modelstate, steps, tuning
 
 ADV_EPS = 1e-4
 METRICS = ("loss", "lr", "grad_norm", "reward", "accuracy", "kl", "clip_frac")
@@ -109,27 +110,31 @@ def completion_mask(tokens: np.ndarray, tokenizer, eos_ids=()) -> tuple[np.ndarr
   return mask, texts, ended
 
 
-def make_policy_loss(model, cfg: "tuning.TuneConfig", continuation: int) -> Callable:
-  """loss(params, batch) for steps.make_step; batch = (tokens (B, W+T), prompt_lengths (B,),
-  mask (B, T), advantages (B,), old_logp (B, T), ref_logp (B, T))."""
+def make_policy_loss(cfg: "tuning.TuneConfig", continuation: int) -> Callable:
+  """loss(model, batch) for steps.make_step (model: the policy module); batch = (tokens
+  (B, W+T), prompt_lengths (B,), mask (B, T), advantages (B,), old_logp (B, T), ref_logp
+  (B, T))."""
 
-  def loss(params, batch):
+  def loss(model, batch):
     tokens, plen, mask, adv, old_lp, ref_lp = batch
-    lp = models.score(model.replace(params=params), tokens, plen,
-                      continuation_length=continuation).token_logprobs
+    lp = models.score(model, tokens, plen, continuation_length=continuation).token_logprobs
     return grpo_loss(lp, old_lp, ref_lp, adv, mask, clip_eps=cfg.clip_eps, beta=cfg.beta,
                      aggregation=cfg.aggregation)
   return loss
 
 
 def make_scorer(model, continuation: int) -> Callable:
-  """jit(f)(params, tokens, prompt_lengths) -> (B, T) log-probabilities of the continuation."""
-  return jax.jit(lambda p, tok, plen: models.score(
-      model.replace(params=p), tok, plen, continuation_length=continuation).token_logprobs)
+  """jit(f)(params, rest, tokens, prompt_lengths) -> (B, T) log-probabilities of the
+  continuation under the module with nnx.Param state ``params`` (and other variables
+  ``rest``; see modelstate.split)."""
+  graphdef = modelstate.split(model)[0].graphdef
+  return jax.jit(lambda p, rest, tok, plen: models.score(
+      nnx.merge(graphdef, p, rest), tok, plen, continuation_length=continuation).token_logprobs)
 
 
-def sample_batch(model, tokenizer, cfg, params, step: int) -> dict:
-  """Prompts of ``step``, G sampled completions each, rewards and advantages (host arrays)."""
+def sample_batch(model, tokenizer, cfg, step: int) -> dict:
+  """Prompts of ``step``, G sampled completions each from the policy ``model`` (the module),
+  rewards and advantages (host arrays)."""
   exs = tuning.draw(cfg, step, cfg.batch_size)
   width, t_new = cfg.max_prompt_tokens, tuning.answer_budget(cfg)
   rows = [tuning.encode_prompt(tokenizer, e.prompt, width) for e in exs
@@ -137,7 +142,7 @@ def sample_batch(model, tokenizer, cfg, params, step: int) -> dict:
   batch = batching.left_pad(rows, model.config, width=width)
   ids, plen, valid = batch.ids, batch.lengths, batch.mask
   key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), step)
-  gen = models.generate(model.replace(params=params), ids, valid, max_new_tokens=t_new,
+  gen = models.generate(model, ids, valid, max_new_tokens=t_new,
                         greedy=False, temperature=cfg.temperature, top_p=cfg.top_p, rng=key)
   comp = np.asarray(gen.tokens)                                          # (B, T)
   mask, texts, ended = completion_mask(comp, tokenizer, tuple(model.config.eos_token_ids or ()))
@@ -150,31 +155,35 @@ def sample_batch(model, tokenizer, cfg, params, step: int) -> dict:
 
 
 def make_programs(model, cfg, optimizer) -> dict:
-  """The jitted pieces of a GRPO step: "score" (params, tokens, prompt_lengths) -> (B, T)
-  log-probabilities and "update" (steps.make_step of the policy loss). They depend on the
-  architecture and the loss settings only, so runs of other seeds and heads reuse them."""
+  """The jitted pieces of a GRPO step: "score" (params, rest, tokens, prompt_lengths) -> (B, T)
+  log-probabilities and "update" (steps.make_step of the policy loss over the nnx.Param
+  state). They depend on the architecture and the loss settings only, so runs of other seeds
+  and heads reuse them."""
   t_new = tuning.answer_budget(cfg)
+  graphdef = modelstate.split(model)[0].graphdef
   return {"score": make_scorer(model, t_new),
-          "update": steps.make_step(make_policy_loss(model, cfg, t_new), optimizer)}
+          "update": steps.make_step(make_policy_loss(cfg, t_new), optimizer, graphdef)}
 
 
 def make_step_fn(model, tokenizer, cfg, programs, entry_mask) -> Callable:
   """step_fn(state, step) -> (state, metrics) for runner.run_loop: sample, score, μ updates.
 
-  The reference policy is ``model.params`` (the base, frozen); sampling key of step s:
-  fold_in(PRNGKey(seed), s).
+  state["params"] is the policy's nnx.Param state; the reference policy is ``model``'s (the
+  base, frozen); sampling key of step s: fold_in(PRNGKey(seed), s).
   """
   scorer, update = programs["score"], programs["update"]
-  ref_params = model.params
+  split, ref_params = modelstate.split(model)
 
   def step_fn(state, s):
     params, opt_state = state["params"], state["opt_state"]
-    b = sample_batch(model, tokenizer, cfg, params, s)
-    old_lp = scorer(params, b["tokens"], b["prompt_lengths"])
-    ref_lp = scorer(ref_params, b["tokens"], b["prompt_lengths"]) if cfg.beta > 0 else old_lp
+    b = sample_batch(split.merge(params), tokenizer, cfg, s)
+    old_lp = scorer(params, split.rest, b["tokens"], b["prompt_lengths"])
+    ref_lp = (scorer(ref_params, split.rest, b["tokens"], b["prompt_lengths"]) if cfg.beta > 0
+              else old_lp)
     batch = (b["tokens"], b["prompt_lengths"], b["mask"], b["advantages"], old_lp, ref_lp)
     for _ in range(cfg.updates_per_batch):
-      params, opt_state, metrics = update(params, opt_state, batch, {"entry_mask": entry_mask})
+      params, opt_state, metrics = update(params, split.rest, opt_state, batch,
+                                          {"entry_mask": entry_mask})
     return {"params": params, "opt_state": opt_state}, {
         **metrics, "lr": loop.learning_rate(cfg, s), "reward": float(np.mean(b["rewards"])),
         "accuracy": float(np.mean(b["correct"]))}

@@ -5,9 +5,13 @@ teacher-forced task accuracy, run through the shared loop (``runner.run_loop``).
 runner.py): log.csv columns step, loss (nats/token), lr, grad_norm, wall_s, and at eval steps
 acc_<family>_<level>.
 
+The model is split once (``modelstate.split``): optax updates its nnx.Param state and the
+trained model comes back as the module (``TrainResult.model``).
+
 Exact resume: the batch of step s is a pure function of (seed, s) (``data.batch``), the state
-saved at step s is (params, optimizer state incl. its step count), and the jitted step is the same
-program, so a run killed at any moment and restarted ends with bit-identical parameters.
+saved at step s is (the nnx.Param state, optimizer state incl. its step count), and the jitted
+step is the same program, so a run killed at any moment and restarted ends with bit-identical
+parameters.
 
 Axis letters: B batch, T time, V vocabulary.
 """
@@ -22,10 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from synergy_jax import models
 from synergy_jax.tasks import families
-from synergy_jax.training import data, logs, runner, steps, tokenizer
+from synergy_jax.training import data, logs, modelstate, runner, steps, tokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,27 +108,28 @@ def weighted_nll(logits, targets, weights):
   return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def next_token_loss(model_config) -> Callable:
-  """loss(params, (inputs, targets, weights)) -> (weighted_nll in nats/token, {}), the
-  objective of pre-training and SFT (``steps.make_step``)."""
-  logits_fn = models.logits_fn(model_config)
+def next_token_loss() -> Callable:
+  """loss(model, (inputs, targets, weights)) -> (weighted_nll in nats/token, {}), the
+  objective of pre-training and SFT (``steps.make_step``); model: the module (called on the
+  inputs, (B, T) int32)."""
 
-  def loss(params, batch):
+  def loss(model, batch):
     inputs, targets, weights = batch
-    return weighted_nll(logits_fn(params, inputs), targets, weights), {}
+    return weighted_nll(model(inputs).logits, targets, weights), {}
   return loss
 
 
-def make_train_step(model_config, optimizer: optax.GradientTransformation) -> Callable:
-  """jit(step)(params, opt_state, inputs, targets, weights) -> (params, opt_state, metrics).
+def make_train_step(split: "modelstate.Split", optimizer: optax.GradientTransformation
+                    ) -> Callable:
+  """step(params, opt_state, inputs, targets, weights) -> (params, opt_state, metrics).
 
-  inputs/targets (B, T) int32, weights (B, T) float32; metrics: loss (nats/token), grad_norm
-  (before clipping). Parameters are an explicit argument (nothing is closed over but the static
-  architecture).
+  params: the model's nnx.Param state (``modelstate.split``); inputs/targets (B, T) int32,
+  weights (B, T) float32; metrics: loss (nats/token), grad_norm (before clipping). The state is
+  an explicit argument of the jitted step (nothing is closed over but the static graph).
   """
-  step = steps.make_step(next_token_loss(model_config), optimizer)
+  step = steps.make_step(next_token_loss(), optimizer, split.graphdef)
   return lambda params, opt_state, inputs, targets, weights: step(
-      params, opt_state, (inputs, targets, weights), {})
+      params, split.rest, opt_state, (inputs, targets, weights), {})
 
 
 # --- teacher-forced task accuracy -----------------------------------------------------------
@@ -161,22 +167,24 @@ def make_eval_set(n: int, seed: int) -> EvalSet:
   return EvalSet(ids, mask, tuple(keys))
 
 
-def make_exact_match_fn(model_config) -> Callable:
-  """jit(f)(params, ids, answer_mask) -> (E,) bool: does greedy argmax reproduce every answer
-  character and the closing newline?
+@functools.partial(jax.jit, static_argnums=0)
+def _exact_match(graphdef, params, rest, ids, answer_mask):
+  logits = nnx.merge(graphdef, params, rest)(ids).logits                    # (E, T, V)
+  pred = jnp.argmax(logits[:, :-1], axis=-1)                                 # (E, T-1)
+  ok = (pred == ids[:, 1:]) | ~answer_mask[:, :-1]
+  return jnp.all(ok, axis=-1)
 
+
+def exact_match(model, ids, answer_mask):
+  """(E,) bool: does greedy argmax reproduce every answer character and the closing newline?
+
+  model: the module; ids (E, T) int32 and answer_mask (E, T) bool as in ``EvalSet``. The module
+  is split here and a jitted function of its state runs (compiled once per architecture).
   Equivalent to exact match of greedy decoding: greedy generation emits the answer followed by a
   newline if and only if the argmax at each of those positions, fed the true prefix, is right.
   """
-  logits_fn = models.logits_fn(model_config)
-
-  def f(params, ids, answer_mask):
-    logits = logits_fn(params, ids)                                           # (E, T, V)
-    pred = jnp.argmax(logits[:, :-1], axis=-1)                                 # (E, T-1)
-    ok = (pred == ids[:, 1:]) | ~answer_mask[:, :-1]
-    return jnp.all(ok, axis=-1)
-
-  return jax.jit(f)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  return _exact_match(graphdef, params, rest, jnp.asarray(ids), jnp.asarray(answer_mask))
 
 
 def accuracy_table(correct: np.ndarray, keys) -> dict[str, float]:
@@ -200,7 +208,9 @@ read_log = logs.read
 
 @dataclasses.dataclass
 class TrainResult:
-  """What ``train`` returns: final parameters, the step reached and the run folder."""
+  """What ``train`` returns: the trained module, its final nnx.Param state (the same arrays),
+  the step reached, the run folder and the loop's wall time in seconds."""
+  model: Any
   params: Any
   step: int
   workdir: str
@@ -213,20 +223,23 @@ BOOKKEEPING = ("save_every", "eval_every", "eval_examples", "eval_seed", "log_ev
 
 
 def train(model_config, cfg: TrainConfig, workdir: str | os.PathLike, *,
-          init_params=None, stop_after: int | None = None, resume_from_last_good: bool = False,
+          init_model=None, stop_after: int | None = None, resume_from_last_good: bool = False,
           log: Callable[[str], None] = print) -> TrainResult:
   """Trains (or resumes) the run in ``workdir`` up to ``cfg.steps``.
 
-  init_params: starting parameters (default: ``models.init(model_config, cfg.seed)``); ignored
-    when a checkpoint exists. stop_after: stop (with a checkpoint) once this step is reached —
-    for tests of resume; the result is then partial. resume_from_last_good: skip (and move
-    aside) a damaged newest checkpoint instead of raising.
+  init_model: the starting module (default: ``models.init(model_config, cfg.seed)``); its
+    weights are ignored when a checkpoint exists. stop_after: stop (with a checkpoint) once this
+    step is reached — for tests of resume; the result is then partial. resume_from_last_good:
+    skip (and move aside) a damaged newest checkpoint instead of raising.
   """
   optimizer = make_optimizer(cfg)
-  params = models.init(model_config, cfg.seed).params if init_params is None else init_params
+  model = models.init(model_config, cfg.seed) if init_model is None else init_model
+  if model.config != model_config:
+    raise ValueError("train: init_model's config differs from model_config (the run records "
+                     "model_config)")
+  split, params = modelstate.split(model)
   state0 = {"params": params, "opt_state": optimizer.init(params)}
-  train_step = make_train_step(model_config, optimizer)
-  em_fn = make_exact_match_fn(model_config)
+  train_step = make_train_step(split, optimizer)
   eval_set = make_eval_set(cfg.eval_examples, cfg.eval_seed)
 
   def step_fn(state, step):
@@ -236,7 +249,7 @@ def train(model_config, cfg: TrainConfig, workdir: str | os.PathLike, *,
     return {"params": p, "opt_state": o}, {**metrics, "lr": learning_rate(cfg, step)}
 
   def evaluate(p):
-    correct = np.asarray(em_fn(p, eval_set.ids, eval_set.answer_mask))
+    correct = np.asarray(exact_match(split.merge(p), eval_set.ids, eval_set.answer_mask))
     return accuracy_table(correct, eval_set.keys)
 
   schedule = runner.Schedule(cfg.steps, tuple(cfg.checkpoint_steps()), cfg.eval_every,
@@ -246,5 +259,5 @@ def train(model_config, cfg: TrainConfig, workdir: str | os.PathLike, *,
                         record={"model": model_config.to_hf(), "train": dataclasses.asdict(cfg)},
                         bookkeeping=BOOKKEEPING, stop_after=stop_after,
                         resume_from_last_good=resume_from_last_good, log=log)
-  return TrainResult(params=res.state["params"], step=res.step, workdir=res.workdir,
-                     wall_s=res.wall_s)
+  return TrainResult(model=split.merge(res.state["params"]), params=res.state["params"],
+                     step=res.step, workdir=res.workdir, wall_s=res.wall_s)

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from synergy_jax import models, results, tasks
-from synergy_jax.training import default, tokenizer as tok
+from synergy_jax.training import default, modelstate, tokenizer as tok
 
 
 def accuracy_table(model, hf_tokenizer, n: int, seed: int) -> dict[tuple[str, int], float]:
@@ -47,7 +47,7 @@ def write(out_dir, *, command: str, model_config, train_config, run_dir: str, wa
   acc = accuracy_table(model, hf_tok, eval_examples, eval_seed)
   results.write_json(os.path.join(out_dir, "accuracy.json"),
                      {f"{fam}/{k}": v for (fam, k), v in acc.items()})
-  n_params = int(sum(np.size(x) for x in jax.tree.leaves(model.params)))
+  n_params = int(sum(np.size(x) for x in jax.tree.leaves(modelstate.params_of(model))))
   steps = default.emergence_steps(out_dir)
   levels_max = max(len(tasks.levels(f)) for f in tasks.FAMILIES)
   lines = [

@@ -2,7 +2,9 @@
 
 An objective (pre-training, SFT, GRPO) supplies only ``step_fn(state, step) -> (state, metrics)``
 — one optimizer step from the state after ``step`` updates — and ``evaluate(params) -> {column:
-value}``. ``run_loop`` owns everything else:
+value}``. The state is ``{"params": the module's nnx.Param state (modelstate.split),
+"opt_state": optax's state over it}``; checkpoints store it as plain dicts (checkpoints.py).
+``run_loop`` owns everything else:
 
   workdir/run_config.json   what the run's numbers depend on (a resumed run must match it,
                             except for the bookkeeping keys: when to save, evaluate and log)
@@ -32,8 +34,9 @@ from synergy_jax.training import checkpoints, logs
 
 @dataclasses.dataclass(frozen=True)
 class LoopResult:
-  """What a run returns: the final state ({"params", "opt_state", ...}), the step reached, the
-  run folder, the loop's wall time in seconds, and the step it resumed from (None: fresh)."""
+  """What a run returns: the final state ({"params": nnx.State, "opt_state", ...}), the step
+  reached, the run folder, the loop's wall time in seconds, and the step it resumed from (None:
+  fresh)."""
   state: Any
   step: int
   workdir: str
@@ -97,7 +100,8 @@ def run_loop(workdir: str | os.PathLike, state0, step_fn: Callable, evaluate: Ca
              log: Callable[[str], None] = print) -> LoopResult:
   """Runs (or resumes) ``step_fn`` from ``state0`` up to ``schedule.steps`` in ``workdir``.
 
-  state0: the state at step 0 (a dict with "params"), ignored when a checkpoint exists.
+  state0: the state at step 0 (a dict with "params"), ignored when a checkpoint exists; it also
+  gives the structure checkpoints are restored into. evaluate(params): params is state["params"].
   metrics of step_fn: scalars named by ``metric_columns``; a non-finite "loss" raises
   FloatingPointError naming the step. stop_after: stop (with a checkpoint) at this step, keeping
   the schedule — for tests of resume. resume_from_last_good: a damaged newest checkpoint is moved

@@ -17,7 +17,7 @@ import numpy as np
 
 from synergy_jax import models
 from synergy_jax.tasks import families
-from synergy_jax.training import loop, steps, tuning
+from synergy_jax.training import loop, modelstate, steps, tuning
 
 
 def row_length(cfg: "tuning.TuneConfig", pairs_tokens: list | None = None) -> int:
@@ -68,20 +68,23 @@ def make_batch_fn(tokenizer, cfg: "tuning.TuneConfig", pad_id: int) -> tuple[Cal
 
 
 def make_programs(model, cfg, optimizer) -> dict:
-  """The jitted SFT update (steps.make_step of the next-token loss); shared by all runs of one
-  architecture and configuration."""
+  """The jitted SFT update (steps.make_step of the next-token loss over the module's
+  nnx.Param state); shared by all runs of one architecture and configuration."""
   del cfg
-  return {"update": steps.make_step(loop.next_token_loss(model.config), optimizer)}
+  split, _ = modelstate.split(model)
+  return {"update": steps.make_step(loop.next_token_loss(), optimizer, split.graphdef)}
 
 
 def make_step_fn(model, tokenizer, cfg, programs, entry_mask) -> Callable:
-  """step_fn(state, step) -> (state, metrics) for runner.run_loop."""
+  """step_fn(state, step) -> (state, metrics) for runner.run_loop; state["params"] is the
+  module's nnx.Param state and entry_mask an nnx.State like it (freeze.entry_mask)."""
   batch_fn, _ = make_batch_fn(tokenizer, cfg, models.generation.pad_id_of(model.config))
   step = programs["update"]
+  rest = modelstate.split(model)[0].rest
 
   def step_fn(state, s):
     b = batch_fn(s)
-    p, o, metrics = step(state["params"], state["opt_state"],
+    p, o, metrics = step(state["params"], rest, state["opt_state"],
                          (b["inputs"], b["targets"], b["weights"]), {"entry_mask": entry_mask})
     return {"params": p, "opt_state": o}, {**metrics, "lr": loop.learning_rate(cfg, s)}
   return step_fn

@@ -152,12 +152,13 @@ def eval_columns(cfg: TuneConfig) -> list[str]:
 
 
 def make_evaluate(model, tokenizer, cfg: TuneConfig) -> Callable:
-  """evaluate(params) -> {"acc": mean over cells, "acc_<family>_<level>": fraction} of greedy
-  exact match on the held-out examples (one compiled generate per cell, reused)."""
+  """evaluate(m) -> {"acc": mean over cells, "acc_<family>_<level>": fraction} of greedy
+  exact match on the held-out examples, m a module of ``model``'s architecture (one compiled
+  generate per cell, reused)."""
+  del model  # the examples depend on cfg only; the module to score is evaluate's argument
   sets = eval_examples(cfg)
 
-  def evaluate(params):
-    m = model.replace(params=params)
+  def evaluate(m):
     out = {}
     for (f, k), exs in sets.items():
       texts = evaluation.generate_answers(m, tokenizer, exs)

@@ -1,7 +1,9 @@
 """The Colab notebook runs top to bottom (quick settings, no network), through its Colab branch:
 the code is cloned from a repository URL (a local git repository made from this working tree),
-the runtime's accelerator is detected and the default profile runs from the clone."""
+the runtime's accelerator is detected, the default model is shown with Flax's display
+(treescope) and called as a module, and the default profile runs from the clone."""
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -50,6 +52,14 @@ def test_colab_notebook_executes_through_its_colab_branch(tmp_path, monkeypatch)
   assert (clone / "run.py").exists() and (clone / ".git").exists()  # cloned from the URL
   assert f"synergy_jax from {clone / 'synergy_jax'}" in outputs  # imported from the clone
   assert "runtime accelerator: cpu" in outputs and "devices:" in outputs
+  # the model as a Flax module: treescope's rendering of nnx.display, then a call of the module
+  shown = [c for c in nb.cells if c.cell_type == "code" and "nnx.display(model)" in c.source]
+  assert len(shown) == 1
+  rich = [o for o in shown[0].get("outputs", []) if o.get("output_type") == "display_data"]
+  assert rich and "text/html" in rich[0]["data"], shown[0].get("outputs")
+  assert "Model is an nnx.Module: True" in outputs
+  assert re.search(r"logits \(1, 10, 100\) head_norms \(1, 6, 8, 10\)", outputs), outputs[-2000:]
+  assert re.search(r"[\d,]+ parameters in nnx.state\(model, nnx.Param\)", outputs)
   assert "Synergistic-core profile" in outputs
   assert (clone / "runs" / "colab-default" / "results.json").stat().st_size > 0
   assert "Skipping EleutherAI/pythia-160m" in outputs or "colab-hub" in outputs

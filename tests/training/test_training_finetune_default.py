@@ -8,7 +8,7 @@ import pytest
 
 from synergy_jax import models
 from synergy_jax.tasks import evaluation, families
-from synergy_jax.training import finetune, freeze, grpo, loop, sft, tuning
+from synergy_jax.training import finetune, freeze, grpo, loop, modelstate, sft, tuning
 
 
 @pytest.fixture(scope="module")
@@ -27,22 +27,23 @@ def test_grpo_raises_accuracy_above_base(default):
   cfg = tuning.TuneConfig(method="grpo", steps=24, warmup_steps=2, batch_size=8, group_size=8,
                           families=("add",), levels=(2,))
   opt, programs = finetune._programs(model, cfg)
-  mask = freeze.entry_mask(model.params, np.ones((6, 8), bool))
+  mask = freeze.entry_mask(model, np.ones((6, 8), bool))
   step_fn = grpo.make_step_fn(model, tok, cfg, programs, mask)
   examples = families.sample("add", 2, 128, 99)
+  split, params = modelstate.split(model)
 
-  def correct(params):
-    texts = evaluation.generate_answers(model.replace(params=params), tok, examples)
+  def correct(m):
+    texts = evaluation.generate_answers(m, tok, examples)
     return np.array([families.check(e, t) for e, t in zip(examples, texts)])
 
-  base = correct(model.params)
-  state = {"params": model.params, "opt_state": opt.init(model.params)}
+  base = correct(model)
+  state = {"params": params, "opt_state": opt.init(params)}
   rewards = []
   for s in range(cfg.steps):
     state, metrics = step_fn(state, s)
     rewards.append(metrics["reward"])
     assert np.isfinite(float(metrics["loss"])), s
-  tuned = correct(state["params"])
+  tuned = correct(split.merge(state["params"]))
   wins, losses = int((tuned & ~base).sum()), int((~tuned & base).sum())
   assert 0.2 < base.mean() < 0.9  # an easy level with room to improve
   assert tuned.mean() > base.mean()
@@ -65,21 +66,22 @@ def test_sft_lowers_the_loss_on_its_pairs(default, tmp_path):
   opt, programs = finetune._programs(model, cfg)
   heads = np.zeros((6, 8), bool)
   heads[2:4] = True
-  mask = freeze.entry_mask(model.params, heads)
+  mask = freeze.entry_mask(model, heads)
   pairs = sft.tokenize_pairs(tok, tuning.read_pairs(path), cfg)
   assert pairs[0][1][-1] == tok("\n", add_special_tokens=False)["input_ids"][0]
   every = sft.pack(pairs, sft.row_length(cfg, pairs), 0)
-  loss_fn = loop.next_token_loss(model.config)
+  loss_fn = loop.next_token_loss()
 
-  def pairs_loss(p):
-    return float(loss_fn(p, (every["inputs"], every["targets"], every["weights"]))[0])
+  def pairs_loss(m):
+    return float(loss_fn(m, (every["inputs"], every["targets"], every["weights"]))[0])
 
   step_fn = sft.make_step_fn(model, tok, cfg, programs, mask)
-  state = {"params": model.params, "opt_state": opt.init(model.params)}
-  before = pairs_loss(model.params)
+  split, params = modelstate.split(model)
+  state = {"params": params, "opt_state": opt.init(params)}
+  before = pairs_loss(model)
   for s in range(cfg.steps):
     state, _ = step_fn(state, s)
-  after = pairs_loss(state["params"])
+  after = pairs_loss(split.merge(state["params"]))
   assert np.isfinite(before) and np.isfinite(after)
   assert after < 0.7 * before, (before, after)
 

@@ -35,7 +35,8 @@ def _final_params(workdir):
   mc = training.default_model_config(hidden_size=16, intermediate_size=32, num_layers=2,
                                      num_heads=2, head_dim=8)
   from synergy_jax import models
-  params = models.init(mc, 0).params
+  from synergy_jax.training import modelstate
+  params = modelstate.params_of(models.init(mc, 0))
   cfg = training.TrainConfig(steps=120, batch_size=2, seq_len=128, warmup_steps=5,
                              save_every=10, eval_every=60, eval_examples=1, log_every=10,
                              learning_rate=5e-3)

@@ -121,8 +121,8 @@ def test_exact_match_fn_agrees_with_greedy_loop():
   mc = training.default_model_config(**TINY)
   model = models.init(mc, 0)
   es = loop.make_eval_set(2, 0)
-  got = np.asarray(loop.make_exact_match_fn(mc)(model.params, es.ids, es.answer_mask))
-  f = jax.jit(models.logits_fn(mc))
+  got = np.asarray(loop.exact_match(model, es.ids, es.answer_mask))
+  f = lambda ids: model(ids).logits  # the module called eagerly, token by token
   for i in range(0, len(es.keys), 5):
     row, mask = es.ids[i], es.answer_mask[i]
     start = int(np.argmax(mask))  # position whose prediction is the first answer token
@@ -130,5 +130,5 @@ def test_exact_match_fn_agrees_with_greedy_loop():
     buf = row.copy()  # causal: tokens after position t do not change the prediction at t
     buf[start + 1:] = 0
     for t in range(start, end):
-      buf[t + 1] = int(np.argmax(np.asarray(f(model.params, buf[None]))[0, t]))
+      buf[t + 1] = int(np.argmax(np.asarray(f(buf[None]))[0, t]))
     assert got[i] == bool(np.array_equal(buf[start + 1:end + 1], row[start + 1:end + 1]))
