@@ -37,6 +37,6 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
       grads_seen = grads
     updates, opt_state = optimizer.update(grads, opt_state, params, **extra)
     params = optax.apply_updates(params, updates)
-    return params, opt_state, {"loss": value, "grad_norm": optax.global_norm(grads_seen), **aux}
+    return params, opt_state, {"loss": value, "grad_norm": optax.tree.norm(grads_seen), **aux}
 
   return jax.jit(step)
