@@ -63,7 +63,7 @@ def bucket(n: int, minimum: int = 8) -> int:
   return max(minimum, 1 << max(0, int(n) - 1).bit_length())
 
 
-def left_align(input_ids, attention_mask=None, pad_id: int = 0, width: int | None = None):
+def right_align(input_ids, attention_mask=None, pad_id: int = 0, width: int | None = None):
   """Right-aligns each row's real tokens (any padding side in) into (B, width) numpy arrays.
 
   Returns ids (B, width) int32, valid (B, width) bool, lengths (B,) int32. Raises naming the
@@ -229,10 +229,10 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
       rng if rng is not None else jax.random.PRNGKey(0))
   check_head_mask(cfg, head_mask, head_means)
   pad = pad_id_of(cfg)
-  _, _, lengths = left_align(input_ids, attention_mask, pad)
+  _, _, lengths = right_align(input_ids, attention_mask, pad)
   longest = int(lengths.max())
   width = bucket(longest)
-  ids, valid, lengths = left_align(input_ids, attention_mask, pad, width)
+  ids, valid, lengths = right_align(input_ids, attention_mask, pad, width)
   for b, n in enumerate(lengths):
     if n + max_new_tokens > cfg.max_position_embeddings:
       raise ValueError(f"prompt {b}: {n} prompt tokens + max_new_tokens={max_new_tokens} exceed "

@@ -6,6 +6,7 @@ import torch
 
 from synergy_jax import models as M
 from synergy_jax.models import generation as G
+import compile_count
 from models_torch_refs import VOCAB, build, pair_factory, torch_logits
 
 TYPES = ("llama", "mistral", "qwen2", "qwen2_sliding", "qwen3")
@@ -128,12 +129,12 @@ def test_left_padded_batch_equals_each_prompt_alone(pair):
 def test_new_lengths_and_interventions_in_a_bucket_do_not_recompile(pair):
   _, m, _ = pair("llama")
   M.generate(m, _prompts([3])[0][None], max_new_tokens=8, head_mask=np.ones((3, 4)))
-  before = G._generate._cache_size()
-  M.generate(m, _prompts([6])[0][None], max_new_tokens=8, head_mask=np.zeros((3, 4)))
-  M.generate(m, _prompts([8])[0][None], max_new_tokens=8, head_mask=np.full((3, 4), 0.5))
-  assert G._generate._cache_size() == before
-  M.generate(m, _prompts([9])[0][None], max_new_tokens=8, head_mask=np.ones((3, 4)))
-  assert G._generate._cache_size() == before + 1  # next bucket (16)
+  with compile_count.compilations("_generate") as compiled:
+    M.generate(m, _prompts([6])[0][None], max_new_tokens=8, head_mask=np.zeros((3, 4)))
+    M.generate(m, _prompts([8])[0][None], max_new_tokens=8, head_mask=np.full((3, 4), 0.5))
+    assert compiled() == 0
+    M.generate(m, _prompts([9])[0][None], max_new_tokens=8, head_mask=np.ones((3, 4)))
+    assert compiled() == 1  # next bucket (16)
 
 
 def _torch_masked_logits(tm, ids, layer, head, replacement=None):

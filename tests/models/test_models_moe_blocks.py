@@ -14,6 +14,7 @@ from transformers.models.mixtral import modeling_mixtral as MX
 from transformers.models.qwen2_moe import modeling_qwen2_moe as Q2
 from transformers.models.qwen3_moe import modeling_qwen3_moe as Q3
 
+import compile_count
 import moe_torch_refs as R
 from synergy_jax.models import moe
 
@@ -27,7 +28,11 @@ BLOCKS = {"mixtral": (MX.MixtralSparseMoeBlock, "mixtral"),
 
 
 # one compiled call per configuration (op-by-op dispatch of the module is several times slower)
-_call = jax.jit(lambda m, x, mask: m(x, expert_mask=mask))
+def _moe_forward(m, x, mask):
+  return m(x, expert_mask=mask)
+
+
+_call = jax.jit(_moe_forward)
 
 
 def _pair(name, seed=0):
@@ -107,21 +112,23 @@ def test_expert_mask_ablates_only_the_chosen_expert():
   g = R.dense_gates(block.gate, x2d)
   z, c = _shared_outputs(block, "qwen2_moe_norm", x2d, spec)
   full = _call(ours, xj, jnp.ones(spec.num_units))
-  compiled = _call._cache_size()
-  e = spec.moe.num_experts
-  for unit in (1, e):  # a routed expert, then the shared expert
-    mask = np.ones(spec.num_units, np.float32)
-    mask[unit] = 0.0
-    got = _call(ours, xj, jnp.asarray(mask))
-    removed = (g[:, unit, None] * y[:, unit] if unit < e else c[:, :1] * z[:, 0])
-    want = np.asarray(full.out) - removed.reshape(full.out.shape)
-    np.testing.assert_allclose(np.asarray(got.out), want, atol=ATOL, rtol=0)
-    np.testing.assert_array_equal(np.asarray(got.routing.gates), np.asarray(full.routing.gates))
-    assert float(np.abs(np.asarray(got.dense)[..., unit]).max()) == 0.0
-    others = np.arange(spec.num_units) != unit
-    np.testing.assert_array_equal(np.asarray(got.dense)[..., others],
-                                  np.asarray(full.dense)[..., others])
-  assert _call._cache_size() == compiled  # a new mask is a new traced input, not a compile
+  with compile_count.compilations("_moe_forward") as compiled:
+    e = spec.moe.num_experts
+    for unit in (1, e):  # a routed expert, then the shared expert
+      mask = np.ones(spec.num_units, np.float32)
+      mask[unit] = 0.0
+      got = _call(ours, xj, jnp.asarray(mask))
+      removed = (g[:, unit, None] * y[:, unit] if unit < e else c[:, :1] * z[:, 0])
+      want = np.asarray(full.out) - removed.reshape(full.out.shape)
+      np.testing.assert_allclose(np.asarray(got.out), want, atol=ATOL, rtol=0)
+      np.testing.assert_array_equal(np.asarray(got.routing.gates), np.asarray(full.routing.gates))
+      assert float(np.abs(np.asarray(got.dense)[..., unit]).max()) == 0.0
+      others = np.arange(spec.num_units) != unit
+      np.testing.assert_array_equal(np.asarray(got.dense)[..., others],
+                                    np.asarray(full.dense)[..., others])
+    assert compiled() == 0  # a new mask is a new traced input, not a compile
+    _call(ours, xj[:1], jnp.ones(spec.num_units))  # a new shape: the counter does count
+    assert compiled() == 1
   with pytest.raises(ValueError, match=r"expert_mask must have shape .*\(7,\)"):
     ours(xj, expert_mask=jnp.ones(6))
 
