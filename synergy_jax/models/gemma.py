@@ -346,12 +346,7 @@ class Block(nnx.Module):
 
 def outer(cfg: ModelConfig, maker: modules.ParamMaker) -> dict:
   """embed, final_norm (GemmaRMSNorm), lm_head unless tied."""
-  d, v = cfg.hidden_size, cfg.vocab_size
-  out = {"embed": maker.param("embed", (v, d)),
-         "final_norm": modules.GemmaRMSNorm(maker.child("final_norm"), d, cfg.norm_eps)}
-  if not cfg.tie_word_embeddings:
-    out["lm_head"] = maker.param("lm_head", (v, d))
-  return out
+  return modules.embed_and_head(cfg, maker, modules.GemmaRMSNorm)
 
 
 def embed(cfg: ModelConfig, model, ids, positions):
@@ -364,8 +359,7 @@ def embed(cfg: ModelConfig, model, ids, positions):
 def unembed(cfg: ModelConfig, model, x):
   """x (B, S, D) -> logits (B, S, V) float32: final norm, tied embedding (or lm_head), then
   tanh soft-capping cap * tanh(logits / cap) when final_logit_softcapping is set."""
-  logits = modules.logits(model.final_norm(x),
-                          model.embed if cfg.tie_word_embeddings else model.lm_head)
+  logits = modules.head_logits(cfg, model, x)
   cap = cfg.option("final_softcap")
   if cap is not None:
     logits = jnp.tanh(logits / cap) * cap

@@ -187,13 +187,7 @@ class Block(nnx.Module):
 
 def outer(cfg: ModelConfig, maker: modules.ParamMaker) -> dict:
   """embed, pos_embed, final_norm (LayerNorm), lm_head unless tied."""
-  d, v = cfg.hidden_size, cfg.vocab_size
-  out = {"embed": maker.param("embed", (v, d)),
-         "pos_embed": maker.param("pos_embed", (cfg.max_position_embeddings, d)),
-         "final_norm": modules.LayerNorm(maker.child("final_norm"), d, cfg.norm_eps)}
-  if not cfg.tie_word_embeddings:
-    out["lm_head"] = maker.param("lm_head", (v, d))
-  return out
+  return modules.embed_and_head(cfg, maker, modules.LayerNorm, pos_embed=(cfg.max_position_embeddings, cfg.hidden_size))
 
 
 def embed(cfg: ModelConfig, model, ids, positions):
@@ -201,13 +195,7 @@ def embed(cfg: ModelConfig, model, ids, positions):
   return modules.lookup(model.embed, ids) + modules.lookup(model.pos_embed, positions)
 
 
-def unembed(cfg: ModelConfig, model, x):
-  """x (B, S, D) -> logits (B, S, V) float32 (final LayerNorm, then tied embedding/lm_head)."""
-  return modules.logits(model.final_norm(x),
-                        model.embed if cfg.tie_word_embeddings else model.lm_head)
-
-
 FAMILY = C.register_family(C.Family(
     name="gpt2", model_types=("gpt2",), config_from_hf=config_from_hf,
     config_to_hf=config_to_hf, weights=weights, block=Block, outer=outer, embed=embed,
-    unembed=unembed, ignorable=ignorable, rename=rename))
+    unembed=modules.head_logits, ignorable=ignorable, rename=rename))

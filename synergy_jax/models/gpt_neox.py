@@ -201,12 +201,7 @@ class Block(nnx.Module):
 
 def outer(cfg: ModelConfig, maker: modules.ParamMaker) -> dict:
   """embed, final_norm (LayerNorm), lm_head (embed_out) unless tied."""
-  d, v = cfg.hidden_size, cfg.vocab_size
-  out = {"embed": maker.param("embed", (v, d)),
-         "final_norm": modules.LayerNorm(maker.child("final_norm"), d, cfg.norm_eps)}
-  if not cfg.tie_word_embeddings:
-    out["lm_head"] = maker.param("lm_head", (v, d))
-  return out
+  return modules.embed_and_head(cfg, maker, modules.LayerNorm)
 
 
 def embed(cfg: ModelConfig, model, ids, positions):
@@ -214,13 +209,7 @@ def embed(cfg: ModelConfig, model, ids, positions):
   return modules.lookup(model.embed, ids)
 
 
-def unembed(cfg: ModelConfig, model, x):
-  """x (B, S, D) -> logits (B, S, V) float32 (final LayerNorm, then embed_out)."""
-  return modules.logits(model.final_norm(x),
-                        model.embed if cfg.tie_word_embeddings else model.lm_head)
-
-
 FAMILY = C.register_family(C.Family(
     name="gpt_neox", model_types=("gpt_neox",), config_from_hf=config_from_hf,
     config_to_hf=config_to_hf, weights=weights, block=Block, outer=outer, embed=embed,
-    unembed=unembed, ignorable=ignorable, rope_tables=rope_tables, rename=rename))
+    unembed=modules.head_logits, ignorable=ignorable, rope_tables=rope_tables, rename=rename))

@@ -206,12 +206,7 @@ class Block(nnx.Module):
 
 def outer(cfg: ModelConfig, maker: modules.ParamMaker) -> dict:
   """The weights outside the layer stack: embed, final_norm, lm_head (unless tied)."""
-  d, v = cfg.hidden_size, cfg.vocab_size
-  out = {"embed": maker.param("embed", (v, d)),
-         "final_norm": modules.RMSNorm(maker.child("final_norm"), d, cfg.norm_eps)}
-  if not cfg.tie_word_embeddings:
-    out["lm_head"] = maker.param("lm_head", (v, d))
-  return out
+  return modules.embed_and_head(cfg, maker, modules.RMSNorm)
 
 
 def embed(cfg: ModelConfig, model, ids, positions):
@@ -219,13 +214,7 @@ def embed(cfg: ModelConfig, model, ids, positions):
   return modules.lookup(model.embed, ids)
 
 
-def unembed(cfg: ModelConfig, model, x):
-  """x (B, S, D) -> logits (B, S, V) float32 (final norm, then lm_head or tied embedding)."""
-  return modules.logits(model.final_norm(x),
-                        model.embed if cfg.tie_word_embeddings else model.lm_head)
-
-
 FAMILY = C.register_family(C.Family(
     name="llama", model_types=MODEL_TYPES, config_from_hf=config_from_hf,
     config_to_hf=config_to_hf, weights=weights, block=Block, outer=outer, embed=embed,
-    unembed=unembed, ignorable=ignorable))
+    unembed=modules.head_logits, ignorable=ignorable))

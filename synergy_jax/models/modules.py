@@ -226,3 +226,22 @@ def logits(x, table: nnx.Param):
   """x (B, S, D) -> (B, S, V) float32 against the output table (V, D) (lm_head or the tied
   embedding)."""
   return ops.einsum("BSD,VD->BSV", x, table.get_value(), out_dtype=jnp.float32)
+
+
+def embed_and_head(cfg: ModelConfig, maker: ParamMaker, final_norm, **extra) -> dict:
+  """The weights outside the layer stack of a decoder with one token table: embed (V, D),
+  final_norm (an instance of the norm class `final_norm`), lm_head (V, D) unless the embedding
+  is tied; `extra` maps further names to shapes (e.g. GPT-2's pos_embed)."""
+  d, v = cfg.hidden_size, cfg.vocab_size
+  out = {"embed": maker.param("embed", (v, d)),
+         **{name: maker.param(name, shape) for name, shape in extra.items()},
+         "final_norm": final_norm(maker.child("final_norm"), d, cfg.norm_eps)}
+  if not cfg.tie_word_embeddings:
+    out["lm_head"] = maker.param("lm_head", (v, d))
+  return out
+
+
+def head_logits(cfg: ModelConfig, model, x):
+  """x (B, S, D) -> logits (B, S, V) float32: the final norm, then lm_head or the tied
+  embedding (the outer weights of `embed_and_head`)."""
+  return logits(model.final_norm(x), model.embed if cfg.tie_word_embeddings else model.lm_head)
