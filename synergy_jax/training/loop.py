@@ -114,14 +114,15 @@ def next_token_loss(model_config) -> Callable:
   return loss
 
 
-def make_train_step(model_config, optimizer: optax.GradientTransformation) -> Callable:
+def make_train_step(model_config, optimizer: optax.GradientTransformation,
+                    loss_fn: Callable | None = None) -> Callable:
   """jit(step)(params, opt_state, inputs, targets, weights) -> (params, opt_state, metrics).
 
   inputs/targets (B, T) int32, weights (B, T) float32; metrics: loss (nats/token), grad_norm
-  (before clipping). Parameters are an explicit argument (nothing is closed over but the static
-  architecture).
+  (before clipping) and loss_fn's aux scalars. Parameters are an explicit argument (nothing is
+  closed over but the static architecture). loss_fn: default ``next_token_loss(model_config)``.
   """
-  step = steps.make_step(next_token_loss(model_config), optimizer)
+  step = steps.make_step(loss_fn or next_token_loss(model_config), optimizer)
   return lambda params, opt_state, inputs, targets, weights: step(
       params, opt_state, (inputs, targets, weights), {})
 
@@ -214,18 +215,22 @@ BOOKKEEPING = ("save_every", "eval_every", "eval_examples", "eval_seed", "log_ev
 
 def train(model_config, cfg: TrainConfig, workdir: str | os.PathLike, *,
           init_params=None, stop_after: int | None = None, resume_from_last_good: bool = False,
-          log: Callable[[str], None] = print) -> TrainResult:
+          log: Callable[[str], None] = print, objective=None) -> TrainResult:
   """Trains (or resumes) the run in ``workdir`` up to ``cfg.steps``.
 
   init_params: starting parameters (default: ``models.init(model_config, cfg.seed)``); ignored
     when a checkpoint exists. stop_after: stop (with a checkpoint) once this step is reached —
     for tests of resume; the result is then partial. resume_from_last_good: skip (and move
-    aside) a damaged newest checkpoint instead of raising.
+    aside) a damaged newest checkpoint instead of raising. objective: an extra training term
+    with ``loss_fn(model_config)``, ``metrics`` and ``record()`` (``synergy.SynergyObjective``);
+    None: the next-token loss alone.
   """
   optimizer = make_optimizer(cfg)
   params = models.init(model_config, cfg.seed).params if init_params is None else init_params
   state0 = {"params": params, "opt_state": optimizer.init(params)}
-  train_step = make_train_step(model_config, optimizer)
+  train_step = make_train_step(model_config, optimizer,
+                               None if objective is None else objective.loss_fn(model_config))
+  extra = () if objective is None else tuple(objective.metrics)
   em_fn = make_exact_match_fn(model_config)
   eval_set = make_eval_set(cfg.eval_examples, cfg.eval_seed)
 
@@ -241,9 +246,12 @@ def train(model_config, cfg: TrainConfig, workdir: str | os.PathLike, *,
 
   schedule = runner.Schedule(cfg.steps, tuple(cfg.checkpoint_steps()), cfg.eval_every,
                              cfg.log_every)
-  res = runner.run_loop(workdir, state0, step_fn, evaluate, schedule, metric_columns=METRICS,
-                        eval_columns=log_columns()[len(METRICS) + 2:],
-                        record={"model": model_config.to_hf(), "train": dataclasses.asdict(cfg)},
+  record = {"model": model_config.to_hf(), "train": dataclasses.asdict(cfg)}
+  if objective is not None:
+    record["synergy"] = objective.record()
+  res = runner.run_loop(workdir, state0, step_fn, evaluate, schedule,
+                        metric_columns=METRICS + extra,
+                        eval_columns=log_columns()[len(METRICS) + 2:], record=record,
                         bookkeeping=BOOKKEEPING, stop_after=stop_after,
                         resume_from_last_good=resume_from_last_good, log=log)
   return TrainResult(params=res.state["params"], step=res.step, workdir=res.workdir,
