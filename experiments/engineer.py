@@ -53,8 +53,9 @@ def _q(name):
   return common.quick_or(name, QUICK[name]) if name in QUICK else FLAGS[name].value
 
 
-def measure_config():
-  """The MeasureConfig of the flags (shared with the scale experiment)."""
+def measure_config(with_ablation: bool | None = None):
+  """The MeasureConfig of the flags (shared with the scale experiment); with_ablation
+  overrides --ablation."""
   from synergy_jax.pipeline import ablation, profile
   from synergy_jax.pipeline.engineer import MeasureConfig
   per_cat = _q("profile_prompts") or None
@@ -66,7 +67,7 @@ def measure_config():
       local_heads=0, baseline_inputs=FLAGS.baseline_inputs, max_new_tokens=_q("max_new_tokens"),
       batch_size=FLAGS.batch_size, shard=FLAGS.shard)
   abl = None
-  if FLAGS.ablation:
+  if FLAGS.ablation if with_ablation is None else with_ablation:
     quick = FLAGS.quick
     abl = ablation.AblationConfig(
         ranking=FLAGS.ranking if FLAGS.ranking != "excess" else "rank_difference",
