@@ -55,7 +55,7 @@ flags.DEFINE_integer("final_eval_examples", 200, "Examples per family × level f
                      "generation-based accuracy table (with --export).")
 flags.DEFINE_integer("final_eval_seed", 2024, "Seed of the final evaluation examples.")
 flags.DEFINE_float("synergy_weight", 0.0, "λ of the ΦID training term (training/synergy.py): "
-                   "loss = task loss − λ·J; λ > 0 pushes towards a synergistic core (or the "
+                   "loss = task loss − λ·tanh(J); λ > 0 pushes towards a synergistic core (or the "
                    "--synergy_target profile), λ < 0 away; 0: today's training, bit for bit.")
 flags.DEFINE_string("synergy_target", "core", "J of the ΦID term: 'core' (mean sts − rtr of "
                     "middle-third layers minus the outer layers) or comma-separated balance "

@@ -25,10 +25,14 @@ Definition (what ``SynergyObjective.loss_fn`` differentiates). For a batch of tr
      at equally spaced normalised depths from 0 to 1, linearly interpolated to the L layers
      (t_l); J = −mean_l (β_l − t_l)², so raising J moves the balance profile towards the target.
 
-The training loss is task loss − λ · J (λ = ``weight``): λ > 0 pushes towards a synergistic core
-(or the target profile), λ < 0 away from it. λ = 0 is not this code path at all: ``loss_fn``
-returns the plain next-token loss (``loop.next_token_loss``), so such a run is today's training
-bit for bit.
+The training loss is task loss − λ · tanh(J) (λ = ``weight``): λ > 0 pushes towards a
+synergistic core (or the target profile), λ < 0 away from it. The tanh bounds the term's pull
+(|λ tanh J| < |λ|, and its gradient fades once |J| exceeds ~2 nats): J itself is unbounded —
+an MMI atom grows without limit as series become deterministic or copies of one another — and
+an unbounded pull drove a quick default-model run at λ = −1 to J ≈ −4 and a singular covariance
+(NaN loss) within 32 steps. The log records J itself ("synergy"). λ = 0 is not this code path
+at all: ``loss_fn`` returns the plain next-token loss (``loop.next_token_loss``), so such a run
+is today's training bit for bit.
 
 Degenerate series (a constant head norm within a row) give NaN atoms and therefore a NaN loss;
 the training loop stops with an error naming the step rather than training on a masked value.
@@ -180,7 +184,7 @@ class SynergyObjective:
             "series_len": self.series_len, "rows": self.rows, "phiid": self.phiid.as_dict()}
 
   def loss_fn(self, model_config) -> Callable:
-    """loss(params, (inputs, targets, weights)) -> (task − λ J, {"task_loss", "synergy"}); for
+    """loss(params, (inputs, targets, weights)) -> (task − λ tanh J, {"task_loss", "synergy"}); for
     λ = 0 exactly ``loop.next_token_loss(model_config)`` (no capture, no ΦID)."""
     from synergy_jax.training import loop
     if self.weight == 0:
@@ -193,8 +197,8 @@ class SynergyObjective:
 
 def weighted_loss(model_config, target: str = CORE, *, series_len: int = 64, rows: int = 0,
                   config: PhiidConfig = PhiidConfig()) -> Callable:
-  """loss(params, (inputs, targets, weights), lam) -> (task − lam · J, {"task_loss",
-  "synergy"}) with lam a scalar (may be traced: one compiled program for every λ)."""
+  """loss(params, (inputs, targets, weights), lam) -> (task − lam · tanh(J), {"task_loss",
+  "synergy": J}) with lam a scalar (may be traced: one compiled program for every λ)."""
   from synergy_jax.training import loop
   target_profile = parse_target(target, model_config.num_layers)
   if model_config.num_units < 2:
@@ -208,7 +212,7 @@ def weighted_loss(model_config, target: str = CORE, *, series_len: int = 64, row
     task = loop.weighted_nll(logits, targets, weights)
     syn, red = unit_sts_rtr(acts, config)
     j = objective_value(layer_balance(syn, red, L, N), target_profile)
-    return task - lam * j, {"task_loss": task, "synergy": j}
+    return task - lam * jnp.tanh(j), {"task_loss": task, "synergy": j}
   return loss
 
 

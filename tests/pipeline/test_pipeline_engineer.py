@@ -111,19 +111,32 @@ def test_quick_engineer_end_to_end_and_rerun_reuses_models(tmp_path):
 
 def test_quick_scale_end_to_end(tmp_path):
   out, cache = tmp_path / "scale", tmp_path / "cache"
-  proc = _run("--experiment=scale", "--quick", "--sizes=3x2x16,3x4x16", "--train_steps=3",
-              "--accuracy_examples=1", "--card_examples=1", f"--out={out}",
+  # --card_examples=0: the model card's generation-based table compiles one program per task
+  # cell, too slow for this test; the quick run itself (card_examples=1) writes the cards.
+  proc = _run("--experiment=scale", "--quick", "--sizes=3x2x32,3x2x16", "--train_steps=3",
+              "--accuracy_examples=1", "--card_examples=0", f"--out={out}",
               f"--cache_dir={cache}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   res = json.loads((out / "results.json").read_text())
   rows = res["sizes"]
-  assert [r["size"] for r in rows] == ["3x2x16", "3x4x16"]
+  assert [r["size"] for r in rows] == ["3x2x16", "3x2x32"]  # ascending parameter count
   assert rows[0]["n_params"] < rows[1]["n_params"]
   for r in rows:
     assert np.isfinite(r["core_contrast"]) and np.isfinite(r["curvature"])
     assert 0.0 <= r["accuracy_mean"] <= 1.0
     folder = pathlib.Path(res["models"][r["size"]])
-    assert (folder / "MODEL_CARD.md").exists() and (folder / "accuracy.json").exists()
+    assert (folder / "model.safetensors").exists() and (folder / "key.json").exists()
+    assert not (folder / "MODEL_CARD.md").exists()  # card_examples=0
   assert res["trends"]["core_contrast"] is None  # fewer than 3 sizes: no trend claimed
   for name in ("sizes.csv", "scale.png", "summary.md"):
     assert (out / name).stat().st_size > 0, name
+
+
+def test_a_failed_run_is_reported_not_compared():
+  m = {(0.0, 0): _measures(0.0, 0.0, 0.5, 1.0), (0.0, 1): _measures(0.1, 0.1, 0.5, 1.0),
+       (1.0, 0): _measures(1.0, 0.5, 0.4, 1.2), (1.0, 1): None}
+  res = analyse(m, (0.0, 1.0), (0, 1), n_boot=50, n_perm=100)
+  c = res.comparisons["objective"][1.0]
+  assert c["difference"] is None and "non-finite" in c["note"]
+  assert np.isnan(res.values["objective"][1.0][1]) and len(res.runs) == 3
+  assert "could not be compared" in " ".join(res.verdict)

@@ -116,9 +116,13 @@ def verdict(comparisons: dict, weights, alpha: float = 0.05) -> list[str]:
 
 def analyse(measures: dict, weights, seeds, *, n_boot: int = 2000, level: float = 0.95,
             n_perm: int = 10000, seed: int = 0) -> EngineerResult:
-  """measures: {(λ, seed): ModelMeasures} for every λ in ``weights`` (containing 0) and seed."""
+  """measures: {(λ, seed): ModelMeasures or None (a run that failed, e.g. diverged; its values
+  are NaN, so comparisons involving it say "not compared")} for every λ in ``weights``
+  (containing 0) and seed."""
   weights = tuple(float(w) for w in weights)
-  values = {q: {w: [float(get(measures[(w, s)])) for s in seeds] for w in weights}
+  nan = float("nan")
+  values = {q: {w: [nan if measures.get((w, s)) is None else float(get(measures[(w, s)]))
+                    for s in seeds] for w in weights}
             for q, (get, _) in QUANTITIES.items()}
   comparisons = {q: {w: compare(values[q][w], values[q][0.0], n_boot=n_boot, level=level,
                                 n_perm=n_perm, seed=seed)
@@ -127,7 +131,9 @@ def analyse(measures: dict, weights, seeds, *, n_boot: int = 2000, level: float 
   runs = []
   for w in weights:
     for s in seeds:
-      m = measures[(w, s)]
+      m = measures.get((w, s))
+      if m is None:
+        continue
       runs.append({"weight": w, "seed": s, **{q: float(get(m)) for q, (get, _) in
                                               QUANTITIES.items()},
                    "baseline_core_contrast": m.baseline["core_contrast"],

@@ -22,12 +22,14 @@ def summary_markdown(result: EngineerResult, meta: dict) -> str:
       f"Architecture {meta['architecture']} ({meta['n_params']:,} parameters), "
       f"{meta['steps']} steps per run, target `{meta['target']}`, λ ∈ "
       f"{{{', '.join(f'{w:g}' for w in result.weights)}}}, seeds {list(result.seeds)}. "
-      "Loss = task loss − λ·J; J = mean (sts − rtr) of middle-third layers minus the outer "
+      "Loss = task loss − λ·tanh(J); J = mean (sts − rtr) of middle-third layers minus the outer "
       "layers (or −distance to the target profile), on each batch's teacher-forced head norms.",
       "",
       "## Verdict",
       "",
       *[f"- {s}" for s in result.verdict],
+      *[f"- Run λ/seed {k} failed and is left out (its values are NaN): {v}"
+        for k, v in (meta.get("failed") or {}).items()],
       "",
       "## Mean ± SD over seeds",
       "",

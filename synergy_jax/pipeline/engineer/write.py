@@ -59,14 +59,19 @@ def run_engineer(config: EngineerConfig, run_dir, *, cache_dir, progress: Callab
   run_dir, cache_dir = pathlib.Path(run_dir), pathlib.Path(cache_dir)
   mc = default_model_config(**config.model_kwargs())
   t0 = time.time()
-  measures, folders, timing = {}, {}, {}
+  measures, folders, timing, failed = {}, {}, {}, {}
   for w in config.weights:
     for s in config.seeds:
       t = time.time()
-      folder = trained_model(mc, config.train_config(s), config.objective(w),
-                             cache_dir / "trained_models",
-                             card_examples=0,
-                             log=lambda m, w=w, s=s: log(f"[λ={w:g} seed={s}] {m}"))
+      try:
+        folder = trained_model(mc, config.train_config(s), config.objective(w),
+                               cache_dir / "trained_models", card_examples=0,
+                               log=lambda m, w=w, s=s: log(f"[λ={w:g} seed={s}] {m}"))
+      except FloatingPointError as e:  # a diverged run is a result, reported, not a crash
+        failed[f"{w:g}/{s}"] = str(e)
+        measures[(float(w), s)] = None
+        log(f"[λ={w:g} seed={s}] failed: {e}")
+        continue
       t_train = time.time() - t
       measures[(float(w), s)] = measures_cached(folder, config.measure, cache_dir,
                                                 target=config.target, progress=progress)
@@ -77,7 +82,10 @@ def run_engineer(config: EngineerConfig, run_dir, *, cache_dir, progress: Callab
           f"{measures[(float(w), s)].accuracy_mean:.3f}")
   res = analyse(measures, config.weights, config.seeds, n_boot=config.n_boot,
                 level=config.ci_level, n_perm=config.n_perm, seed=config.train.seed)
-  n_params = next(iter(measures.values())).n_params
+  ok = [m for m in measures.values() if m is not None]
+  if not ok:
+    raise FloatingPointError(f"every training run failed: {failed}")
+  n_params = ok[0].n_params
   meta = {"architecture": config.architecture, "n_params": n_params,
           "steps": config.train.steps, "target": config.target}
   out = {"experiment": "engineer", **meta, "weights": list(res.weights),
@@ -86,13 +94,14 @@ def run_engineer(config: EngineerConfig, run_dir, *, cache_dir, progress: Callab
          "comparisons": {q: {f"{w:g}": c for w, c in d.items()}
                          for q, d in res.comparisons.items()},
          "quantities": {q: what for q, (_, what) in QUANTITIES.items()},
-         "models": folders, "measures": {f"{w:g}/{s}": m.to_dict()
-                                         for (w, s), m in measures.items()},
+         "models": folders, "failed_runs": failed,
+         "measures": {f"{w:g}/{s}": m.to_dict() for (w, s), m in measures.items()
+                      if m is not None},
          "timing_s": {"runs": timing, "total": time.time() - t0},
          "config": config.as_dict()}
   results.write_json(run_dir / "results.json", out)
   results.write_csv(run_dir / "runs.csv", [{k: v for k, v in r.items() if k != "verdict"}
                                            for r in res.runs])
   figure(res, run_dir / "engineer.png")
-  results.write_text(run_dir / "summary.md", summary_markdown(res, meta))
+  results.write_text(run_dir / "summary.md", summary_markdown(res, {**meta, "failed": failed}))
   return out
