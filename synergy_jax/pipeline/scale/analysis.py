@@ -11,7 +11,8 @@ from synergy_jax.pipeline.engineer.measure import ModelMeasures
 
 # The series plotted against parameter count: name → (getter, label).
 SERIES = {
-    "curvature": (lambda m: _trend(m, "curvature"), "depth-trend curvature (< 0: inverted U)"),
+    "curvature": (lambda m: _trend(m, "curvature"),
+                  "depth-trend curvature of the ranking score (< 0: inverted U)"),
     "core_contrast": (lambda m: m.core_contrast, "core contrast (middle third − outer)"),
     "reliability": (lambda m: np.nan if m.reliability is None else m.reliability,
                     "split-half reliability ρ"),
