@@ -34,8 +34,10 @@ an unbounded pull drove a quick default-model run at λ = −1 to J ≈ −4 and
 at all: ``loss_fn`` returns the plain next-token loss (``loop.next_token_loss``), so such a run
 is today's training bit for bit.
 
-Degenerate series (a constant head norm within a row) give NaN atoms and therefore a NaN loss;
-the training loop stops with an error naming the step rather than training on a masked value.
+A (row, pair) whose estimate is not finite (e.g. two heads whose norm series are nearly
+identical, a singular covariance in float32: what ended both quick λ = +1 runs before this rule)
+is left out of the means (``unit_sts_rtr``); the training loop still stops with an error naming
+the step if the loss itself becomes NaN.
 
 Axis letters: B batch rows (= prompts of the estimator), T positions, L layers, N heads per
 layer, U = L · N units, Q unordered unit pairs, K head dim, V vocabulary.
@@ -43,6 +45,7 @@ layer, U = L · N units, Q unordered unit pairs, K head dim, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable
 
 import jax
@@ -112,9 +115,22 @@ def pair_index(num_units: int) -> tuple[np.ndarray, np.ndarray]:
   return i.astype(np.int32), j.astype(np.int32)
 
 
+def _fillers(t: int, dtype):
+  """Two fixed, well-conditioned series (T,) standing in for a degenerate (row, pair)."""
+  z = np.random.default_rng(0).standard_normal((2, t))
+  return jnp.asarray(z[0], dtype), jnp.asarray(z[1], dtype)
+
+
 def unit_sts_rtr(acts, config: PhiidConfig = PhiidConfig()):
   """Partner-mean sts and rtr per unit: acts (B, U, T) → (U,), (U,) nats (module docstring,
-  steps 2–3). Per-prompt estimates averaged over rows (pool "mean")."""
+  steps 2–3): the mean over rows and partners of the per-row pair estimates.
+
+  A (row, pair) whose estimate is not finite (e.g. two heads' series so alike in float32 that
+  their joint covariance is singular) is left out of both means, as the profile leaves out
+  degenerate pairs: its series are swapped for two fixed well-conditioned ones before the
+  estimate and its weight is 0, so neither the value nor the gradient sees a NaN. (A unit left
+  with no valid entry gets NaN.)
+  """
   if config.pool != "mean":
     raise ValueError(f"the synergy objective estimates per row and averages (pool='mean'), got "
                      f"pool={config.pool!r}")
@@ -122,12 +138,24 @@ def unit_sts_rtr(acts, config: PhiidConfig = PhiidConfig()):
   if u < 2:
     raise ValueError(f"the synergy objective needs >= 2 units, got {u}")
   i, j = pair_index(u)
-  atoms = one_pair.phiid(acts[:, i], acts[:, j], config=config)             # each (B, Q)
-  sts, rtr = atoms["sts"].mean(0), atoms["rtr"].mean(0)                     # (Q,)
+  x, y = acts[:, i], acts[:, j]                                             # (B, Q, T)
+  with warnings.catch_warnings():  # eager calls warn about the entries masked here, by design
+    warnings.simplefilter("ignore")
+    probe = one_pair.phiid(jax.lax.stop_gradient(x), jax.lax.stop_gradient(y), config=config,
+                           on_degenerate="mask")
+  ok = jnp.isfinite(probe["sts"]) & jnp.isfinite(probe["rtr"])             # (B, Q)
+  fx, fy = _fillers(acts.shape[-1], acts.dtype)
+  x = jnp.where(ok[..., None], x, fx)
+  y = jnp.where(ok[..., None], y, fy)
+  atoms = one_pair.phiid(x, y, config=config)                               # each (B, Q)
+  w = ok.astype(acts.dtype)
 
   def per_unit(v):
-    return (jnp.zeros(u, v.dtype).at[i].add(v).at[j].add(v)) / (u - 1)
-  return per_unit(sts), per_unit(rtr)
+    v = jnp.where(ok, v, 0.0)
+    total = jnp.zeros(u, v.dtype).at[i].add(v.sum(0)).at[j].add(v.sum(0))
+    count = jnp.zeros(u, v.dtype).at[i].add(w.sum(0)).at[j].add(w.sum(0))
+    return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
+  return per_unit(atoms["sts"]), per_unit(atoms["rtr"])
 
 
 def layer_balance(syn, red, num_layers: int, num_heads: int):
@@ -181,7 +209,8 @@ class SynergyObjective:
   def record(self) -> dict:
     """What the run's numbers depend on (run_config.json's "synergy" section)."""
     return {"weight": float(self.weight), "target": str(self.target),
-            "series_len": self.series_len, "rows": self.rows, "phiid": self.phiid.as_dict()}
+            "series_len": self.series_len, "rows": self.rows, "phiid": self.phiid.as_dict(),
+            "degenerate_pairs": "left out"}
 
   def loss_fn(self, model_config) -> Callable:
     """loss(params, (inputs, targets, weights)) -> (task − λ tanh J, {"task_loss", "synergy"}); for

@@ -111,3 +111,22 @@ def test_target_profile_and_errors():
     synergy.from_flags(1.0, "1", 6)
   with pytest.raises(ValueError, match="--synergy_weight.*finite"):
     synergy.from_flags(float("nan"), "core", 6)
+
+
+def test_a_degenerate_pair_is_left_out_with_finite_gradients():
+  """Two copies of one series (a singular pair) do not poison the term: the partner means are
+  those of the other pairs and the gradient is finite."""
+  rng = np.random.default_rng(1)
+  acts = rng.normal(size=(2, 6, 30)).astype(np.float32)
+  acts[:, 5] = acts[:, 4]  # units 4 and 5: identical series in every row
+  a = jnp.asarray(acts)
+  syn, red = synergy.unit_sts_rtr(a)
+  assert np.all(np.isfinite(np.asarray(syn))) and np.all(np.isfinite(np.asarray(red)))
+  # unit 0's mean over its 5 partners is unaffected by the bad pair
+  pairs = [np.asarray(phiid.phiid(acts[:, 0], acts[:, v])["sts"]).mean() for v in range(1, 6)]
+  np.testing.assert_allclose(float(syn[0]), np.mean(pairs), rtol=1e-4)
+  # unit 4's mean leaves out its pair with unit 5
+  pairs4 = [np.asarray(phiid.phiid(acts[:, 4], acts[:, v])["sts"]).mean() for v in range(4)]
+  np.testing.assert_allclose(float(syn[4]), np.mean(pairs4), rtol=1e-4)
+  g = jax.grad(lambda x: synergy.objective_of_acts(x, 3, 2))(a)
+  assert np.all(np.isfinite(np.asarray(g)))
