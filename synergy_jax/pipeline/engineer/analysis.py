@@ -74,7 +74,7 @@ def _fmt(v, digits=3) -> str:
 
 def _sentence(lam: float, q: str, c: dict) -> str:
   if c["difference"] is None:
-    return f"λ = {lam:g}: {q} not compared ({c.get('note', 'no values')})."
+    return f"λ = {lam:g}: {q} not compared ({c.get('note', 'no values')})"
   g = "" if c["hedges_g"] is None else \
       f", Hedges' g {_fmt(c['hedges_g'], 2)} [{_fmt(c['g_ci'][0], 2)}, {_fmt(c['g_ci'][1], 2)}]"
   return (f"λ = {lam:g} vs 0: {q} {_fmt(c['mean'])} vs {_fmt(c['mean_zero'])} "
