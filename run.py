@@ -40,6 +40,11 @@ EXPERIMENTS = {
         "n_boot", "ci_level", "ranking", "kind", "preprocess")),
     "finetune": common.Experiment("experiments.finetune", ignores=_SHARED_BY_PIPELINES + (
         "shard", "surrogates") + _PROFILE_ONLY),
+    # engineer and scale train their own models (cached under --cache_dir/trained_models).
+    "engineer": common.Experiment("experiments.engineer", loads_model=False, ignores=(
+        "model", "revision", "dtype", "prompts", "acts") + _SHARED_BY_PIPELINES),
+    "scale": common.Experiment("experiments.scale", loads_model=False, ignores=(
+        "model", "revision", "dtype", "prompts", "acts") + _SHARED_BY_PIPELINES),
 }
 
 flags.DEFINE_enum("experiment", "profile", list(EXPERIMENTS), "Which experiment to run.")

@@ -54,6 +54,12 @@ flags.DEFINE_string("export", "", "Folder to export the trained model into ('def
 flags.DEFINE_integer("final_eval_examples", 200, "Examples per family × level for the final "
                      "generation-based accuracy table (with --export).")
 flags.DEFINE_integer("final_eval_seed", 2024, "Seed of the final evaluation examples.")
+flags.DEFINE_float("synergy_weight", 0.0, "λ of the ΦID training term (training/synergy.py): "
+                   "loss = task loss − λ·tanh(J); λ > 0 pushes towards a synergistic core (or the "
+                   "--synergy_target profile), λ < 0 away; 0: today's training, bit for bit.")
+flags.DEFINE_string("synergy_target", "core", "J of the ΦID term: 'core' (mean sts − rtr of "
+                    "middle-third layers minus the outer layers) or comma-separated balance "
+                    "values (nats) over depth, e.g. '0,0.5,0' (J = −mean squared distance).")
 
 FLAGS = flags.FLAGS
 
@@ -87,8 +93,19 @@ def reproduce_command(argv) -> str:
       + " ".join(rest)
 
 
+def synergy_objective():
+  """The --synergy_weight / --synergy_target term (None at weight 0), validated before any work
+  (UserError naming the flag)."""
+  from synergy_jax.training import synergy
+  try:
+    return synergy.from_flags(FLAGS.synergy_weight, FLAGS.synergy_target, FLAGS.num_layers)
+  except ValueError as e:
+    raise common.UserError(str(e)) from None
+
+
 def main(argv):
   del argv
+  objective = synergy_objective()
   logging.set_verbosity(logging.WARNING)  # orbax reports every save at INFO
   from synergy_jax import training
   from synergy_jax.training import default, model_card
@@ -101,7 +118,7 @@ def main(argv):
   result = training.train(model_config, cfg, _flag("workdir"),
                           stop_after=FLAGS.stop_after or None,
                           resume_from_last_good=FLAGS.resume_from_last_good,
-                          log=lambda s: print(s, flush=True))
+                          log=lambda s: print(s, flush=True), objective=objective)
   wall = time.time() - _T0
   summary = {"steps": result.step, "loop_wall_s": result.wall_s, "process_wall_s": wall}
   results.write_json(os.path.join(result.workdir, "train_wall.json"), summary)

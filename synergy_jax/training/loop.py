@@ -119,15 +119,16 @@ def next_token_loss() -> Callable:
   return loss
 
 
-def make_train_step(split: "modelstate.Split", optimizer: optax.GradientTransformation
-                    ) -> Callable:
+def make_train_step(split: "modelstate.Split", optimizer: optax.GradientTransformation,
+                    loss_fn: Callable | None = None) -> Callable:
   """step(params, opt_state, inputs, targets, weights) -> (params, opt_state, metrics).
 
   params: the model's nnx.Param state (``modelstate.split``); inputs/targets (B, T) int32,
-  weights (B, T) float32; metrics: loss (nats/token), grad_norm (before clipping). The state is
-  an explicit argument of the jitted step (nothing is closed over but the static graph).
+  weights (B, T) float32; metrics: loss (nats/token), grad_norm (before clipping) and loss_fn's
+  aux scalars. The state is an explicit argument of the jitted step (nothing is closed over but
+  the static graph). loss_fn(model, batch): default ``next_token_loss()``.
   """
-  step = steps.make_step(next_token_loss(), optimizer, split.graphdef)
+  step = steps.make_step(loss_fn or next_token_loss(), optimizer, split.graphdef)
   return lambda params, opt_state, inputs, targets, weights: step(
       params, split.rest, opt_state, (inputs, targets, weights), {})
 
@@ -224,13 +225,15 @@ BOOKKEEPING = ("save_every", "eval_every", "eval_examples", "eval_seed", "log_ev
 
 def train(model_config, cfg: TrainConfig, workdir: str | os.PathLike, *,
           init_model=None, stop_after: int | None = None, resume_from_last_good: bool = False,
-          log: Callable[[str], None] = print) -> TrainResult:
+          log: Callable[[str], None] = print, objective=None) -> TrainResult:
   """Trains (or resumes) the run in ``workdir`` up to ``cfg.steps``.
 
   init_model: the starting module (default: ``models.init(model_config, cfg.seed)``); its
     weights are ignored when a checkpoint exists. stop_after: stop (with a checkpoint) once this
     step is reached — for tests of resume; the result is then partial. resume_from_last_good:
-    skip (and move aside) a damaged newest checkpoint instead of raising.
+    skip (and move aside) a damaged newest checkpoint instead of raising. objective: an extra
+    training term with ``loss_fn(model_config)``, ``metrics`` and ``record()``
+    (``synergy.SynergyObjective``); None: the next-token loss alone.
   """
   optimizer = make_optimizer(cfg)
   model = models.init(model_config, cfg.seed) if init_model is None else init_model
@@ -239,7 +242,9 @@ def train(model_config, cfg: TrainConfig, workdir: str | os.PathLike, *,
                      "model_config)")
   split, params = modelstate.split(model)
   state0 = {"params": params, "opt_state": optimizer.init(params)}
-  train_step = make_train_step(split, optimizer)
+  train_step = make_train_step(split, optimizer,
+                               None if objective is None else objective.loss_fn(model_config))
+  extra = () if objective is None else tuple(objective.metrics)
   eval_set = make_eval_set(cfg.eval_examples, cfg.eval_seed)
 
   def step_fn(state, step):
@@ -254,9 +259,12 @@ def train(model_config, cfg: TrainConfig, workdir: str | os.PathLike, *,
 
   schedule = runner.Schedule(cfg.steps, tuple(cfg.checkpoint_steps()), cfg.eval_every,
                              cfg.log_every)
-  res = runner.run_loop(workdir, state0, step_fn, evaluate, schedule, metric_columns=METRICS,
-                        eval_columns=log_columns()[len(METRICS) + 2:],
-                        record={"model": model_config.to_hf(), "train": dataclasses.asdict(cfg)},
+  record = {"model": model_config.to_hf(), "train": dataclasses.asdict(cfg)}
+  if objective is not None:
+    record["synergy"] = objective.record()
+  res = runner.run_loop(workdir, state0, step_fn, evaluate, schedule,
+                        metric_columns=METRICS + extra,
+                        eval_columns=log_columns()[len(METRICS) + 2:], record=record,
                         bookkeeping=BOOKKEEPING, stop_after=stop_after,
                         resume_from_last_good=resume_from_last_good, log=log)
   return TrainResult(model=split.merge(res.state["params"]), params=res.state["params"],
