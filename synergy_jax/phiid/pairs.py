@@ -33,7 +33,8 @@ def auto_block_size(num_prompts, num_units, num_steps, *, redundancy="mmi", kind
 
   ``num_steps`` is the number of lagged samples S per prompt. The bytes per row come from the
   kind's memory model (``Kind.row_bytes``; e.g. Gaussian MMI ~48 arrays of (B, N), capped at 128
-  rows; CCS and local estimates ~64 arrays of (B, N, S); discrete ~24 tables of (P, B, N, K⁴)).
+  rows; CCS ~80 arrays of (B, N), capped at 8 rows; local estimates ~64 arrays of (B, N, S);
+  discrete ~24 tables of (P, B, N, K⁴)).
   """
   if config is None:
     config = PhiidConfig(redundancy=redundancy, kind=kind,
