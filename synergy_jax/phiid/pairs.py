@@ -67,7 +67,14 @@ def all_pairs_core(acts, acts_y, *, config, same, mesh, block, dtype):
   masked = bad_x[:, None] | bad_y[None, :] | (first >= 0)
   if same:
     masked = masked | jnp.eye(n, dtype=bool)
-  return jnp.where(masked[..., None], jnp.asarray(jnp.nan, atoms.dtype), atoms), first
+  atoms = jnp.where(masked[..., None], jnp.asarray(jnp.nan, atoms.dtype), atoms)
+  if mesh is not None:
+    # Rows stay split over the devices: without this the compiler may keep a full (N, N, 16)
+    # copy per device (17 GB each at N = 16384 in float32).
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(tuple(mesh.axis_names)))
+    atoms = jax.lax.with_sharding_constraint(atoms, rows)
+    first = jax.lax.with_sharding_constraint(first, rows)
+  return atoms, first
 
 
 def validate(acts, acts_y, config, on_degenerate):
