@@ -38,15 +38,19 @@ from synergy_jax.phiid.config import resolve_config
 AXIS = "prompts"
 
 
-def initialize(coordinator_address: str, num_processes: int, process_id: int, *,
-               cpu_devices: int | None = None, timeout_s: int = 300):
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None, *, cpu_devices: int | None = None,
+               timeout_s: int = 300):
   """Joins this process to the job (call before any other JAX use).
 
-  coordinator_address: "host:port" of process 0 (the same string on every process).
+  coordinator_address: "host:port" of process 0 (the same string on every process); with
+    num_processes and process_id None too, ``jax.distributed`` detects the cluster (Cloud TPU,
+    Slurm, Open MPI).
   cpu_devices: for CPU-only jobs (tests, clusters without accelerators): devices per process,
     and cross-process collectives through gloo; None on TPU / GPU.
   """
-  if not 0 <= process_id < num_processes:
+  if process_id is not None and num_processes is not None and \
+      not 0 <= process_id < num_processes:
     raise ValueError(f"process_id={process_id} must be in [0, num_processes={num_processes})")
   if cpu_devices is not None:
     jax.config.update("jax_platforms", "cpu")

@@ -23,8 +23,7 @@ terms cancel, and what is left of the nine local MIs is ten residuals per pair a
 about 40 operations instead of ~80 with 29 divisions. The Cholesky factors and average MIs of a
 pair's prompt are computed once per prompt (``pair_terms``); the nine MI slots of the lattice are
 the closed-form averages (the quadratic part of a local MI sums to zero over the samples, see
-``gaussian``) and only the seven CCS slots are summed over samples, in one fused loop
-(``sample_sums``). Series enter scaled by 1/√2 so that every ½ w² is a plain square.
+``gaussian``) and only the seven CCS slots are summed over samples (``sample_sums``). Series enter scaled by 1/√2 so that every ½ w² is a plain square.
 """
 import functools
 
@@ -123,16 +122,8 @@ def _ccs(terms, coinfo):
   return jnp.where(agree, coinfo, jnp.zeros_like(coinfo))
 
 
-def sample_sums(terms):
-  """Σ over samples of the seven local CCS redundancy values (``SLOTS``) of every pair.
-
-  Args:
-    terms: ``pair_terms`` of the prompt. They should be materialised (e.g. a loop carry): XLA
-      otherwise fuses their computation into the per-sample loop and redoes the Cholesky
-      factors at every sample.
-  Returns:
-    tuple of seven (B, M) sums over the S samples in ``SLOTS`` order, nats.
-  """
+def _sample_values(terms):
+  """The seven local CCS values (``SLOTS`` order) of every pair at the samples in ``terms``."""
   mis = local_mis(terms)
   vals = dict(mis)
   for slot, (c1, c2, joint) in lattice.PID_REDUNDANCIES.items():
@@ -142,11 +133,33 @@ def sample_sums(terms):
     v = vals[_mi_or_slot(name)]
     coinfo = coinfo + v if w > 0 else coinfo - v
   vals["rtr"] = _ccs(tuple(mis[c] for c in lattice.DOUBLE_CANDIDATES), coinfo)
-  # One variadic reduction over the samples: its seven inputs share one fused loop, so the local
-  # MIs are computed once per sample instead of once per slot that uses them.
-  ops = tuple(jnp.broadcast_to(vals[k], mis["ss"].shape) for k in SLOTS)
-  zero = tuple(jnp.zeros((), v.dtype) for v in ops)
-  return lax.reduce(ops, zero, lambda u, v: tuple(s + t for s, t in zip(u, v)), (0,))
+  return tuple(vals[k] for k in SLOTS)
+
+
+def sample_sums(terms):
+  """Σ over samples of the seven local CCS redundancy values (``SLOTS``) of every pair.
+
+  Args:
+    terms: ``pair_terms`` of the prompt. They should be materialised (e.g. a loop carry): XLA
+      otherwise fuses their computation into the per-sample work and redoes the Cholesky
+      factors at every sample.
+  Returns:
+    tuple of seven (B, M) sums over the S samples in ``SLOTS`` order, nats.
+  """
+  pair, x_unit, y_unit = terms
+  shape = next(iter(pair.values())).shape
+  dtype = next(iter(pair.values())).dtype
+
+  # One sample per step, every array (B, M): XLA CPU runs this body as elementwise loops that
+  # stay in cache, 1.7× faster than one variadic reduction over a (S, B, M) expression
+  # (2026-12-02, same run).
+  def step(t, acc):
+    here = (pair, {k: lax.dynamic_index_in_dim(v, t, 0) for k, v in x_unit.items()},
+            {k: lax.dynamic_index_in_dim(v, t, 0) for k, v in y_unit.items()})
+    return tuple(a + v[0] for a, v in zip(acc, _sample_values(here)))
+
+  num = x_unit["xp"].shape[0]
+  return lax.fori_loop(0, num, step, tuple(jnp.zeros(shape, dtype) for _ in SLOTS))
 
 
 def _mi_or_slot(atom):
