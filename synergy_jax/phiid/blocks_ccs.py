@@ -69,7 +69,7 @@ def pair_terms(corrs, averages, x_side, y_side):
               r30=inv_sqrt(om(d)), r302=inv_sqrt(om(d) - m32 * m32), r21=inv_sqrt(om(e)),
               r312=inv_sqrt(om(f) - n32 * n32), r32=inv_sqrt(om(b)),
               **{"k" + name: v for name, v in averages.items()})
-  half = np.sqrt(0.5)
+  half = jnp.asarray(np.sqrt(0.5), a.dtype)  # a NumPy float64 scalar would promote float32
   xp, xf = (half * v.T[:, :, None] for v in x_side)  # (S, B, 1)
   yp, yf = (half * v.T[:, None, :] for v in y_side)  # (S, 1, M)
   # Autocorrelations: c is the x-unit's and f the y-unit's (constant along the other axis).

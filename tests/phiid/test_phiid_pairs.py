@@ -256,7 +256,9 @@ def _local_mis_both_ways(acts, dtype):
   terms = blocks_ccs.pair_terms(corrs, gaussian.average_mis(*corrs), (past, future),
                                 (past, future))
   new = {k: jnp.moveaxis(v, 0, -1) for k, v in blocks_ccs.local_mis(terms).items()}
-  return ({k: np.asarray(v) for k, v in old.items()}, {k: np.asarray(v) for k, v in new.items()})
+  shape = (past.shape[0], past.shape[0], past.shape[1])  # xx, yy depend on one unit only
+  return ({k: np.broadcast_to(np.asarray(v), shape) for k, v in old.items()},
+          {k: np.broadcast_to(np.asarray(v), shape) for k, v in new.items()})
 
 
 def test_ccs_chain_local_mis_equal_forward_substitution():
