@@ -11,7 +11,17 @@ per-sample Gaussian log-densities or plug-in counts, rank and binarisation trans
 from their definitions) is timed in the same run on --reference_pairs random pairs and its time
 is extrapolated linearly to all N(N−1) ordered pairs (marked "extrapolated"); the max
 |difference| is taken over those pairs.
+
+  python -m experiments.bench_phiid --redundancy=ccs --num_units=256 --kinds=gaussian \
+      --ccs_baseline --reference_pairs=0
+
+--ccs_baseline (redundancy=ccs, kind gaussian/copula, pool and preprocessing as given, no bias
+correction) also times, in the same run and on the same data, the CCS all-pairs kernel this
+project had before 2026-12-02 (``previous_ccs_all_pairs``: per-sample forward substitution of
+every correlation sub-matrix via ``gaussian.local_lattice_values``, 16 sums over samples, its
+block size of 2 GiB of temporaries) and prints the ratio and the max |difference|.
 """
+import functools
 import pathlib
 import platform
 import sys
@@ -20,12 +30,19 @@ import time
 from absl import app
 from absl import flags
 import jax
+import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "phiid"))
 import phiid_reference  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 from synergy_jax import phiid  # noqa: E402  pylint: disable=g-import-not-at-top
+from synergy_jax.phiid import blocks_gaussian  # noqa: E402  pylint: disable=g-import-not-at-top
+from synergy_jax.phiid import gaussian  # noqa: E402  pylint: disable=g-import-not-at-top
+from synergy_jax.phiid import grid  # noqa: E402  pylint: disable=g-import-not-at-top
+from synergy_jax.phiid import lattice  # noqa: E402  pylint: disable=g-import-not-at-top
+from synergy_jax.phiid import units  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_prompts", 60, "Prompts P.")
@@ -43,6 +60,48 @@ flags.DEFINE_integer("seed", 0, "Data seed.")
 flags.DEFINE_list("kinds", ["gaussian", "copula", "discrete"], "Estimator kinds to time.")
 flags.DEFINE_enum("preprocess", "none", ["none", "detrend", "diff"], "Series preprocessing.")
 flags.DEFINE_bool("bias_correction", False, "Analytic Gaussian bias correction.")
+flags.DEFINE_bool("ccs_baseline", False, "Also time the previous CCS kernel (same run, same data).")
+
+
+def _previous_ccs_block(xs, ys, pool):
+  """The CCS row block as it was before the Cholesky-chain kernel (kept here as the baseline)."""
+  xp, xf = xs
+  yp, yf = ys
+  p, block, s = xp.shape
+  shape = (block, yp.shape[1])
+  corrs, _ = blocks_gaussian.correlation_source(xp, xf, yp, yf, pool)
+  tol = blocks_gaussian.pivot_tolerance(xp.dtype)
+
+  def step(q, carry):
+    acc, first = carry
+    cq = corrs(q)
+    zs = (xp[q][:, None, :], yp[q][None, :, :], xf[q][:, None, :], yf[q][None, :, :])
+    vals = gaussian.local_lattice_values(cq, zs, "ccs")  # 16 × (B, M, S)
+    bad = ~(gaussian.smallest_pivot(*cq) > tol)
+    return (tuple(t + jnp.sum(v, axis=-1) for t, v in zip(acc, vals)),
+            jnp.where((first < 0) & bad, q, first))
+
+  init = (tuple(jnp.zeros(shape, xp.dtype) for _ in range(16)), -jnp.ones(shape, jnp.int32))
+  acc, first = lax.fori_loop(0, p, step, init)
+  return jnp.stack(acc, axis=-1) / (p * s), first
+
+
+@functools.partial(jax.jit, static_argnames=("config", "block", "dtype"))
+def previous_ccs_all_pairs(acts, *, config, block, dtype):
+  """(P, N, T) → (N, N, 16) CCS atoms with the previous kernel (NaN where all_pairs masks)."""
+  n = acts.shape[1]
+  past, future, _, _, bad = units.prepared(acts, config, dtype)
+  vals, first = grid.pair_grid(lambda xb, yw: _previous_ccs_block(xb, yw, config.pool),
+                               (past, future), (past, future), n=n, block=block, same=True,
+                               mesh=None)
+  atoms = lattice.atoms_from_lattice_values(vals)
+  masked = bad[:, None] | bad[None, :] | (first >= 0) | jnp.eye(n, dtype=bool)
+  return jnp.where(masked[..., None], jnp.nan, atoms)
+
+
+def previous_ccs_block_size(p, n, s, itemsize, memory_bytes=2 ** 31):
+  """The previous memory model's rows per CCS block: ~64 arrays of (B, N, S), no row cap."""
+  return int(max(1, min(n, memory_bytes // (n * s * 64 * itemsize))))
 
 
 def synthetic_acts(p, n, t, seed):
@@ -98,6 +157,9 @@ def bench_one(n, kind):
   row = {"kind": kind, "N": n, "pairs": n * (n - 1), "all_pairs_s": run,
          "compile_s": max(first - run, 0.0), "pairs_per_s": n * (n - 1) / run,
          "dtype": str(out.dtype)}
+  if FLAGS.ccs_baseline:
+    row.update(_time_previous_ccs(acts_dev, config, out))
+    row["speedup_vs_previous"] = row["previous_s"] / run
   if FLAGS.reference_pairs:
     rng = np.random.default_rng(FLAGS.seed + 1)
     pairs = set()
@@ -117,6 +179,31 @@ def bench_one(n, kind):
                  max_abs_diff=float(max(np.max(np.abs(out[pair] - expected[pair]))
                                         for pair in pairs)))
   return row
+
+
+def _time_previous_ccs(acts_dev, config, out):
+  """Median time of the previous CCS kernel on the same data, and its max |difference|."""
+  if config.redundancy != "ccs" or config.kind == "discrete" or config.bias_correction:
+    raise ValueError("--ccs_baseline needs --redundancy=ccs, a Gaussian or copula kind and no "
+                     "bias correction")
+  p, n, t = acts_dev.shape
+  s = t - config.tau - (1 if config.preprocess == "diff" else 0)
+  dtype = np.dtype(acts_dev.dtype)
+  block = previous_ccs_block_size(p, n, s, dtype.itemsize)
+  call = lambda: previous_ccs_all_pairs(acts_dev, config=config, block=block,
+                                        dtype=dtype).block_until_ready()
+  call()
+  times = []
+  for _ in range(FLAGS.repeats):
+    start = time.perf_counter()
+    prev = call()
+    times.append(time.perf_counter() - start)
+  prev = np.asarray(prev)
+  if not np.array_equal(np.isnan(prev), np.isnan(out)):
+    raise AssertionError("previous and current CCS kernels mask different pairs")
+  prev_s = float(np.median(times))
+  return {"previous_s": prev_s, "previous_block": block,
+          "previous_max_abs_diff": float(np.nanmax(np.abs(prev - out)))}
 
 
 def main(argv):
@@ -139,6 +226,10 @@ def main(argv):
            f"{r['speedup']:.0f}x | {r['max_abs_diff']:.1e}") if "speedup" in r else "- | - | - | -"
     print(f"| {r['kind']} | {r['N']} | {r['pairs']} | {r['all_pairs_s']:.3f} | "
           f"{r['compile_s']:.2f} | {r['pairs_per_s']:.3g} | {ref} |", flush=True)
+    if "previous_s" in r:
+      print(f"#   previous CCS kernel (block {r['previous_block']}): {r['previous_s']:.3f} s, "
+            f"this one {r['all_pairs_s']:.3f} s: {r['speedup_vs_previous']:.1f}x faster, "
+            f"max abs diff {r['previous_max_abs_diff']:.1e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,17 @@ of shape (P, Npad, S) and ys = (y_p, y_f) of shape (P, M, S). One matrix product
 the cross-correlations of the block's x-units with every y-unit ([x_p; x_f] · [y_p; y_f]ᵀ → the
 four 2×2 blocks a, d, e, b); the lag-τ autocorrelations give c and f. Prompts are visited one at
 a time so every temporary is (B, M) or (B, M, S) and stays in cache; pool="concat" first sums the
-cross-products of all prompts. Each block also returns, per pair, the first prompt whose 4×4
-correlation matrix is singular to working precision (``gaussian.smallest_pivot`` ≤
+cross-products of all prompts; CCS sums its local values over samples in ``blocks_ccs``. Each
+block also returns, per pair, the first prompt whose 4×4 correlation matrix is singular to working precision (``gaussian.smallest_pivot`` ≤
 ``pivot_tolerance``), or −1.
 """
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from synergy_jax.phiid import blocks_ccs
 from synergy_jax.phiid import gaussian
+from synergy_jax.phiid import lattice
 
 _HIGHEST = lax.Precision.HIGHEST
 # A pivot (1 − r² or a conditional variance) below this many machine epsilons of the compute
@@ -91,18 +93,48 @@ def average_block(xs, ys, *, pool, redundancy, mi_offsets, lattice_offsets):
       vals = vals - jnp.asarray(lattice_offsets, vals.dtype)
     return vals, first
 
-  # CCS: local terms of prompt q with prompt q's (or the pooled) correlations, summed over samples.
-  def step_ccs(q, carry):
-    acc, first = carry
-    cq = corrs(q)
-    zs = (xp[q][:, None, :], yp[q][None, :, :], xf[q][:, None, :], yf[q][None, :, :])
-    vals = gaussian.local_lattice_values(cq, zs, "ccs", mi_offsets)  # 16 × (B, M, S)
-    return (tuple(t + jnp.sum(v, axis=-1) for t, v in zip(acc, vals)),
-            _note_bad(first, q, cq, tol))
+  return _ccs_values(corrs, xs, ys, mi_offsets, tol)
 
-  init = (tuple(jnp.zeros(shape, xp.dtype) for _ in range(16)), -jnp.ones(shape, jnp.int32))
-  acc, first = lax.fori_loop(0, p, step_ccs, init)
-  return jnp.stack(acc, axis=-1) / (p * s), first
+
+def _ccs_values(corrs, xs, ys, mi_offsets, tol):
+  """CCS lattice values (B, M, 16) and the first singular prompt (B, M).
+
+  The nine MI slots are the closed-form averages over the prompts (P copies of the pooled value
+  for pool="concat"); the seven CCS slots
+  are the local values of each prompt's samples (with that prompt's, or the pooled, correlations)
+  summed by ``blocks_ccs.sample_sums`` and divided by all P · S samples.
+  """
+  xp, xf = xs
+  yp, yf = ys
+  p, block, s = xp.shape
+  shape = (block, yp.shape[1])
+
+  def terms(q):
+    cq = corrs(q)
+    avg = gaussian.shift(gaussian.average_mis(*cq), mi_offsets)
+    return (blocks_ccs.pair_terms(cq, avg, (xp[q], xf[q]), (yp[q], yf[q])),
+            _note_bad(-jnp.ones(shape, jnp.int32), q, cq, tol))
+
+  # The loop carries prompt q's pair terms in and hands prompt q + 1's out, so they are
+  # materialised once per prompt rather than fused into (and recomputed at) every sample.
+  def step(q, carry):
+    sums, mi_sums, first, here = carry
+    got = blocks_ccs.sample_sums(here)
+    mi_sums = tuple(t + here[0]["k" + k] for t, k in zip(mi_sums, lattice.MI_NAMES))
+    nxt, bad = terms(jnp.minimum(q + 1, p - 1))
+    first = jnp.where((first < 0) & (bad >= 0) & (q + 1 < p), bad, first)
+    return tuple(t + g for t, g in zip(sums, got)), mi_sums, first, nxt
+
+  zeros = lambda k: tuple(jnp.zeros(shape, xp.dtype) for _ in range(k))
+  here, first = terms(0)
+  init = (zeros(len(blocks_ccs.SLOTS)), zeros(len(lattice.MI_NAMES)), first, here)
+  sums, mi_sums, first, _ = lax.fori_loop(0, p, step, init)
+  vals = [None] * 16
+  for k, v in zip(lattice.MI_NAMES, mi_sums):
+    vals[lattice.MI_SLOT[k]] = v / p  # pool="concat": p copies of the pooled estimate
+  for k, v in zip(blocks_ccs.SLOTS, sums):
+    vals[lattice.ATOMS.index(k)] = v / (p * s)
+  return jnp.stack(vals, axis=-1), first
 
 
 def _mmi_products(corrs, num, shape, dtype, tol):
@@ -168,17 +200,24 @@ def local_block(xs, ys, weights, *, pool, redundancy, mi_offsets):
 def row_bytes(num_prompts, num_units, num_samples, redundancy, itemsize, local=False):
   """Memory model: bytes of temporaries per row of a block (see ``pairs.auto_block_size``).
 
-  Prompts are visited one at a time, so MMI keeps ~48 arrays of (B, M) and CCS (and any local
-  estimate) ~64 arrays of (B, M, S).
+  Prompts are visited one at a time, so MMI keeps ~48 arrays of (B, M), CCS ~80 (its pair terms,
+  carried from one prompt to the next, and its sums; the samples are reduced inside one fused
+  loop) and a local estimate ~64 arrays of (B, M, S).
   """
   del num_prompts
-  if redundancy == "mmi" and not local:
-    return num_units * 48 * itemsize
-  return num_units * num_samples * 64 * itemsize
+  if local:
+    return num_units * num_samples * 64 * itemsize
+  return num_units * (48 if redundancy == "mmi" else 80) * itemsize
 
 
 ROW_CAP_MMI = 128  # larger MMI blocks only leave the cache
+# CCS: its ~53 pair terms of (B, M) are read at every sample, so a block's terms should stay in
+# the 1 MB L2 cache of a CPU core (8 rows × ~600 y-units); small blocks also give the half-grid
+# band from N ≥ 24 on.
+ROW_CAP_CCS = 8
 
 
 def max_rows(redundancy, local=False):
-  return ROW_CAP_MMI if redundancy == "mmi" and not local else np.iinfo(np.int32).max
+  if local:
+    return np.iinfo(np.int32).max
+  return ROW_CAP_MMI if redundancy == "mmi" else ROW_CAP_CCS

@@ -33,7 +33,8 @@ def auto_block_size(num_prompts, num_units, num_steps, *, redundancy="mmi", kind
 
   ``num_steps`` is the number of lagged samples S per prompt. The bytes per row come from the
   kind's memory model (``Kind.row_bytes``; e.g. Gaussian MMI ~48 arrays of (B, N), capped at 128
-  rows; CCS and local estimates ~64 arrays of (B, N, S); discrete ~24 tables of (P, B, N, K⁴)).
+  rows; CCS ~80 arrays of (B, N), capped at 8 rows; local estimates ~64 arrays of (B, N, S);
+  discrete ~24 tables of (P, B, N, K⁴)).
   """
   if config is None:
     config = PhiidConfig(redundancy=redundancy, kind=kind,
@@ -66,7 +67,14 @@ def all_pairs_core(acts, acts_y, *, config, same, mesh, block, dtype):
   masked = bad_x[:, None] | bad_y[None, :] | (first >= 0)
   if same:
     masked = masked | jnp.eye(n, dtype=bool)
-  return jnp.where(masked[..., None], jnp.asarray(jnp.nan, atoms.dtype), atoms), first
+  atoms = jnp.where(masked[..., None], jnp.asarray(jnp.nan, atoms.dtype), atoms)
+  if mesh is not None:
+    # Rows stay split over the devices: without this the compiler may keep a full (N, N, 16)
+    # copy per device (17 GB each at N = 16384 in float32).
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(tuple(mesh.axis_names)))
+    atoms = jax.lax.with_sharding_constraint(atoms, rows)
+    first = jax.lax.with_sharding_constraint(first, rows)
+  return atoms, first
 
 
 def validate(acts, acts_y, config, on_degenerate):

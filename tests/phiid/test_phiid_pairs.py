@@ -242,3 +242,41 @@ def test_no_warning_for_clean_input():
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     phiid.all_pairs(planted(0), on_degenerate="mask")
+
+
+def _local_mis_both_ways(acts, dtype):
+  """(gaussian.local_mis, blocks_ccs.local_mis) of every pair of (N, T) ``acts`` in ``dtype``:
+  dicts name → (N, N, S)."""
+  from synergy_jax.phiid import blocks_ccs, gaussian, transforms
+  past, future = (transforms.standardise(jnp.asarray(v, dtype)) for v in
+                  transforms.lag(jnp.asarray(acts, dtype), 1))
+  zs = (past[:, None], past[None], future[:, None], future[None])
+  corrs = gaussian.correlations(zs)
+  old = gaussian.local_mis(corrs, zs)
+  terms = blocks_ccs.pair_terms(corrs, gaussian.average_mis(*corrs), (past, future),
+                                (past, future))
+  new = {k: jnp.moveaxis(v, 0, -1) for k, v in blocks_ccs.local_mis(terms).items()}
+  shape = (past.shape[0], past.shape[0], past.shape[1])  # xx, yy depend on one unit only
+  return ({k: np.broadcast_to(np.asarray(v), shape) for k, v in old.items()},
+          {k: np.broadcast_to(np.asarray(v), shape) for k, v in new.items()})
+
+
+def test_ccs_chain_local_mis_equal_forward_substitution():
+  """blocks_ccs's shared-chain local MIs equal gaussian.local_mis (per-sample forward
+  substitution of every sub-matrix) at every pair and sample (float64), and in float32 they are
+  no further from the float64 values than the forward substitution is (near-copies included)."""
+  acts = planted(7, num_prompts=1, num_steps=60)[0]  # (6, T)
+  off = ~np.eye(6, dtype=bool)
+  with jax.enable_x64(True):
+    truth, new64 = _local_mis_both_ways(acts, np.float64)
+    old32, new32 = _local_mis_both_ways(acts, np.float32)
+  for name, want in truth.items():
+    assert new64[name].dtype == np.float64 and new32[name].dtype == np.float32
+    assert np.isfinite(want[off]).all() and np.isfinite(new64[name][off]).all(), name
+    assert np.isfinite(new32[name][off]).all(), name
+    scale = np.abs(want[off]).max()
+    np.testing.assert_allclose(new64[name][off], want[off], rtol=0, atol=1e-12 * scale,
+                               err_msg=name)
+    err_new = np.abs(new32[name][off] - want[off]).max()
+    err_old = np.abs(old32[name][off] - want[off]).max()
+    assert err_new <= 2 * err_old + 1e-6 * scale, (name, err_new, err_old)

@@ -1,0 +1,171 @@
+"""One process per host: a global mesh over every host's devices, prompts split between hosts.
+
+Axis legend: P prompts (all hosts), P_h the prompts one process holds, N units, T time steps.
+
+A TPU pod slice or a multi-GPU cluster runs one Python process per host; each process sees only
+its own devices and holds only its share of the prompts. Under pool="mean" every ΦID estimator
+here is a mean over prompts of per-prompt lattice values, and the atoms are linear in them
+(Möbius inversion), so the per-prompt sums are sufficient statistics: every device computes the
+atoms of its own prompts with the single-process kernel (``phiid.pairs.all_pairs_core``), the
+sums weighted by prompt counts are added over the global mesh (one ``psum``), and every process
+gets the same (N, N, 16) atoms as one process holding all prompts (up to the order of the
+additions). A unit that is degenerate in any prompt, or a pair singular in any prompt, is NaN
+in the sum, as ``all_pairs(on_degenerate="mask")`` gives it.
+
+  initialize(coordinator_address, num_processes, process_id, cpu_devices=None)
+  prompt_mesh()                                the global 1-D mesh ("prompts") over all devices
+  global_prompts(local, mesh)                  this process's (P_h, N, T) → a global (P, N, T)
+  all_pairs(acts, config=..., acts_y=...)      global acts → (N, N, 16) atoms on every process
+  null_moments(local_acts, obs, design, ...)   the circular-shift surrogate null, each process
+                                               shifting its own prompts
+
+Capture needs nothing new: each process runs ``pipeline.capture.collect_activity`` on its own
+prompts and passes the activity to ``global_prompts``. See docs/multihost.md for launch commands.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
+
+from synergy_jax.phiid import pairs
+from synergy_jax.phiid.config import resolve_config
+
+AXIS = "prompts"
+
+
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None, *, cpu_devices: int | None = None,
+               timeout_s: int = 300):
+  """Joins this process to the job (call before any other JAX use).
+
+  coordinator_address: "host:port" of process 0 (the same string on every process); with
+    num_processes and process_id None too, ``jax.distributed`` detects the cluster (Cloud TPU,
+    Slurm, Open MPI).
+  cpu_devices: for CPU-only jobs (tests, clusters without accelerators): devices per process,
+    and cross-process collectives through gloo; None on TPU / GPU.
+  """
+  if process_id is not None and num_processes is not None and \
+      not 0 <= process_id < num_processes:
+    raise ValueError(f"process_id={process_id} must be in [0, num_processes={num_processes})")
+  if cpu_devices is not None:
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", int(cpu_devices))
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                             initialization_timeout=timeout_s)
+
+
+def prompt_mesh() -> jax.sharding.Mesh:
+  """1-D mesh over the devices of every process, axis "prompts" (process-major order)."""
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+  return jax.sharding.Mesh(np.array(devices), (AXIS,))
+
+
+def global_prompts(local: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
+  """This process's prompts (P_h, N, T) → the global (P, N, T) array, prompts split over the
+  mesh; process h's prompts come after those of processes 0 … h − 1.
+
+  Every process must hold the same P_h, a multiple of its local device count (each device gets
+  the same number of prompts, so that the sums are weighted alike).
+  """
+  local = np.asarray(local)
+  if local.ndim != 3:
+    raise ValueError(f"local activity must be (prompts, units, steps), got shape {local.shape}")
+  per_process = mesh.devices.size // jax.process_count()
+  if local.shape[0] % per_process:
+    raise ValueError(f"process {jax.process_index()} holds {local.shape[0]} prompts, not a "
+                     f"multiple of its {per_process} devices")
+  sharding = NamedSharding(mesh, PartitionSpec(AXIS))
+  shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
+  return jax.make_array_from_process_local_data(sharding, local, shape)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "mesh", "same", "block", "dtype"))
+def _summed_atoms(acts, acts_y, *, config, mesh, same, block, dtype):
+  """Prompt-weighted mean over the mesh of every device's all-pairs atoms: (N, N, 16)."""
+  total = acts.shape[0]
+
+  def local(a, ay):
+    atoms, _ = pairs.all_pairs_core(a, ay, config=config, same=same, mesh=None, block=block,
+                                    dtype=dtype)
+    return jax.lax.psum(atoms * (a.shape[0] / total), AXIS)
+
+  spec = PartitionSpec(AXIS)
+  return jax.shard_map(local, mesh=mesh, in_specs=(spec, spec), out_specs=PartitionSpec(),
+                       check_vma=False)(acts, acts_y)
+
+
+def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
+              mesh: jax.sharding.Mesh | None = None, block_size: int | None = None,
+              dtype=None) -> np.ndarray:
+  """ΦID atoms of every ordered pair from prompts spread over all processes.
+
+  Args:
+    acts: global (P, N, T) array from ``global_prompts`` (or any array sharded over ``mesh``'s
+      "prompts" axis). acts_y: the same for source y (e.g. surrogates), as ``phiid.all_pairs``.
+    config: ``phiid.PhiidConfig`` with pool="mean" (pooled estimates need global
+      standardisation first; not implemented across processes).
+    mesh: the mesh of ``acts`` (default ``prompt_mesh()``).
+  Returns:
+    (N, N, 16) float atoms (nats) on every process, NaN where ``all_pairs(on_degenerate="mask")``
+    puts NaN (checks happen in-graph; call ``phiid.degenerate`` on a process's own prompts to
+    name them).
+  """
+  config = resolve_config(config)
+  if config.pool != "mean":
+    raise ValueError(f"distributed.all_pairs supports pool='mean' (per-prompt estimates "
+                     f"summed over processes), got pool={config.pool!r}")
+  mesh = mesh or prompt_mesh()
+  p, n, t = acts.shape
+  if acts_y is not None and acts_y.shape != acts.shape:
+    raise ValueError(f"acts_y has shape {acts_y.shape}; it must match acts {acts.shape}")
+  if p % mesh.devices.size:
+    raise ValueError(f"{p} prompts do not split evenly over {mesh.devices.size} devices")
+  dtype = jnp.dtype(dtype) if dtype is not None else pairs.default_dtype()
+  if block_size is None:
+    block_size = pairs.auto_block_size(p // mesh.devices.size, n, pairs.lagged_steps(t, config),
+                                       itemsize=dtype.itemsize, config=config)
+  same = acts_y is None
+  out = _summed_atoms(acts, acts if same else acts_y, config=config, mesh=mesh, same=same,
+                      block=min(block_size, n), dtype=dtype)
+  return np.asarray(out.addressable_data(0))
+
+
+def null_moments(local_acts: np.ndarray, observed_pairs: np.ndarray, design, config, *,
+                 mesh: jax.sharding.Mesh | None = None, atoms=("sts", "rtr"), dtype=None,
+                 progress=None):
+  """``analysis.nulls.null_moments`` with the prompts spread over processes.
+
+  local_acts: this process's (P_h, N, T); design: the ``NullDesign`` of all P prompts (the same
+  on every process, e.g. drawn from the same seed). Only method="circular" is supported: each
+  process shifts its own prompts and every surrogate's grid is ``all_pairs`` over all processes
+  (one call per surrogate: the fast single-process kernel of ``nulls`` is not used here).
+  "trial" pairs prompts held by different processes and "pair_shift" has no raw-series form.
+  Returns the same ``NullMoments`` on every process.
+  """
+  from synergy_jax.analysis import nulls
+  if design.method != "circular":
+    raise ValueError(f"distributed.null_moments supports null='circular' (each process shifts "
+                     f"its own prompts), not {design.method!r}")
+  mesh = mesh or prompt_mesh()
+  local_acts = np.asarray(local_acts)
+  p_h = local_acts.shape[0]
+  start = jax.process_index() * p_h
+  if design.shifts.shape[1] != p_h * jax.process_count():
+    raise ValueError(f"design has {design.shifts.shape[1]} prompts; the processes hold "
+                     f"{p_h * jax.process_count()}")
+  cols = slice(start, start + p_h)
+  mine = nulls.NullDesign(design.method, design.prompt_map[:, cols] - start,
+                          design.shifts[:, cols], design.min_shift, design.paired)
+
+  def estimator(a, y):
+    return all_pairs(global_prompts(a, mesh), config=config, acts_y=global_prompts(y, mesh),
+                     mesh=mesh, dtype=dtype)
+
+  return nulls.null_moments(local_acts, observed_pairs, mine, config, atoms=atoms, dtype=dtype,
+                            estimator=estimator, progress=progress)

@@ -1,0 +1,107 @@
+"""Two local processes × 2 CPU devices under jax.distributed (global mesh, gloo collectives):
+capture, all-pairs ΦID and the circular-shift null give what one process holding every prompt
+gives. The children always end: a wall-clock limit, then they are killed; their stderr is shown
+on failure."""
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from synergy_jax import models, phiid, training
+from synergy_jax.analysis import nulls
+from synergy_jax.pipeline import capture
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NUM_PROCESSES = 2
+CPU_DEVICES = 2
+LIMIT_S = 150
+PROMPTS = ["The cat sat on", "Add 2 and 3:", "Once upon a time", "Hi there",
+           "A long road", "Seven and", "Blue sky", "In the morning"]
+NEW_TOKENS = 24
+SURROGATES = 4
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _run_children(model_dir, prompts, out):
+  """experiments/multihost.py as 2 processes on this machine, as docs/multihost.md launches it."""
+  share = len(PROMPTS) // NUM_PROCESSES
+  cmd = [sys.executable, "-m", "experiments.multihost", f"--coordinator=127.0.0.1:{_free_port()}",
+         f"--num_processes={NUM_PROCESSES}", f"--cpu_devices={CPU_DEVICES}",
+         f"--model={model_dir}", f"--prompts={prompts}", f"--max_new_tokens={NEW_TOKENS}",
+         f"--batch_size={share}", f"--surrogates={SURROGATES}", "--seed=3", f"--out={out}"]
+  logs = [open(out.parent / f"process{pid}.log", "w+", encoding="utf-8")  # no pipe can fill up
+          for pid in range(NUM_PROCESSES)]
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+  procs = [subprocess.Popen(cmd + [f"--process_id={pid}"], cwd=ROOT, stdout=log, stderr=log,
+                            env=env) for pid, log in enumerate(logs)]
+  deadline = time.monotonic() + LIMIT_S
+  errors = []
+  try:
+    for pid, proc in enumerate(procs):
+      try:
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+      except subprocess.TimeoutExpired:
+        errors.append(f"process {pid} still running after {LIMIT_S} s")
+        break
+      if proc.returncode != 0:
+        errors.append(f"process {pid} exited {proc.returncode}")
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if errors:
+      for pid, log in enumerate(logs):
+        log.seek(0)
+        errors.append(f"--- process {pid} output (tail):\n{log.read()[-3000:]}")
+    for log in logs:
+      log.close()
+  if errors:
+    pytest.fail("\n".join(errors))
+
+
+def test_two_processes_match_one(tmp_path):
+  cfg = training.default_model_config(hidden_size=32, intermediate_size=64, num_layers=2,
+                                      num_heads=4, head_dim=8)
+  model_dir = tmp_path / "tiny"
+  models.save(models.init(cfg, seed=5), model_dir)
+  training.save_tokenizer(model_dir)
+  prompts = tmp_path / "prompts.jsonl"
+  prompts.write_text("".join(json.dumps({"text": t}) + "\n" for t in PROMPTS))
+  _run_children(model_dir, prompts, tmp_path / "run")
+  got = np.load(tmp_path / "run" / "atoms.npz")
+
+  # One process with every prompt; capture batches as the processes had them (batch composition
+  # changes activity at rounding level, see tests/pipeline/test_pipeline_capture.py).
+  model, tok = models.load(model_dir), models.load_tokenizer(model_dir)
+  share = len(PROMPTS) // NUM_PROCESSES
+  acts = capture.collect_activity(model, tok, PROMPTS, max_new_tokens=NEW_TOKENS,
+                                  batch_size=share).acts.astype(np.float64)
+  with jax.enable_x64(True):
+    mmi = np.asarray(phiid.all_pairs(acts, on_degenerate="mask"))
+    design = nulls.draw_design("circular", SURROGATES, len(PROMPTS), NEW_TOKENS, seed=3)
+    obs = mmi[..., [phiid.ATOMS.index("sts"), phiid.ATOMS.index("rtr")]]
+    mom = nulls.null_moments(acts, obs, design, phiid.PhiidConfig())
+  off = ~np.eye(mmi.shape[0], dtype=bool)
+  assert np.isfinite(mmi[off]).all()
+  np.testing.assert_array_equal(np.isnan(got["atoms"]), np.isnan(mmi))
+  # Sums over prompts in another order: equal to rounding.
+  np.testing.assert_allclose(got["atoms"], mmi, rtol=1e-12, atol=1e-13)
+  for name in ("s1", "s2", "null_head"):
+    np.testing.assert_allclose(got[name], getattr(mom, name), rtol=1e-10, atol=1e-12,
+                               err_msg=name)
+  for name in ("cnt", "ge"):
+    np.testing.assert_array_equal(got[name], getattr(mom, name), err_msg=name)
+  assert mom.cnt[off].min() == design.n_surrogates
