@@ -9,8 +9,9 @@ here is a mean over prompts of per-prompt lattice values, and the atoms are line
 atoms of its own prompts with the single-process kernel (``phiid.pairs.all_pairs_core``), the
 sums weighted by prompt counts are added over the global mesh (one ``psum``), and every process
 gets the same (N, N, 16) atoms as one process holding all prompts (up to the order of the
-additions). A unit that is degenerate in any prompt, or a pair singular in any prompt, is NaN
-in the sum, as ``all_pairs(on_degenerate="mask")`` gives it.
+additions). A unit that is degenerate in any prompt, or a pair singular in any prompt, is not
+finite in the sum: `all_pairs` raises naming those pairs (or returns them as NaN with
+on_degenerate="mask", as ``phiid.all_pairs`` does).
 
   initialize(coordinator_address, num_processes, process_id, cpu_devices=None)
   prompt_mesh()                                the global 1-D mesh ("prompts") over all devices
@@ -102,7 +103,7 @@ def _summed_atoms(acts, acts_y, *, config, mesh, same, block, dtype):
 
 def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
               mesh: jax.sharding.Mesh | None = None, block_size: int | None = None,
-              dtype=None) -> np.ndarray:
+              dtype=None, on_degenerate: str = "raise") -> np.ndarray:
   """ΦID atoms of every ordered pair from prompts spread over all processes.
 
   Args:
@@ -111,11 +112,15 @@ def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
     config: ``phiid.PhiidConfig`` with pool="mean" (pooled estimates need global
       standardisation first; not implemented across processes).
     mesh: the mesh of ``acts`` (default ``prompt_mesh()``).
+    on_degenerate: "raise" (default, as ``phiid.all_pairs``): a ValueError naming the pairs
+      whose estimate is not finite (a unit constant or a pair singular in some process's
+      prompt); "mask": return them as NaN. The checks happen in-graph, so the prompt is not
+      known here: call ``phiid.degenerate`` on each process's own prompts to name it.
   Returns:
-    (N, N, 16) float atoms (nats) on every process, NaN where ``all_pairs(on_degenerate="mask")``
-    puts NaN (checks happen in-graph; call ``phiid.degenerate`` on a process's own prompts to
-    name them).
+    (N, N, 16) float atoms (nats) on every process.
   """
+  if on_degenerate not in ("raise", "mask"):
+    raise ValueError(f"on_degenerate must be 'raise' or 'mask', got {on_degenerate!r}")
   config = resolve_config(config)
   if config.pool != "mean":
     raise ValueError(f"distributed.all_pairs supports pool='mean' (per-prompt estimates "
@@ -133,7 +138,18 @@ def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
   same = acts_y is None
   out = _summed_atoms(acts, acts if same else acts_y, config=config, mesh=mesh, same=same,
                       block=min(block_size, n), dtype=dtype)
-  return np.asarray(out.addressable_data(0))
+  atoms = np.asarray(out.addressable_data(0))
+  finite = np.isfinite(atoms).all(-1)
+  if same:  # a unit with itself is NaN by convention (phiid.all_pairs), not a failure
+    np.fill_diagonal(finite, True)
+  bad = np.argwhere(~finite)
+  if on_degenerate == "raise" and len(bad):
+    shown = ", ".join(f"({i}, {j})" for i, j in bad[:5])
+    raise ValueError(f"distributed.all_pairs: {len(bad)} unit pair(s) have no finite estimate, "
+                     f"e.g. {shown} (a unit constant or a pair singular in some prompt; run "
+                     f"phiid.degenerate on each process's prompts to name it, or pass "
+                     f"on_degenerate='mask')")
+  return atoms
 
 
 def null_moments(local_acts: np.ndarray, observed_pairs: np.ndarray, design, config, *,

@@ -105,3 +105,19 @@ def test_two_processes_match_one(tmp_path):
   for name in ("cnt", "ge"):
     np.testing.assert_array_equal(got[name], getattr(mom, name), err_msg=name)
   assert mom.cnt[off].min() == design.n_surrogates
+
+
+def test_a_constant_unit_is_an_error_naming_its_pairs_not_a_silent_nan():
+  """distributed.all_pairs on one process (8 simulated devices, 8 prompts): a unit that is
+  constant in one prompt makes its pairs non-finite; the default raises naming them, "mask"
+  returns NaN there and finite values elsewhere."""
+  from synergy_jax import distributed
+  acts = np.random.default_rng(0).normal(size=(8, 3, 30))
+  acts[5, 1] = 2.0  # unit 1 constant in prompt 5
+  mesh = distributed.prompt_mesh()
+  glob = distributed.global_prompts(acts, mesh)
+  with pytest.raises(ValueError, match=r"\(0, 1\)"):
+    distributed.all_pairs(glob, mesh=mesh)
+  masked = distributed.all_pairs(glob, mesh=mesh, on_degenerate="mask")
+  assert np.isnan(masked[0, 1]).all() and np.isnan(masked[1, 2]).all()
+  assert np.isfinite(masked[0, 2]).all() and np.isfinite(masked[2, 0]).all()
