@@ -11,6 +11,7 @@ cross-products of all prompts. Each block also returns, per pair, the first prom
 correlation matrix is singular to working precision (``gaussian.smallest_pivot`` ≤
 ``pivot_tolerance``), or −1.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -18,14 +19,8 @@ from jax import lax
 from synergy_jax.phiid import gaussian
 
 _HIGHEST = lax.Precision.HIGHEST
-# A pivot (1 − r² or a conditional variance) below this many machine epsilons of the compute
-# dtype means an MI above −½ log(64 ε) (5.9 nats in float32, 16 in float64): indistinguishable
-# from an exact affine relation in that dtype, so the pair is reported instead of estimated.
-PIVOT_EPS = 64
-
-
-def pivot_tolerance(dtype):
-  return PIVOT_EPS * float(jnp.finfo(dtype).eps)
+PIVOT_EPS = gaussian.PIVOT_EPS  # the singularity threshold lives with the guard that uses it
+pivot_tolerance = gaussian.pivot_tolerance
 
 
 def _split(g, c, f, block, m):
@@ -101,7 +96,8 @@ def average_block(xs, ys, *, pool, redundancy, mi_offsets, lattice_offsets):
             _note_bad(first, q, cq, tol))
 
   init = (tuple(jnp.zeros(shape, xp.dtype) for _ in range(16)), -jnp.ones(shape, jnp.int32))
-  acc, first = lax.fori_loop(0, p, step_ccs, init)
+  # checkpoint: reverse mode keeps one prompt's (B, M, S) temporaries at a time, not P of them.
+  acc, first = lax.fori_loop(0, p, jax.checkpoint(step_ccs, prevent_cse=False), init)
   return jnp.stack(acc, axis=-1) / (p * s), first
 
 
@@ -129,7 +125,8 @@ def _mmi_products(corrs, num, shape, dtype, tol):
       first = jnp.where(valid, _note_bad(first, q, cq, tol), first)
       return tuple(pr * jnp.where(valid, ar, 1) for pr, ar in zip(prods, args)), first
     ones = tuple(jnp.ones(shape, dtype) for _ in range(nargs))
-    prods, first = lax.fori_loop(0, chunk, one_prompt, (ones, first))
+    prods, first = lax.fori_loop(0, chunk, jax.checkpoint(one_prompt, prevent_cse=False),
+                                 (ones, first))  # reverse mode: one prompt's temporaries
     return tuple(ls + jnp.log(pr) for ls, pr in zip(log_sums, prods)), first
 
   init = (tuple(jnp.zeros(shape, dtype) for _ in range(nargs)), -jnp.ones(shape, jnp.int32))
