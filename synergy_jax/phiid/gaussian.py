@@ -192,29 +192,34 @@ def local_lattice_values(corrs, zs, redundancy, offsets=None, averages=None):
                                 averages)
 
 
-def average_lattice_values(corrs, zs, redundancy, offsets=None):
+def average_lattice_values(corrs, zs, redundancy, offsets=None, smooth_min=None):
   """Average redundancy-function values, (..., 16) in ATOMS slot order (nats).
 
-  MMI uses the closed form (no per-sample work; ``zs`` unused); CCS averages the local values.
+  MMI uses the closed form (no per-sample work; ``zs`` unused), with the soft minimum of
+  temperature ``smooth_min`` when given; CCS averages the local values.
   """
   if redundancy == "mmi":
-    vals = lattice.lattice_values(shift(average_mis(*corrs), offsets), "mmi", lambda v: v)
+    vals = lattice.lattice_values(shift(average_mis(*corrs), offsets), "mmi", lambda v: v,
+                                  smooth_min=smooth_min)
     return jnp.stack(vals, axis=-1)
   vals = local_lattice_values(corrs, zs, redundancy, offsets)
   return jnp.stack([jnp.mean(v, axis=-1) for v in vals], axis=-1)
 
 
-def pair_atoms(zs, redundancy, local, offsets=None):
+def pair_atoms(zs, redundancy, local, offsets=None, smooth_min=None):
   """Gaussian ΦID of standardised lagged vectors zs = (x_p, y_p, x_f, y_f), each (..., S).
 
   Returns (..., 16) average atoms or (..., S, 16) local atoms in ATOMS order, nats.
+  ``smooth_min``: MMI soft-minimum temperature (average atoms only).
   """
   corrs = correlations(zs)
   if local:
+    if smooth_min is not None:
+      raise ValueError("smooth_min applies to average atoms, not local ones")
     vals = local_lattice_values(corrs, zs, redundancy, offsets)
     return lattice.atoms_from_lattice_values(jnp.stack(vals, axis=-1))
   return lattice.atoms_from_lattice_values(
-      average_lattice_values(corrs, zs, redundancy, offsets))
+      average_lattice_values(corrs, zs, redundancy, offsets, smooth_min))
 
 
 def smallest_pivot(a, b, c, d, e, f):

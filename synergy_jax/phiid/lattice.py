@@ -32,6 +32,7 @@ All values are in nats.
 """
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import logsumexp
 
 # Node order of the two-source PID lattice; the index of a node in this tuple is used everywhere.
 NODES = ("r", "x", "y", "s")
@@ -103,7 +104,7 @@ def atoms_from_lattice_values(values):
   return jnp.stack(out, axis=-1)
 
 
-def lattice_values(mis, redundancy, mean, averages=None):
+def lattice_values(mis, redundancy, mean, averages=None, smooth_min=None):
   """The 16 redundancy-function values from the nine (local) mutual informations.
 
   Args:
@@ -118,23 +119,28 @@ def lattice_values(mis, redundancy, mean, averages=None):
     averages: optional dict MI name → (..., 1) averages used for the MMI choice instead of
       ``mean(mis[name])`` (e.g. pooled averages when ``mis`` holds one prompt of a pooled
       estimate).
+    smooth_min: None (hard minimum) or a temperature (nats) for MMI's ``soft_minimum``; only for
+      average values (``mean`` the identity): a soft minimum of local series has no meaning.
   Returns:
     tuple of 16 arrays (..., S), R[slot] in ATOMS slot order, nats.
   """
   avg = (lambda name: mean(mis[name])) if averages is None else averages.__getitem__
+  if smooth_min is not None:
+    pick = lambda names: soft_minimum([mis[c] for c in names], smooth_min)
+  else:
+    pick = lambda names: _smallest_mean([mis[c] for c in names], [avg(c) for c in names])
   vals = [None] * 16
   for name in MI_NAMES:
     vals[MI_SLOT[name]] = mis[name]
   for slot, (c1, c2, joint) in PID_REDUNDANCIES.items():
     k = ATOMS.index(slot)
     if redundancy == "mmi":
-      vals[k] = _smallest_mean([mis[c1], mis[c2]], [avg(c1), avg(c2)])
+      vals[k] = pick((c1, c2))
     else:
       vals[k] = _ccs([mis[c1], mis[c2], mis[joint]], mis[c1] + mis[c2] - mis[joint])
   rtr = ATOMS.index("rtr")
   if redundancy == "mmi":
-    vals[rtr] = _smallest_mean([mis[c] for c in DOUBLE_CANDIDATES],
-                               [avg(c) for c in DOUBLE_CANDIDATES])
+    vals[rtr] = pick(DOUBLE_CANDIDATES)
   else:
     coinfo = 0.0
     for k, w in enumerate(DOUBLE_COINFO):
@@ -144,8 +150,23 @@ def lattice_values(mis, redundancy, mean, averages=None):
   return tuple(vals)
 
 
+def soft_minimum(values, temperature):
+  """−t·log Σ_k exp(−v_k / t) of equally shaped arrays ``values`` (nats), t = ``temperature``.
+
+  Smooth everywhere; its gradient is the softmax weights exp(−v_k/t) / Σ exp(−v_j/t) over the
+  candidates. min_k v_k − t·log(k) ≤ soft_minimum ≤ min_k v_k, and it tends to the minimum as
+  t → 0. Subtracting the same offset from every v_k commutes with it (bias correction).
+  """
+  stacked = jnp.stack(jnp.broadcast_arrays(*values), axis=0)
+  return -temperature * logsumexp(-stacked / temperature, axis=0)
+
+
 def _smallest_mean(candidates, means):
-  """The candidate whose mean is smallest (ties: the first), kept as a whole local series."""
+  """The candidate whose mean is smallest (ties: the first), kept as a whole local series.
+
+  Reverse mode: the gradient is that of the chosen candidate (``jnp.where`` routes it), so at an
+  exact tie of means it is the first tied candidate's gradient, one of the valid subgradients.
+  """
   best, best_mean = candidates[0], means[0]
   for cand, m in zip(candidates[1:], means[1:]):
     take = m < best_mean
@@ -155,9 +176,17 @@ def _smallest_mean(candidates, means):
 
 
 def _ccs(terms, coinfo):
-  """Local co-information kept where its sign equals the sign of every local term, else 0."""
-  sign = jnp.sign(coinfo)
-  agree = jnp.ones(jnp.shape(coinfo), dtype=bool)
-  for t in terms:
-    agree = agree & (jnp.sign(t) == sign)
+  """Local co-information kept where its sign equals the sign of every local term, else 0.
+
+  Reverse mode: ``jnp.sign`` has derivative 0, so each sample contributes the co-information's
+  gradient where the signs agree and 0 elsewhere. The rule is discontinuous where a local term
+  changes sign while the co-information does not (the sample's value jumps between the
+  co-information and 0); the gradient ignores those jumps (it is the derivative of the branch in
+  force, exact whenever no sample's sign pattern changes). At an exact 0 of a term the sign is 0
+  and the sample keeps its value only if the co-information is 0 as well, so the value is 0.
+  """
+  # One stacked comparison rather than a chain of ands: the same values, and it halves the
+  # compile time of reverse mode through the CCS lattice on XLA:CPU (13.7 s → 5.8 s, one pair).
+  stacked = jnp.stack(jnp.broadcast_arrays(*terms))
+  agree = jnp.all(jnp.sign(stacked) == jnp.sign(coinfo), axis=0)
   return jnp.where(agree, coinfo, jnp.zeros_like(coinfo))
