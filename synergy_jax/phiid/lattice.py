@@ -30,6 +30,7 @@ Its 16 values are measurable quantities:
 by Möbius inversion: ``atoms = MOBIUS @ R`` with ``MOBIUS = inv(ZETA) ⊗ inv(ZETA)``.
 All values are in nats.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
@@ -86,14 +87,11 @@ DOUBLE_COINFO = (MOBIUS[ATOMS.index("rtr")] - MOBIUS[ATOMS.index("sts")]).astype
 assert DOUBLE_COINFO[ATOMS.index("rtr")] == 0
 
 
-def atoms_from_lattice_values(values):
-  """Möbius inversion of the lattice: (..., 16) values R in ATOMS slot order → (..., 16) atoms.
-
-  Works on NumPy and JAX arrays; the map has entries in {-1, 0, 1}, so it is written as signed sums
-  (exact in any precision, no matrix-multiply precision setting involved). Units: nats in, nats out.
-  """
+def _signed_sums(values, matrix):
+  """(..., 16) → (..., rows): row r is Σ_k matrix[r, k] · values[..., k] for entries in {-1, 0, 1},
+  written as signed sums (exact in any precision, no matrix-multiply precision involved)."""
   out = []
-  for row in MOBIUS:
+  for row in matrix:
     terms = [values[..., k] if w > 0 else -values[..., k] for k, w in enumerate(row) if w != 0]
     total = terms[0]
     for t in terms[1:]:
@@ -102,6 +100,36 @@ def atoms_from_lattice_values(values):
   if isinstance(values, np.ndarray):
     return np.stack(out, axis=-1)
   return jnp.stack(out, axis=-1)
+
+
+@jax.custom_jvp
+def _mobius_jax(values):
+  return _signed_sums(values, MOBIUS)
+
+
+@_mobius_jax.defjvp
+def _mobius_jvp(primals, tangents):
+  # The map is linear, so the tangent is the same map; written as one matrix product its
+  # transpose (reverse mode) is one matrix product too. JAX's own transpose of the 81 channel
+  # slices of the signed sums pads each back to (..., 16) and adds them, holding dozens of
+  # (N, N, 16) arrays at once in all_pairs' backward. Entries ±1: "highest" keeps it exact in
+  # float32 on accelerators up to the order of the additions.
+  (values,), (tangent,) = primals, tangents
+  m = jnp.asarray(MOBIUS, tangent.dtype)
+  return _signed_sums(values, MOBIUS), jnp.einsum("...k,ak->...a", tangent, m,
+                                                  precision="highest")
+
+
+def atoms_from_lattice_values(values):
+  """Möbius inversion of the lattice: (..., 16) values R in ATOMS slot order → (..., 16) atoms.
+
+  Works on NumPy and JAX arrays; the map has entries in {-1, 0, 1}, so it is written as signed sums
+  (exact in any precision, no matrix-multiply precision setting involved). Units: nats in, nats out.
+  Under differentiation the tangent map is one matrix product (``_mobius_jvp``).
+  """
+  if isinstance(values, np.ndarray):
+    return _signed_sums(values, MOBIUS)
+  return _mobius_jax(values)
 
 
 def lattice_values(mis, redundancy, mean, averages=None, smooth_min=None):

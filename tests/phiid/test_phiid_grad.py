@@ -222,18 +222,19 @@ def test_smooth_min_gradient_and_consistency():
       fd = (float(f(x + EPS * v)) - float(f(x - EPS * v))) / (2 * EPS)
       ad = float(jnp.vdot(g, v))
       assert abs(ad - fd) <= RTOL * max(abs(fd), abs(ad)), (ad, fd)
-    # The block path equals the one-pair definition, pair by pair, with and without concat.
-    for cfg in (config, config.replace(pool="concat", tau=2, bias_correction=True)):
-      grid = np.asarray(phiid.all_pairs(x, config=cfg, block_size=1))
-      for i, j in ((0, 1), (3, 2)):
-        one = phiid.phiid(x[:, i], x[:, j], config=cfg)
-        one = np.stack([np.asarray(one[a]) for a in phiid.ATOMS], -1)
-        one = one.mean(0) if cfg.pool == "mean" else one
-        np.testing.assert_allclose(grid[i, j], one, rtol=1e-10, atol=1e-12)
-    # As t → 0 the soft minimum tends to the hard one.
-    hard = np.asarray(phiid.all_pairs(x))
-    soft = np.asarray(phiid.all_pairs(x, config=phiid.PhiidConfig(smooth_min=1e-7)))
-    np.testing.assert_allclose(soft, hard, atol=1e-5)
+    # The block path (blocks of one row, band) equals the one-pair definition, pair by pair.
+    cfg = config.replace(pool="concat", tau=2, bias_correction=True)
+    grid = np.asarray(phiid.all_pairs(x, config=cfg, block_size=1))
+    for i, j in ((0, 1), (3, 2)):
+      one = phiid.phiid(x[:, i], x[:, j], config=cfg)
+      np.testing.assert_allclose(grid[i, j], np.stack([np.asarray(one[a]) for a in phiid.ATOMS]),
+                                 rtol=1e-10, atol=1e-12)
+    # Within t·log k below the hard minimum: every lattice value lies in [hard − t·log 4, hard].
+    hard = np.asarray(phiid.all_pairs(x, config=cfg.replace(smooth_min=None), block_size=1))
+    r_soft, r_hard = (np.einsum("...k,ak->...a", a, lattice.LATTICE) for a in (grid, hard))
+    off = ~np.eye(4, dtype=bool)
+    assert np.all(r_soft[off] <= r_hard[off] + 1e-12)
+    assert np.all(r_soft[off] >= r_hard[off] - t * np.log(4) - 1e-12)
 
 
 def test_soft_minimum_bounds():
