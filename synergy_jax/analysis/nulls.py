@@ -202,7 +202,8 @@ def _atom_log_weights(names: Sequence[str]) -> np.ndarray:
 def fast_path_applies(config) -> bool:
   """Whether ``null_moments`` can use the compiled Gaussian MMI kernel for this PhiidConfig."""
   return (config.kind == "gaussian" and config.redundancy == "mmi"
-          and config.preprocess == "none" and not config.bias_correction)
+          and config.preprocess == "none" and not config.bias_correction
+          and config.smooth_min is None)
 
 
 def _atoms_from_corrs(a, b, c, d, e, f, weights):

@@ -8,7 +8,8 @@ nats.
 
 Public API (every estimate is described by one frozen ``PhiidConfig``):
   ATOMS                               the 16 atom names in lattice order.
-  PhiidConfig(tau, redundancy, kind, pool, preprocess, bias_correction, num_states, discretise)
+  PhiidConfig(tau, redundancy, kind, pool, preprocess, bias_correction, num_states, discretise,
+              smooth_min)
   phiid(src, trg, config=...)         one pair (any leading batch axes; jit-able, vmap-able).
   all_pairs(acts, config=...)         (P, N, T) → (N, N, 16) for every ordered pair of units.
   local_head_atoms(acts, config, heads)  (P, H, 16, T' − τ) per-token atoms of each unit,
@@ -31,6 +32,9 @@ series, local Gaussian log-densities), "copula" (normal scores of the ranks, the
 et al., Hum. Brain Mapp. 2017) and plug-in "discrete" (``discrete.py``); redundancy "mmi" or
 "ccs" (``lattice.lattice_values``); optional analytic bias correction (``bias.py``) and
 detrending / differencing (``transforms.py``).
+Differentiable (docs/differentiable_phiid.md): ``jax.grad`` of ``phiid`` and ``all_pairs``
+(Gaussian kind) with respect to the activity is finite and exact away from MMI ties and CCS sign
+changes; masked entries get zero gradient; ``smooth_min`` gives a soft MMI minimum.
 The slow independent reference used by the tests and experiments/bench_phiid.py lives in
 tests/phiid/phiid_reference.py (plain NumPy/SciPy, a Python loop over pairs).
 """

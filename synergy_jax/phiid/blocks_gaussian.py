@@ -11,6 +11,7 @@ cross-products of all prompts; CCS sums its local values over samples in ``block
 block also returns, per pair, the first prompt whose 4×4 correlation matrix is singular to working precision (``gaussian.smallest_pivot`` ≤
 ``pivot_tolerance``), or −1.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -20,14 +21,8 @@ from synergy_jax.phiid import gaussian
 from synergy_jax.phiid import lattice
 
 _HIGHEST = lax.Precision.HIGHEST
-# A pivot (1 − r² or a conditional variance) below this many machine epsilons of the compute
-# dtype means an MI above −½ log(64 ε) (5.9 nats in float32, 16 in float64): indistinguishable
-# from an exact affine relation in that dtype, so the pair is reported instead of estimated.
-PIVOT_EPS = 64
-
-
-def pivot_tolerance(dtype):
-  return PIVOT_EPS * float(jnp.finfo(dtype).eps)
+PIVOT_EPS = gaussian.PIVOT_EPS  # the singularity threshold lives with the guard that uses it
+pivot_tolerance = gaussian.pivot_tolerance
 
 
 def _split(g, c, f, block, m):
@@ -128,7 +123,8 @@ def _ccs_values(corrs, xs, ys, mi_offsets, tol):
   zeros = lambda k: tuple(jnp.zeros(shape, xp.dtype) for _ in range(k))
   here, first = terms(0)
   init = (zeros(len(blocks_ccs.SLOTS)), zeros(len(lattice.MI_NAMES)), first, here)
-  sums, mi_sums, first, _ = lax.fori_loop(0, p, step, init)
+  # checkpoint: reverse mode keeps one prompt's temporaries at a time, not P of them.
+  sums, mi_sums, first, _ = lax.fori_loop(0, p, jax.checkpoint(step, prevent_cse=False), init)
   vals = [None] * 16
   for k, v in zip(lattice.MI_NAMES, mi_sums):
     vals[lattice.MI_SLOT[k]] = v / p  # pool="concat": p copies of the pooled estimate
@@ -161,7 +157,8 @@ def _mmi_products(corrs, num, shape, dtype, tol):
       first = jnp.where(valid, _note_bad(first, q, cq, tol), first)
       return tuple(pr * jnp.where(valid, ar, 1) for pr, ar in zip(prods, args)), first
     ones = tuple(jnp.ones(shape, dtype) for _ in range(nargs))
-    prods, first = lax.fori_loop(0, chunk, one_prompt, (ones, first))
+    prods, first = lax.fori_loop(0, chunk, jax.checkpoint(one_prompt, prevent_cse=False),
+                                 (ones, first))  # reverse mode: one prompt's temporaries
     return tuple(ls + jnp.log(pr) for ls, pr in zip(log_sums, prods)), first
 
   init = (tuple(jnp.zeros(shape, dtype) for _ in range(nargs)), -jnp.ones(shape, jnp.int32))

@@ -39,7 +39,11 @@ class PhiidConfig:
   correction for the sample size (Gaussian and copula kinds). num_states: alphabet size for
   kind="discrete" (None = 2 for the binarising schemes; required for integer input with
   discretise="given"). discretise: how kind="discrete" makes states (``DISCRETISE`` or "given" for
-  integer input already in [0, num_states)).
+  integer input already in [0, num_states)). smooth_min: None (MMI takes the hard minimum of its
+  candidate mutual informations) or a temperature t > 0 in nats: the minimum becomes the soft
+  minimum −t·log Σ_k exp(−I_k / t), which is smooth in the activity and lies within t·log(k)
+  below the hard one (k = 2 or 4 candidates). Only for redundancy="mmi" with the Gaussian and
+  copula kinds and average (not local) atoms; see docs/differentiable_phiid.md.
   """
   tau: int = 1
   redundancy: str = "mmi"
@@ -49,6 +53,7 @@ class PhiidConfig:
   bias_correction: bool = False
   num_states: int | None = None
   discretise: str = "lagged"
+  smooth_min: float | None = None
 
   def __post_init__(self):
     if isinstance(self.tau, bool) or not isinstance(self.tau, (int, np.integer)) or self.tau < 1:
@@ -77,6 +82,23 @@ class PhiidConfig:
                        f"discretise={self.discretise!r}, which binarises (2 states); use "
                        f"discretise='quantile' or 'given' for more states")
 
+    self._check_smooth_min()
+
+  def _check_smooth_min(self):
+    t = self.smooth_min
+    if t is None:
+      return
+    if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)) \
+        or not np.isfinite(t) or t <= 0:
+      raise ValueError(f"PhiidConfig.smooth_min={t!r} must be None (hard minimum) or a finite "
+                       f"temperature > 0 in nats")
+    if self.redundancy != "mmi":
+      raise ValueError(f"PhiidConfig.smooth_min={t} smooths the MMI minimum; "
+                       f"redundancy={self.redundancy!r} has none")
+    if self.kind == "discrete":
+      raise ValueError(f"PhiidConfig.smooth_min={t} is for the differentiable Gaussian and "
+                       f"copula kinds, not kind='discrete'")
+
   def replace(self, **changes) -> "PhiidConfig":
     return dataclasses.replace(self, **changes)
 
@@ -84,8 +106,17 @@ class PhiidConfig:
     return dataclasses.asdict(self)
 
   def cache_key(self, dtype) -> dict:
-    """Every field plus the compute dtype's name: the key of any cached atom value."""
-    return {**self.as_dict(), "dtype": np.dtype(dtype).name}
+    """Every field plus the compute dtype's name: the key of any cached atom value.
+
+    ``smooth_min`` is left out while it is None, so keys of hard-minimum estimates (all results
+    cached before the field existed) stay the same.
+    """
+    key = self.as_dict()
+    if key["smooth_min"] is None:
+      del key["smooth_min"]
+    else:
+      key["smooth_min"] = float(key["smooth_min"])
+    return {**key, "dtype": np.dtype(dtype).name}
 
 
 _LEGACY_DEFAULTS = {"tau": 1, "redundancy": "mmi", "pool": "mean", "kind": "gaussian",

@@ -18,6 +18,14 @@ form ½ (log|R_A| + log|R_B| − log|R_AB|) exactly. Average MMI atoms therefore
 correlations (``average_mis``); CCS and local atoms need the per-sample terms (``local_mis``).
 With ``offsets`` (``bias.mi_offsets``) every mutual information, local or average, is lowered by
 its analytic small-sample bias. All values in nats.
+
+Singular pairs and reverse mode: a pair whose correlation matrix is singular to working precision
+(``smallest_pivot`` ≤ ``pivot_tolerance``: the diagonal pair of all-pairs, a unit's past an affine
+function of its future, ...) is reported and masked with NaN by every caller. Its values would be
+infinite, and a ``jnp.where`` mask alone does not stop the NaN their derivatives carry (0 · ∞) from
+reaching the activity's gradient. So every function here that takes logarithms of correlations
+first swaps the correlations of such pairs for zeros (``guarded``; the "double where"): their
+values become finite placeholders that callers mask anyway, and their gradient is exactly 0.
 """
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +43,16 @@ def correlations(zs):
   n = xp.shape[-1]
   r = lambda u, v: jnp.sum(u * v, axis=-1) / (n - 1)
   return r(xp, yp), r(xf, yf), r(xp, xf), r(xp, yf), r(yp, xf), r(yp, yf)
+
+
+# A pivot (1 − r² or a conditional variance) below this many machine epsilons of the compute
+# dtype means an MI above −½ log(64 ε) (5.9 nats in float32, 16 in float64): indistinguishable
+# from an exact affine relation in that dtype, so the pair is reported instead of estimated.
+PIVOT_EPS = 64
+
+
+def pivot_tolerance(dtype):
+  return PIVOT_EPS * float(jnp.finfo(dtype).eps)
 
 
 def _one_minus_sq(r):
@@ -79,8 +97,9 @@ def average_mis(a, b, c, d, e, f):
   Args:
     a, b, c, d, e, f: broadcastable arrays of correlations (see module docstring).
   Returns:
-    dict MI name → array of the broadcast shape (nats).
+    dict MI name → array of the broadcast shape (nats); 0 at ``singular`` pairs (see ``guarded``).
   """
+  a, b, c, d, e, f = guarded((a, b, c, d, e, f))
   v = conditional_variances(a, b, c, d, e, f)
   nlog = lambda t: -0.5 * jnp.log(t)
   return {
@@ -132,9 +151,9 @@ def local_mis(corrs, zs, offsets=None):
     offsets: optional dict MI name → bias (float, nats) subtracted from every sample.
   Returns:
     dict MI name → (..., S) local MI (nats); the mean over S equals ``average_mis`` (minus the
-    offsets).
+    offsets). At ``singular`` pairs the correlations are replaced by 0 (``guarded``).
   """
-  a, b, c, d, e, f = (r[..., None] for r in corrs)
+  a, b, c, d, e, f = (r[..., None] for r in guarded(corrs))
   corr = {(0, 1): a, (2, 3): b, (0, 2): c, (0, 3): d, (1, 2): e, (1, 3): f}
   cache = {}
 
@@ -173,29 +192,34 @@ def local_lattice_values(corrs, zs, redundancy, offsets=None, averages=None):
                                 averages)
 
 
-def average_lattice_values(corrs, zs, redundancy, offsets=None):
+def average_lattice_values(corrs, zs, redundancy, offsets=None, smooth_min=None):
   """Average redundancy-function values, (..., 16) in ATOMS slot order (nats).
 
-  MMI uses the closed form (no per-sample work; ``zs`` unused); CCS averages the local values.
+  MMI uses the closed form (no per-sample work; ``zs`` unused), with the soft minimum of
+  temperature ``smooth_min`` when given; CCS averages the local values.
   """
   if redundancy == "mmi":
-    vals = lattice.lattice_values(shift(average_mis(*corrs), offsets), "mmi", lambda v: v)
+    vals = lattice.lattice_values(shift(average_mis(*corrs), offsets), "mmi", lambda v: v,
+                                  smooth_min=smooth_min)
     return jnp.stack(vals, axis=-1)
   vals = local_lattice_values(corrs, zs, redundancy, offsets)
   return jnp.stack([jnp.mean(v, axis=-1) for v in vals], axis=-1)
 
 
-def pair_atoms(zs, redundancy, local, offsets=None):
+def pair_atoms(zs, redundancy, local, offsets=None, smooth_min=None):
   """Gaussian ΦID of standardised lagged vectors zs = (x_p, y_p, x_f, y_f), each (..., S).
 
   Returns (..., 16) average atoms or (..., S, 16) local atoms in ATOMS order, nats.
+  ``smooth_min``: MMI soft-minimum temperature (average atoms only).
   """
   corrs = correlations(zs)
   if local:
+    if smooth_min is not None:
+      raise ValueError("smooth_min applies to average atoms, not local ones")
     vals = local_lattice_values(corrs, zs, redundancy, offsets)
     return lattice.atoms_from_lattice_values(jnp.stack(vals, axis=-1))
   return lattice.atoms_from_lattice_values(
-      average_lattice_values(corrs, zs, redundancy, offsets))
+      average_lattice_values(corrs, zs, redundancy, offsets, smooth_min))
 
 
 def smallest_pivot(a, b, c, d, e, f):
@@ -209,6 +233,25 @@ def smallest_pivot(a, b, c, d, e, f):
   for t in terms:
     out = jnp.minimum(out, t)
   return out
+
+
+def singular(a, b, c, d, e, f):
+  """(broadcast shape) bool: the correlation matrix is singular to working precision (or NaN)."""
+  return ~(smallest_pivot(a, b, c, d, e, f) > pivot_tolerance(jnp.result_type(a, c, f)))
+
+
+def guarded(corrs):
+  """The six correlations with those of ``singular`` pairs replaced by 0 (an identity matrix).
+
+  Forward values elsewhere are unchanged; at singular pairs every MI becomes a finite placeholder
+  (0 nats) that callers mask, and the derivative through the replaced branch is exactly 0, so a
+  masked pair cannot poison the gradient of the others (``jnp.where`` twice: here and at the
+  mask). Returns a tuple of six arrays of the broadcast shape.
+  """
+  corrs = tuple(jnp.asarray(r) for r in corrs)
+  bad = singular(*corrs)
+  shape = bad.shape
+  return tuple(jnp.where(bad, jnp.zeros((), r.dtype), jnp.broadcast_to(r, shape)) for r in corrs)
 
 
 # Fast MMI path. Every average lattice value under MMI is ½ Σ_k W[slot, k] log(arg_k) for the 17
@@ -243,7 +286,13 @@ MMI_LOG_WEIGHTS = _mmi_log_weights()
 
 
 def mmi_arguments(a, b, c, d, e, f):
-  """The 17 positive MMI arguments (``MMI_ARG_NAMES``) from the six correlations, same shapes."""
+  """The 17 positive MMI arguments (``MMI_ARG_NAMES``) from the six correlations, broadcast shape
+  (all 1 at ``singular`` pairs, see ``guarded``).
+
+  ``jnp.maximum`` splits its derivative equally between tied arguments, so at an exact tie of two
+  candidate MIs the gradient is the mean of the two candidates' gradients (a valid subgradient).
+  """
+  a, b, c, d, e, f = guarded((a, b, c, d, e, f))
   ob, oc, od, oe, of = (_one_minus_sq(r) for r in (b, c, d, e, f))
   v = conditional_variances(a, b, c, d, e, f)
   return (ob, oc, od, oe, of, v["xs"], v["ys"], v["sx"], v["sy"], v["4"],

@@ -9,11 +9,13 @@ time and prompts for pool="concat"); P prompts, N units.
 import dataclasses
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 
 from synergy_jax.phiid import bias
 from synergy_jax.phiid import blocks_discrete
 from synergy_jax.phiid import blocks_gaussian
+from synergy_jax.phiid import blocks_smooth
 from synergy_jax.phiid import checks
 from synergy_jax.phiid import discrete
 from synergy_jax.phiid import gaussian
@@ -81,24 +83,34 @@ def _affine_codes(past, future, axes):
   for ax in axes:
     n *= past.shape[ax]
   c = jnp.sum(past * future, axis=axes, keepdims=True)[..., 0] / (n - 1)
-  bad = ~((1 - c) * (1 + c) > blocks_gaussian.pivot_tolerance(past.dtype))
+  bad = ~((1 - c) * (1 + c) > gaussian.pivot_tolerance(past.dtype))
   return jnp.where(bad, checks.REASON_CODE["future an affine function of the past"], 0).astype(
       jnp.int32)
 
 
 def _pair_gaussian(lagged, config, local):
   n = lagged[0].shape[-1]
-  atoms = gaussian.pair_atoms(lagged, config.redundancy, local, _mi_offsets(config, n))
-  corrs = gaussian.correlations(lagged)
-  tol = blocks_gaussian.pivot_tolerance(lagged[0].dtype)
-  return atoms, ~(gaussian.smallest_pivot(*corrs) > tol)
+  atoms = gaussian.pair_atoms(lagged, config.redundancy, local, _mi_offsets(config, n),
+                              config.smooth_min)
+  return atoms, gaussian.singular(*gaussian.correlations(lagged))
 
 
-def _block_gaussian(xs, ys, config):
+def _block_gaussian_body(xs, ys, config):
   n = xs[0].shape[-1] * (xs[0].shape[0] if config.pool == "concat" else 1)
+  if config.smooth_min is not None:
+    return blocks_smooth.average_block(xs, ys, pool=config.pool, temperature=config.smooth_min,
+                                       mi_offsets=_mi_offsets(config, n))
   return blocks_gaussian.average_block(xs, ys, pool=config.pool, redundancy=config.redundancy,
                                        mi_offsets=_mi_offsets(config, n),
                                        lattice_offsets=_lattice_offsets(config, n))
+
+
+def _block_gaussian(xs, ys, config):
+  # Reverse mode through the pair grid's lax.map over blocks would otherwise keep every block's
+  # residuals until the backward pass (all (N, M, ...) intermediates at once); checkpointed, it
+  # keeps only each block's inputs and recomputes one block at a time. No effect on the forward.
+  body = lambda xs_, ys_: _block_gaussian_body(xs_, ys_, config)
+  return jax.checkpoint(body, prevent_cse=False)(xs, ys)
 
 
 def _local_gaussian(xs, ys, weights, config):

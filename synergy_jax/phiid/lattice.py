@@ -30,8 +30,10 @@ Its 16 values are measurable quantities:
 by Möbius inversion: ``atoms = MOBIUS @ R`` with ``MOBIUS = inv(ZETA) ⊗ inv(ZETA)``.
 All values are in nats.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import logsumexp
 
 # Node order of the two-source PID lattice; the index of a node in this tuple is used everywhere.
 NODES = ("r", "x", "y", "s")
@@ -85,14 +87,11 @@ DOUBLE_COINFO = (MOBIUS[ATOMS.index("rtr")] - MOBIUS[ATOMS.index("sts")]).astype
 assert DOUBLE_COINFO[ATOMS.index("rtr")] == 0
 
 
-def atoms_from_lattice_values(values):
-  """Möbius inversion of the lattice: (..., 16) values R in ATOMS slot order → (..., 16) atoms.
-
-  Works on NumPy and JAX arrays; the map has entries in {-1, 0, 1}, so it is written as signed sums
-  (exact in any precision, no matrix-multiply precision setting involved). Units: nats in, nats out.
-  """
+def _signed_sums(values, matrix):
+  """(..., 16) → (..., rows): row r is Σ_k matrix[r, k] · values[..., k] for entries in {-1, 0, 1},
+  written as signed sums (exact in any precision, no matrix-multiply precision involved)."""
   out = []
-  for row in MOBIUS:
+  for row in matrix:
     terms = [values[..., k] if w > 0 else -values[..., k] for k, w in enumerate(row) if w != 0]
     total = terms[0]
     for t in terms[1:]:
@@ -103,7 +102,37 @@ def atoms_from_lattice_values(values):
   return jnp.stack(out, axis=-1)
 
 
-def lattice_values(mis, redundancy, mean, averages=None):
+@jax.custom_jvp
+def _mobius_jax(values):
+  return _signed_sums(values, MOBIUS)
+
+
+@_mobius_jax.defjvp
+def _mobius_jvp(primals, tangents):
+  # The map is linear, so the tangent is the same map; written as one matrix product its
+  # transpose (reverse mode) is one matrix product too. JAX's own transpose of the 81 channel
+  # slices of the signed sums pads each back to (..., 16) and adds them, holding dozens of
+  # (N, N, 16) arrays at once in all_pairs' backward. Entries ±1: "highest" keeps it exact in
+  # float32 on accelerators up to the order of the additions.
+  (values,), (tangent,) = primals, tangents
+  m = jnp.asarray(MOBIUS, tangent.dtype)
+  return _signed_sums(values, MOBIUS), jnp.einsum("...k,ak->...a", tangent, m,
+                                                  precision="highest")
+
+
+def atoms_from_lattice_values(values):
+  """Möbius inversion of the lattice: (..., 16) values R in ATOMS slot order → (..., 16) atoms.
+
+  Works on NumPy and JAX arrays; the map has entries in {-1, 0, 1}, so it is written as signed sums
+  (exact in any precision, no matrix-multiply precision setting involved). Units: nats in, nats out.
+  Under differentiation the tangent map is one matrix product (``_mobius_jvp``).
+  """
+  if isinstance(values, np.ndarray):
+    return _signed_sums(values, MOBIUS)
+  return _mobius_jax(values)
+
+
+def lattice_values(mis, redundancy, mean, averages=None, smooth_min=None):
   """The 16 redundancy-function values from the nine (local) mutual informations.
 
   Args:
@@ -118,23 +147,28 @@ def lattice_values(mis, redundancy, mean, averages=None):
     averages: optional dict MI name → (..., 1) averages used for the MMI choice instead of
       ``mean(mis[name])`` (e.g. pooled averages when ``mis`` holds one prompt of a pooled
       estimate).
+    smooth_min: None (hard minimum) or a temperature (nats) for MMI's ``soft_minimum``; only for
+      average values (``mean`` the identity): a soft minimum of local series has no meaning.
   Returns:
     tuple of 16 arrays (..., S), R[slot] in ATOMS slot order, nats.
   """
   avg = (lambda name: mean(mis[name])) if averages is None else averages.__getitem__
+  if smooth_min is not None:
+    pick = lambda names: soft_minimum([mis[c] for c in names], smooth_min)
+  else:
+    pick = lambda names: _smallest_mean([mis[c] for c in names], [avg(c) for c in names])
   vals = [None] * 16
   for name in MI_NAMES:
     vals[MI_SLOT[name]] = mis[name]
   for slot, (c1, c2, joint) in PID_REDUNDANCIES.items():
     k = ATOMS.index(slot)
     if redundancy == "mmi":
-      vals[k] = _smallest_mean([mis[c1], mis[c2]], [avg(c1), avg(c2)])
+      vals[k] = pick((c1, c2))
     else:
       vals[k] = _ccs([mis[c1], mis[c2], mis[joint]], mis[c1] + mis[c2] - mis[joint])
   rtr = ATOMS.index("rtr")
   if redundancy == "mmi":
-    vals[rtr] = _smallest_mean([mis[c] for c in DOUBLE_CANDIDATES],
-                               [avg(c) for c in DOUBLE_CANDIDATES])
+    vals[rtr] = pick(DOUBLE_CANDIDATES)
   else:
     coinfo = 0.0
     for k, w in enumerate(DOUBLE_COINFO):
@@ -144,8 +178,23 @@ def lattice_values(mis, redundancy, mean, averages=None):
   return tuple(vals)
 
 
+def soft_minimum(values, temperature):
+  """−t·log Σ_k exp(−v_k / t) of equally shaped arrays ``values`` (nats), t = ``temperature``.
+
+  Smooth everywhere; its gradient is the softmax weights exp(−v_k/t) / Σ exp(−v_j/t) over the
+  candidates. min_k v_k − t·log(k) ≤ soft_minimum ≤ min_k v_k, and it tends to the minimum as
+  t → 0. Subtracting the same offset from every v_k commutes with it (bias correction).
+  """
+  stacked = jnp.stack(jnp.broadcast_arrays(*values), axis=0)
+  return -temperature * logsumexp(-stacked / temperature, axis=0)
+
+
 def _smallest_mean(candidates, means):
-  """The candidate whose mean is smallest (ties: the first), kept as a whole local series."""
+  """The candidate whose mean is smallest (ties: the first), kept as a whole local series.
+
+  Reverse mode: the gradient is that of the chosen candidate (``jnp.where`` routes it), so at an
+  exact tie of means it is the first tied candidate's gradient, one of the valid subgradients.
+  """
   best, best_mean = candidates[0], means[0]
   for cand, m in zip(candidates[1:], means[1:]):
     take = m < best_mean
@@ -155,9 +204,17 @@ def _smallest_mean(candidates, means):
 
 
 def _ccs(terms, coinfo):
-  """Local co-information kept where its sign equals the sign of every local term, else 0."""
-  sign = jnp.sign(coinfo)
-  agree = jnp.ones(jnp.shape(coinfo), dtype=bool)
-  for t in terms:
-    agree = agree & (jnp.sign(t) == sign)
+  """Local co-information kept where its sign equals the sign of every local term, else 0.
+
+  Reverse mode: ``jnp.sign`` has derivative 0, so each sample contributes the co-information's
+  gradient where the signs agree and 0 elsewhere. The rule is discontinuous where a local term
+  changes sign while the co-information does not (the sample's value jumps between the
+  co-information and 0); the gradient ignores those jumps (it is the derivative of the branch in
+  force, exact whenever no sample's sign pattern changes). At an exact 0 of a term the sign is 0
+  and the sample keeps its value only if the co-information is 0 as well, so the value is 0.
+  """
+  # One stacked comparison rather than a chain of ands: the same values, and it halves the
+  # compile time of reverse mode through the CCS lattice on XLA:CPU (13.7 s → 5.8 s, one pair).
+  stacked = jnp.stack(jnp.broadcast_arrays(*terms))
+  agree = jnp.all(jnp.sign(stacked) == jnp.sign(coinfo), axis=0)
   return jnp.where(agree, coinfo, jnp.zeros_like(coinfo))

@@ -74,6 +74,9 @@ def local_head_atoms(acts, config=PhiidConfig(), heads=None, *, on_degenerate="r
     over S (and over P for pool="concat") is the average over partners of ``all_pairs`` atoms.
   """
   p, n, t = pairs.validate(acts, None, config, on_degenerate)
+  if config.smooth_min is not None:
+    raise ValueError(f"PhiidConfig.smooth_min={config.smooth_min} applies to average atoms, "
+                     f"not to local_head_atoms; use smooth_min=None")
   if not pairs.is_concrete(acts):
     raise ValueError("local_head_atoms needs concrete activity (not inside jax.jit)")
   heads = _heads(heads, n)

@@ -28,6 +28,10 @@ def pair_core(src, trg, *, config, local, dtype):
       raw = jnp.where((raw == 0) & jnp.any(outside, axis=-1),
                       checks.REASON_CODE["values outside the integer states [0, num_states)"], raw)
       series = jnp.where(outside, 0, series)
+    # A degenerate series is masked below; swap it for an alternating 0/1 filler first (as
+    # ``units.prepared`` does) so its NaN or infinite statistics cannot reach the gradient.
+    filler = (jnp.arange(series.shape[-1]) % 2).astype(series.dtype)
+    series = jnp.where((raw != 0)[..., None], filler, series)
     past, future = kind.prepare(series, config, axes)
     post = kind.post_codes(past, future, axes)
     if config.pool == "concat":  # (..., P) raw codes → the first nonzero over prompts
@@ -85,6 +89,9 @@ def phiid(src, trg, *, config=None, local=False, tau=1, redundancy="mmi", kind="
   config = resolve_config(config, tau=tau, redundancy=redundancy, kind=kind,
                           num_states=num_states)
   checks.check_choice("on_degenerate", on_degenerate, checks.ON_DEGENERATE)
+  if local and config.smooth_min is not None:
+    raise ValueError(f"PhiidConfig.smooth_min={config.smooth_min} applies to average atoms; "
+                     f"pass local=False or smooth_min=None")
   src, trg = jnp.asarray(src), jnp.asarray(trg)
   if src.shape != trg.shape:
     raise ValueError(f"src shape {src.shape} and trg shape {trg.shape} differ")
