@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from synergy_jax.phiid import gaussian
 from synergy_jax.phiid import lattice
 
 SLOTS = tuple(lattice.PID_REDUNDANCIES) + ("rtr",)  # the seven slots CCS sums over samples
@@ -38,7 +39,7 @@ SLOTS = tuple(lattice.PID_REDUNDANCIES) + ("rtr",)  # the seven slots CCS sums o
 _COINFO = {lattice.ATOMS[k]: int(w) for k, w in enumerate(lattice.DOUBLE_COINFO) if w}
 
 
-def pair_terms(corrs, averages, x_side, y_side):
+def pair_terms(corrs, averages, x_side, y_side, autocorrs=None):
   """What the samples of one prompt need, computed once per prompt.
 
   Args:
@@ -47,6 +48,9 @@ def pair_terms(corrs, averages, x_side, y_side):
     averages: dict MI name → (B, M) average MI minus any bias offset (the constant of each local
       MI).
     x_side: (x_p, x_f), each (B, S); y_side: (y_p, y_f), each (M, S): standardised lagged series.
+    autocorrs: (c, f) to read the units' own lag-τ autocorrelations from (default: corrs'). Pass
+      the unguarded correlations here when ``corrs`` went through ``gaussian.guarded``: a
+      singular pair's placeholder zeros must not stand in for its units' autocorrelations.
   Returns:
     (pair, x_unit, y_unit): dicts of (B, M) Cholesky entries and constants, of (S, B, 1) x-unit
     series and of (S, 1, M) y-unit series. Samples are on the major axis.
@@ -73,8 +77,14 @@ def pair_terms(corrs, averages, x_side, y_side):
   xp, xf = (half * v.T[:, :, None] for v in x_side)  # (S, B, 1)
   yp, yf = (half * v.T[:, None, :] for v in y_side)  # (S, 1, M)
   # Autocorrelations: c is the x-unit's and f the y-unit's (constant along the other axis).
-  c_x = c[:, :1][None]  # (1, B, 1)
-  f_y = f[:1, :][None]  # (1, 1, M)
+  c_u, f_u = (c, f) if autocorrs is None else autocorrs
+  # A unit whose future is an affine map of its past (1 − c² at or below the singularity
+  # tolerance) makes every pair of it singular, hence masked; a placeholder 0 keeps its
+  # derivative finite (the double where), since it would otherwise be 1/0 for its whole row.
+  tol = gaussian.pivot_tolerance(a.dtype)
+  c_u, f_u = (jnp.where(om(r) > tol, r, jnp.zeros((), r.dtype)) for r in (c_u, f_u))
+  c_x = c_u[:, :1][None]  # (1, B, 1)
+  f_y = f_u[:1, :][None]  # (1, 1, M)
   v2 = xf - c_x * xp  # x_f − c x_p: the residual of x_f given x_p, unwhitened
   w20 = v2 / jnp.sqrt(om(c_x))
   x_unit = dict(xp=xp, xf=xf, v2=v2, w20=w20, hx=xf * xf, gx=xf * xf - w20 * w20)

@@ -107,7 +107,10 @@ def _ccs_values(corrs, xs, ys, mi_offsets, tol):
   def terms(q):
     cq = corrs(q)
     avg = gaussian.shift(gaussian.average_mis(*cq), mi_offsets)
-    return (blocks_ccs.pair_terms(cq, avg, (xp[q], xf[q]), (yp[q], yf[q])),
+    # guarded: a singular pair (masked below) gets finite placeholder terms, so its infinite
+    # derivatives cannot reach the other pairs through the shared series (the double where)
+    return (blocks_ccs.pair_terms(gaussian.guarded(cq), avg, (xp[q], xf[q]), (yp[q], yf[q]),
+                                  autocorrs=(cq[2], cq[5])),
             _note_bad(-jnp.ones(shape, jnp.int32), q, cq, tol))
 
   # The loop carries prompt q's pair terms in and hands prompt q + 1's out, so they are
