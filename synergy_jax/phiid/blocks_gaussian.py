@@ -155,7 +155,7 @@ def _mmi_products(corrs, num, shape, dtype, tol):
       prods, first = inner
       q = ci * chunk + j
       cq = corrs(jnp.minimum(q, num - 1))
-      args = gaussian.mmi_arguments(*cq)
+      args = gaussian.mmi_arguments_unguarded(*cq)  # singular pairs: recorded in `first`
       valid = q < num
       first = jnp.where(valid, _note_bad(first, q, cq, tol), first)
       return tuple(pr * jnp.where(valid, ar, 1) for pr, ar in zip(prods, args)), first

@@ -27,6 +27,7 @@ reaching the activity's gradient. So every function here that takes logarithms o
 first swaps the correlations of such pairs for zeros (``guarded``; the "double where"): their
 values become finite placeholders that callers mask anyway, and their gradient is exactly 0.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -292,7 +293,26 @@ def mmi_arguments(a, b, c, d, e, f):
   ``jnp.maximum`` splits its derivative equally between tied arguments, so at an exact tie of two
   candidate MIs the gradient is the mean of the two candidates' gradients (a valid subgradient).
   """
-  a, b, c, d, e, f = guarded((a, b, c, d, e, f))
+  return _raw_mmi_arguments(*guarded((a, b, c, d, e, f)))
+
+
+@jax.custom_jvp
+def mmi_arguments_unguarded(a, b, c, d, e, f):
+  """``mmi_arguments`` without the guard's extra pivot computation in the forward pass: the same
+  values at regular pairs, unspecified ones (possibly ≤ 0) at ``singular`` pairs, which the
+  caller must mask (the all-pairs loop records them and returns NaN or raises). Under
+  differentiation the tangent is that of the guarded ``mmi_arguments`` (custom_jvp), so masked
+  pairs keep a zero, finite derivative; a plain forward pass (the common case) runs at the
+  unguarded speed (the guard alone made all_pairs ~1.7x slower on CPU)."""
+  return _raw_mmi_arguments(a, b, c, d, e, f)
+
+
+@mmi_arguments_unguarded.defjvp
+def _mmi_arguments_jvp(primals, tangents):
+  return jax.jvp(mmi_arguments, primals, tangents)
+
+
+def _raw_mmi_arguments(a, b, c, d, e, f):
   ob, oc, od, oe, of = (_one_minus_sq(r) for r in (b, c, d, e, f))
   v = conditional_variances(a, b, c, d, e, f)
   return (ob, oc, od, oe, of, v["xs"], v["ys"], v["sx"], v["sy"], v["4"],
