@@ -149,6 +149,12 @@ def attend(q, k, v, mask, *, scale: float, softcap: float | None = None):
 
 
 def head_norm(heads):
-  """L2 norm over the head dimension, float32: (..., K) -> (...)."""
+  """L2 norm over the head dimension, float32: (..., K) -> (...).
+
+  Differentiable everywhere: at an exactly zero vector (an ablated head, a padded slot) the value
+  is 0 and the gradient 0 (double where: the square root never sees 0, so the backward pass has
+  no inf · 0), which lets ΦID objectives on captured norms train through head masks."""
   h = heads.astype(jnp.float32)
-  return jnp.sqrt(jnp.sum(h * h, axis=-1))
+  sq = jnp.sum(h * h, axis=-1)
+  pos = sq > 0
+  return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)

@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synergy_jax.analysis.profile import middle_layers
-from synergy_jax.models import decoder
+from synergy_jax.models import decoder, ops
 from synergy_jax.phiid import one_pair
 from synergy_jax.phiid.config import PhiidConfig
 
@@ -86,12 +86,9 @@ def parse_target(target: str, num_layers: int) -> np.ndarray | None:
 
 
 def safe_norm(heads):
-  """‖·‖₂ over the last axis, float32, with value and gradient 0 at an exactly zero vector
-  (double where: the square root never sees 0, so no inf · 0 in the backward pass)."""
-  h = heads.astype(jnp.float32)
-  sq = jnp.sum(h * h, axis=-1)
-  pos = sq > 0
-  return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+  """‖·‖₂ over the last axis, float32, with value and gradient 0 at an exactly zero vector: the
+  capture's own norm (``models.ops.head_norm``), which is differentiable everywhere."""
+  return ops.head_norm(heads)
 
 
 def forward_with_activity(model, inputs, *, series_len: int, rows: int = 0):

@@ -132,3 +132,26 @@ def test_a_degenerate_pair_is_left_out_with_finite_gradients():
   np.testing.assert_allclose(float(syn[4]), np.mean(pairs4), rtol=1e-4)
   g = jax.grad(lambda x: synergy.objective_of_acts(x, 3, 2))(a)
   assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_head_norms_from_score_are_differentiable_through_an_ablated_head():
+  """The differentiable head-activity path of the public API: jax.grad of a function of
+  ``models.score``'s teacher-forced head norms w.r.t. the parameters is finite (an ablated head's
+  zero output has norm 0 and gradient 0, not NaN) and reaches the unablated heads' weights."""
+  mc = training.default_model_config(**TINY)
+  model = models.init(mc, 0)
+  tokens = np.random.default_rng(0).integers(4, 60, size=(2, 12)).astype(np.int32)
+  mask = np.ones((mc.num_layers, mc.num_heads), np.float32)
+  mask[0, 1] = 0.0
+
+  def f(p):
+    r = models.score(model.replace(params=p), tokens, np.array([4, 6]), continuation_length=6,
+                     head_mask=mask)
+    return jnp.sum(r.head_norms)
+
+  g = jax.grad(f)(model.params)
+  leaves = jax.tree.leaves(g)
+  assert all(bool(jnp.isfinite(x).all()) for x in leaves)
+  q = np.asarray(g["layers"]["attn"]["q"])  # (L, D, N, K)
+  assert np.abs(q[0, :, 0]).max() > 0  # an unablated head's query weights get a gradient
+  assert np.abs(q[0, :, 1]).max() == 0  # the ablated head's output (and norm) do not depend on it
