@@ -248,7 +248,8 @@ def from_flags(weight: float, target: str, num_layers: int) -> SynergyObjective 
   plain run). ValueError naming the flag on a bad value."""
   try:
     obj = SynergyObjective(weight=float(weight), target=target)
-    parse_target(target, num_layers)
+    if obj.weight != 0:  # at weight 0 the target is unused (e.g. "core" on a 2-layer model)
+      parse_target(target, num_layers)
   except ValueError as e:
     flag = "synergy_weight" if "weight" in str(e) else "synergy_target"
     raise ValueError(f"--{flag}: {e}") from None

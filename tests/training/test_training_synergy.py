@@ -35,6 +35,8 @@ def test_weight_zero_is_the_plain_run_bit_for_bit(tmp_path):
              for a, b in zip(jax.tree.leaves(init), leaves_a))
   # --synergy_weight=0 means no objective at all
   assert synergy.from_flags(0.0, "core", 3) is None
+  # ... and its (unused) default target does not stop a plain run of a 2-layer model
+  assert synergy.from_flags(0.0, "core", 2) is None
 
 
 def test_one_step_moves_the_term_in_the_intended_direction():
