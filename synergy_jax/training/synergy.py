@@ -113,11 +113,6 @@ def pair_index(num_units: int) -> tuple[np.ndarray, np.ndarray]:
   return i.astype(np.int32), j.astype(np.int32)
 
 
-def _fillers(t: int, dtype):
-  """Two fixed, well-conditioned series (T,) standing in for a degenerate (row, pair)."""
-  z = np.random.default_rng(0).standard_normal((2, t))
-  return jnp.asarray(z[0], dtype), jnp.asarray(z[1], dtype)
-
 
 def unit_sts_rtr(acts, config: PhiidConfig = PhiidConfig()):
   """Partner-mean sts and rtr per unit: acts (B, U, T) → (U,), (U,) nats (module docstring,
@@ -125,9 +120,8 @@ def unit_sts_rtr(acts, config: PhiidConfig = PhiidConfig()):
 
   A (row, pair) whose estimate is not finite (e.g. two heads' series so alike in float32 that
   their joint covariance is singular) is left out of both means, as the profile leaves out
-  degenerate pairs: its series are swapped for two fixed well-conditioned ones before the
-  estimate and its weight is 0, so neither the value nor the gradient sees a NaN. (A unit left
-  with no valid entry gets NaN.)
+  degenerate pairs: its weight is 0, and phiid's own guard keeps its gradient finite (zero).
+  (A unit left with no valid entry gets NaN.)
   """
   if config.pool != "mean":
     raise ValueError(f"the synergy objective estimates per row and averages (pool='mean'), got "
@@ -139,13 +133,10 @@ def unit_sts_rtr(acts, config: PhiidConfig = PhiidConfig()):
   x, y = acts[:, i], acts[:, j]                                             # (B, Q, T)
   with warnings.catch_warnings():  # eager calls warn about the entries masked here, by design
     warnings.simplefilter("ignore")
-    probe = one_pair.phiid(jax.lax.stop_gradient(x), jax.lax.stop_gradient(y), config=config,
-                           on_degenerate="mask")
-  ok = jnp.isfinite(probe["sts"]) & jnp.isfinite(probe["rtr"])             # (B, Q)
-  fx, fy = _fillers(acts.shape[-1], acts.dtype)
-  x = jnp.where(ok[..., None], x, fx)
-  y = jnp.where(ok[..., None], y, fy)
-  atoms = one_pair.phiid(x, y, config=config)                               # each (B, Q)
+    # one estimate: phiid guards singular pairs and swaps degenerate series for fillers inside,
+    # so a masked (NaN) entry has a finite, zero gradient (the second where is below)
+    atoms = one_pair.phiid(x, y, config=config, on_degenerate="mask")      # each (B, Q)
+  ok = jnp.isfinite(atoms["sts"]) & jnp.isfinite(atoms["rtr"])             # (B, Q)
   w = ok.astype(acts.dtype)
 
   def per_unit(v):
