@@ -152,9 +152,9 @@ def run_dir(experiment: str) -> pathlib.Path:
   ("running") and ``flags.json`` written (see ``results.start_run``)."""
   from synergy_jax import results
   path = results.make_run_dir(FLAGS.out, experiment=experiment)
+  _CURRENT["run_dir"] = path  # before start_run: a Ctrl-C while it writes is still recorded
   results.start_run(path, experiment=experiment, flags=experiment_flags(_CURRENT["experiment"]),
                     keep=[FLAGS.cache_dir])
-  _CURRENT["run_dir"] = path
   return path
 
 
@@ -269,6 +269,8 @@ def run_main(name: str, experiment: Experiment, main: Callable) -> Callable:
   from synergy_jax import results
 
   def wrapped(argv):
+    from experiments import interrupts
+    interrupts.install()  # a Ctrl-C landing in a gc callback would otherwise be discarded
     _CURRENT.update(name=name, experiment=experiment, run_dir=None)
     try:
       validate_flags(name, experiment)
@@ -278,7 +280,7 @@ def run_main(name: str, experiment: Experiment, main: Callable) -> Callable:
         results.end_run(_CURRENT["run_dir"], "interrupted", "stopped by Ctrl-C")
       print(f"\ninterrupted: rerun the same command to resume; finished work is cached in "
             f"--cache_dir={FLAGS.cache_dir}", file=sys.stderr)
-      sys.exit(130)
+      interrupts.exit_now(130)
     except (ValueError, FileNotFoundError) as e:
       if _CURRENT["run_dir"] is not None:
         results.end_run(_CURRENT["run_dir"], "failed", _one_line(e))
