@@ -36,7 +36,6 @@ def _mesh(d):
 
 @pytest.mark.parametrize("kind,method,devices", [("gaussian", "trial", 4),
                                                  ("gaussian", "pair_shift", 3),
-                                                 ("gaussian", "circular", 2),
                                                  ("copula", "trial", 4)])
 def test_split_surrogates_equal_one_device(kind, method, devices):
   with jax.enable_x64(True):
