@@ -9,12 +9,12 @@ Each process takes its share of the prompts (the built-in suite, or --prompts=FI
 with ``pipeline.capture.collect_activity``, and the atoms come from ``distributed.all_pairs`` over
 the global mesh (pool="mean"); with --surrogates > 0 also the null moments of sts and rtr under
 the --null design (default trial shuffling; ``distributed.null_moments`` gathers the activity and
-splits the surrogates over the global mesh). Process 0 writes OUT/atoms.npz (atoms (N, N, 16) and the
-null moments) and OUT/flags.json. Flags shared with the other experiments: --model, --prompts,
---max_new_tokens, --batch_size, --tau, --redundancy, --kind, --preprocess, --bias_correction,
---surrogates, --null, --seed, --out; --coordinator, --num_processes, --process_id and --cpu_devices are
-this script's. Without --coordinator, jax.distributed detects the cluster itself (Cloud TPU,
-Slurm, Open MPI).
+splits the surrogates over the global mesh). Process 0 writes OUT/atoms.npz (atoms (N, N, 16)
+and the null moments) and OUT/flags.json. Flags shared with the other experiments: --model,
+--prompts, --max_new_tokens, --batch_size, --tau, --redundancy, --kind, --preprocess,
+--bias_correction, --surrogates, --null, --seed, --out; --coordinator, --num_processes,
+--process_id and --cpu_devices are this script's. Without --coordinator, jax.distributed detects
+the cluster itself (Cloud TPU, Slurm, Open MPI).
 """
 import json
 import os

@@ -40,7 +40,8 @@ def _run_children(model_dir, prompts, out):
   cmd = [sys.executable, "-m", "experiments.multihost", f"--coordinator=127.0.0.1:{_free_port()}",
          f"--num_processes={NUM_PROCESSES}", f"--cpu_devices={CPU_DEVICES}",
          f"--model={model_dir}", f"--prompts={prompts}", f"--max_new_tokens={NEW_TOKENS}",
-         f"--batch_size={share}", f"--surrogates={SURROGATES}", "--null=trial", "--seed=3", f"--out={out}"]
+         f"--batch_size={share}", f"--surrogates={SURROGATES}", "--null=trial", "--seed=3",
+         f"--out={out}"]
   logs = [open(out.parent / f"process{pid}.log", "w+", encoding="utf-8")  # no pipe can fill up
           for pid in range(NUM_PROCESSES)]
   env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}

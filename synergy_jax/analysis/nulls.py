@@ -32,6 +32,8 @@ surrogate, the y-side of each surrogate is a gather of the x-side vectors, and o
 atoms are formed: each is ½ Σ_k w_k log(arg_k) over the 17 MMI arguments of
 ``phiid.gaussian``); otherwise it calls ``phiid.all_pairs(acts, acts_y=surrogate, config=...)``
 once per surrogate. Both give the same numbers (tests/analysis/test_analysis_nulls.py).
+The same scan (``scan_moments``) runs on every device of a mesh, each on its share of the
+surrogates, in ``analysis.nulls_sharded`` (one or many processes; ``distributed.null_moments``).
 
 Speed, and why "100 surrogates in ≤ 5 × one all_pairs call" is out of reach for pool="mean"
 (2-core CPU, load ≈ 2, N = 256, P = 60, T = 100, float32, 2026-12-01): one ``all_pairs`` call
