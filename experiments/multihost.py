@@ -7,13 +7,14 @@
 Each process takes its share of the prompts (the built-in suite, or --prompts=FILE.jsonl, first
 --num_prompts of them; the count is cut to a multiple of the number of devices), captures them
 with ``pipeline.capture.collect_activity``, and the atoms come from ``distributed.all_pairs`` over
-the global mesh (pool="mean"); with --surrogates > 0 also the circular-shift null moments of sts
-and rtr (``distributed.null_moments``). Process 0 writes OUT/atoms.npz (atoms (N, N, 16) and the
-null moments) and OUT/flags.json. Flags shared with the other experiments: --model, --prompts,
---max_new_tokens, --batch_size, --tau, --redundancy, --kind, --preprocess, --bias_correction,
---surrogates, --seed, --out; --coordinator, --num_processes, --process_id and --cpu_devices are
-this script's. Without --coordinator, jax.distributed detects the cluster itself (Cloud TPU,
-Slurm, Open MPI).
+the global mesh (pool="mean"); with --surrogates > 0 also the null moments of sts and rtr under
+the --null design (default trial shuffling; ``distributed.null_moments`` gathers the activity and
+splits the surrogates over the global mesh). Process 0 writes OUT/atoms.npz (atoms (N, N, 16)
+and the null moments) and OUT/flags.json. Flags shared with the other experiments: --model,
+--prompts, --max_new_tokens, --batch_size, --tau, --redundancy, --kind, --preprocess,
+--bias_correction, --surrogates, --null, --seed, --out; --coordinator, --num_processes,
+--process_id and --cpu_devices are this script's. Without --coordinator, jax.distributed detects
+the cluster itself (Cloud TPU, Slurm, Open MPI).
 """
 import json
 import os
@@ -71,7 +72,7 @@ def main(argv):
   atoms = distributed.all_pairs(distributed.global_prompts(local, mesh), config=config, mesh=mesh)
   out = {"atoms": atoms}
   if FLAGS.surrogates:
-    design = nulls.draw_design("circular", FLAGS.surrogates, used, FLAGS.max_new_tokens,
+    design = nulls.draw_design(FLAGS.null, FLAGS.surrogates, used, FLAGS.max_new_tokens,
                                tau=FLAGS.tau, seed=FLAGS.seed)
     obs = atoms[..., [phiid.ATOMS.index("sts"), phiid.ATOMS.index("rtr")]]
     mom = distributed.null_moments(local, obs, design, config, mesh=mesh)
@@ -83,8 +84,8 @@ def main(argv):
     with open(os.path.join(path, "flags.json"), "w", encoding="utf-8") as f:
       json.dump({"prompts_used": used, "processes": jax.process_count(), "devices": devices,
                  "config": config.as_dict(), "model": FLAGS.model,
-                 "max_new_tokens": FLAGS.max_new_tokens, "surrogates": FLAGS.surrogates}, f,
-                indent=1)
+                 "max_new_tokens": FLAGS.max_new_tokens, "surrogates": FLAGS.surrogates,
+                 "null": FLAGS.null}, f, indent=1)
     print(f"wrote {path}/atoms.npz: atoms {atoms.shape} from {used} prompts on "
           f"{jax.process_count()} processes × {len(jax.local_devices())} devices")
   jax.distributed.shutdown()

@@ -17,8 +17,8 @@ on_degenerate="mask", as ``phiid.all_pairs`` does).
   prompt_mesh()                                the global 1-D mesh ("prompts") over all devices
   global_prompts(local, mesh)                  this process's (P_h, N, T) → a global (P, N, T)
   all_pairs(acts, config=..., acts_y=...)      global acts → (N, N, 16) atoms on every process
-  null_moments(local_acts, obs, design, ...)   the circular-shift surrogate null, each process
-                                               shifting its own prompts
+  null_moments(local_acts, obs, design, ...)   the surrogate null (any design): activity gathered,
+                                               surrogates split over the global mesh
 
 Capture needs nothing new: each process runs ``pipeline.capture.collect_activity`` on its own
 prompts and passes the activity to ``global_prompts``. See docs/multihost.md for launch commands.
@@ -153,35 +153,27 @@ def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
 
 
 def null_moments(local_acts: np.ndarray, observed_pairs: np.ndarray, design, config, *,
-                 mesh: jax.sharding.Mesh | None = None, atoms=("sts", "rtr"), dtype=None,
-                 progress=None):
-  """``analysis.nulls.null_moments`` with the prompts spread over processes.
+                 mesh: jax.sharding.Mesh | None = None, atoms=("sts", "rtr"), dtype=None):
+  """``analysis.nulls.null_moments`` with the prompts spread over processes, any design.
 
-  local_acts: this process's (P_h, N, T); design: the ``NullDesign`` of all P prompts (the same
-  on every process, e.g. drawn from the same seed). Only method="circular" is supported: each
-  process shifts its own prompts and every surrogate's grid is ``all_pairs`` over all processes
-  (one call per surrogate: the fast single-process kernel of ``nulls`` is not used here).
-  "trial" pairs prompts held by different processes and "pair_shift" has no raw-series form.
-  Returns the same ``NullMoments`` on every process.
+  local_acts: this process's (P_h, N, T) (as ``global_prompts``); design: the ``NullDesign`` of
+  all P prompts, the same on every process (e.g. drawn from the same seed); observed_pairs the
+  (N, N, K) observed values, the same on every process. The activations are small (P·N·T
+  floats), so they are gathered onto every device inside the program and the *surrogates* are
+  split over the global mesh (``analysis.nulls_sharded``): each device runs the compiled kernel
+  of ``nulls`` (or the estimator, where the kernel does not apply) on its rows of the design,
+  the sums and counts are added over the mesh and the null head statistics gathered. Every
+  design works, including the default trial shuffling (which pairs prompts held by different
+  processes). Returns the same ``NullMoments`` on every process, equal to one process holding
+  every prompt up to the order of the additions.
   """
-  from synergy_jax.analysis import nulls
-  if design.method != "circular":
-    raise ValueError(f"distributed.null_moments supports null='circular' (each process shifts "
-                     f"its own prompts), not {design.method!r}")
+  from synergy_jax.analysis import nulls_sharded
   mesh = mesh or prompt_mesh()
+  config = resolve_config(config)
   local_acts = np.asarray(local_acts)
-  p_h = local_acts.shape[0]
-  start = jax.process_index() * p_h
-  if design.shifts.shape[1] != p_h * jax.process_count():
-    raise ValueError(f"design has {design.shifts.shape[1]} prompts; the processes hold "
-                     f"{p_h * jax.process_count()}")
-  cols = slice(start, start + p_h)
-  mine = nulls.NullDesign(design.method, design.prompt_map[:, cols] - start,
-                          design.shifts[:, cols], design.min_shift, design.paired)
-
-  def estimator(a, y):
-    return all_pairs(global_prompts(a, mesh), config=config, acts_y=global_prompts(y, mesh),
-                     mesh=mesh, dtype=dtype)
-
-  return nulls.null_moments(local_acts, observed_pairs, mine, config, atoms=atoms, dtype=dtype,
-                            estimator=estimator, progress=progress)
+  total = local_acts.shape[0] * jax.process_count()
+  if design.prompt_map.shape[1] != total:
+    raise ValueError(f"design has {design.prompt_map.shape[1]} prompts; the processes hold "
+                     f"{total}")
+  return nulls_sharded.null_moments(global_prompts(local_acts, mesh), observed_pairs, design,
+                                    config, mesh=mesh, atoms=atoms, dtype=dtype)

@@ -1,7 +1,7 @@
 """Two local processes × 2 CPU devices under jax.distributed (global mesh, gloo collectives):
-capture, all-pairs ΦID and the circular-shift null give what one process holding every prompt
-gives. The children always end: a wall-clock limit, then they are killed; their stderr is shown
-on failure."""
+capture, all-pairs ΦID and the default (trial-shuffling) surrogate null give what one process
+holding every prompt gives. The children always end: a wall-clock limit, then they are killed;
+their stderr is shown on failure."""
 import json
 import os
 import pathlib
@@ -25,7 +25,7 @@ LIMIT_S = 150
 PROMPTS = ["The cat sat on", "Add 2 and 3:", "Once upon a time", "Hi there",
            "A long road", "Seven and", "Blue sky", "In the morning"]
 NEW_TOKENS = 24
-SURROGATES = 4
+SURROGATES = 5  # odd, and not a multiple of the 4 devices: the padded plan is exercised
 
 
 def _free_port():
@@ -40,7 +40,8 @@ def _run_children(model_dir, prompts, out):
   cmd = [sys.executable, "-m", "experiments.multihost", f"--coordinator=127.0.0.1:{_free_port()}",
          f"--num_processes={NUM_PROCESSES}", f"--cpu_devices={CPU_DEVICES}",
          f"--model={model_dir}", f"--prompts={prompts}", f"--max_new_tokens={NEW_TOKENS}",
-         f"--batch_size={share}", f"--surrogates={SURROGATES}", "--seed=3", f"--out={out}"]
+         f"--batch_size={share}", f"--surrogates={SURROGATES}", "--null=trial", "--seed=3",
+         f"--out={out}"]
   logs = [open(out.parent / f"process{pid}.log", "w+", encoding="utf-8")  # no pipe can fill up
           for pid in range(NUM_PROCESSES)]
   env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
@@ -91,7 +92,7 @@ def test_two_processes_match_one(tmp_path):
                                   batch_size=share).acts.astype(np.float64)
   with jax.enable_x64(True):
     mmi = np.asarray(phiid.all_pairs(acts, on_degenerate="mask"))
-    design = nulls.draw_design("circular", SURROGATES, len(PROMPTS), NEW_TOKENS, seed=3)
+    design = nulls.draw_design("trial", SURROGATES, len(PROMPTS), NEW_TOKENS, seed=3)
     obs = mmi[..., [phiid.ATOMS.index("sts"), phiid.ATOMS.index("rtr")]]
     mom = nulls.null_moments(acts, obs, design, phiid.PhiidConfig())
   off = ~np.eye(mmi.shape[0], dtype=bool)

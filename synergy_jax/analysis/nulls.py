@@ -32,6 +32,8 @@ surrogate, the y-side of each surrogate is a gather of the x-side vectors, and o
 atoms are formed: each is ½ Σ_k w_k log(arg_k) over the 17 MMI arguments of
 ``phiid.gaussian``); otherwise it calls ``phiid.all_pairs(acts, acts_y=surrogate, config=...)``
 once per surrogate. Both give the same numbers (tests/analysis/test_analysis_nulls.py).
+The same scan (``scan_moments``) runs on every device of a mesh, each on its share of the
+surrogates, in ``analysis.nulls_sharded`` (one or many processes; ``distributed.null_moments``).
 
 Speed, and why "100 surrogates in ≤ 5 × one all_pairs call" is out of reach for pool="mean"
 (2-core CPU, load ≈ 2, N = 256, P = 60, T = 100, float32, 2026-12-01): one ``all_pairs`` call
@@ -294,15 +296,14 @@ def null_head_means(v, xp=np):
   return xp.where(cnt > 0, tot / xp.maximum(cnt, 1), np.nan)
 
 
-@functools.partial(jax.jit, static_argnames=("method", "tau", "pool", "weights", "paired"))
-def _fast_moments(acts, obs, prompt_map, shifts, *, method, tau, pool, weights, paired):
-  """Scan over surrogates: per-pair moments (N, N, K) ×4 and per-surrogate head means (S, N, K).
+def fast_grid(acts, *, method, tau, pool, weights):
+  """The compiled Gaussian MMI kernel's surrogate grid for (P, N, T) ``acts`` (in-graph).
 
-  paired: rows 2m, 2m + 1 are inverse surrogates of swap-symmetric atoms, so row 2m + 1's grid is
-  the transpose of row 2m's and only even rows are computed.
+  Returns grid(perm, shift) → (v, h): v the (N, N, K) requested atoms of the surrogate with
+  y-side prompt map ``perm`` (P,) and shifts ``shift`` (P,) (NaN: degenerate units, diagonal);
+  h = v, the grid ``null_head_means`` reads (the atoms are swap-symmetric).
   """
   n = acts.shape[1]
-  num = prompt_map.shape[0]
   bad = _bad_units(acts, tau)
   xs = tuple(_lags(acts, tau, pool, bad))
   eye = jnp.eye(n, dtype=bool)
@@ -310,32 +311,67 @@ def _fast_moments(acts, obs, prompt_map, shifts, *, method, tau, pool, weights, 
   def grid(perm, shift):
     ys, bad_y = _surrogate_lags(acts, xs, bad, perm, shift, method=method, tau=tau, pool=pool)
     v = _pair_atoms(xs, ys, pool, weights)
-    return jnp.where((bad[:, None] | bad_y[None, :] | eye)[..., None], jnp.nan, v)
+    v = jnp.where((bad[:, None] | bad_y[None, :] | eye)[..., None], jnp.nan, v)
+    return v, v
 
-  def one(carry, plan):
-    v = grid(*plan)
-    return _accumulate(carry, v, obs), null_head_means(v, jnp)
+  return grid
 
-  def two(carry, plan):
-    perm, shift, keep = plan
-    v = grid(perm, shift)
-    vt = jnp.where(keep, jnp.swapaxes(v, 0, 1), jnp.nan)  # a dropped partner counts as missing
-    carry = _accumulate(_accumulate(carry, v, obs), vt, obs)
-    return carry, jnp.stack([null_head_means(v, jnp), null_head_means(vt, jnp)])
 
-  zero = jnp.zeros(obs.shape, acts.dtype)
-  if not paired:
-    return jax.lax.scan(one, (zero, zero, zero, zero), (prompt_map, shifts))
-  keep = jnp.arange(1, num + 1, 2) < num  # (⌈S/2⌉,) does row 2m + 1 exist
-  carry, heads = jax.lax.scan(two, (zero, zero, zero, zero),
-                              (prompt_map[0::2], shifts[0::2], keep))
+def scan_moments(grid, obs, prompt_map, shifts, valid, *, paired):
+  """Scan over surrogates: per-pair moments (N, N, K) ×4 and per-surrogate head means (S, N, K).
+
+  grid(perm, shift) → (v, h) as ``fast_grid``. valid (S,) bool: rows that count; a row that does
+  not (padding) adds nothing and its head means are NaN. paired: rows 2m, 2m + 1 are inverse
+  surrogates of swap-symmetric atoms, so row 2m + 1's grids are the transposes of row 2m's and
+  only even rows are computed (an odd S is padded with one invalid row).
+  """
+  group = 2 if paired else 1
+  num, p = prompt_map.shape
+  spare = -num % group
+  if spare:
+    prompt_map = jnp.concatenate([prompt_map, prompt_map[:spare]])
+    shifts = jnp.concatenate([shifts, shifts[:spare]])
+    valid = jnp.concatenate([valid, jnp.zeros((spare,), bool)])
+  plans = (prompt_map.reshape(-1, group, p)[:, 0], shifts.reshape(-1, group, p)[:, 0],
+           valid.reshape(-1, group))
+
+  def step(carry, plan):
+    perm, shift, ok = plan
+    v, h = grid(perm, shift)
+    grids = [(v, h)] if group == 1 else [(v, h), (jnp.swapaxes(v, 0, 1), jnp.swapaxes(h, 0, 1))]
+    heads = []
+    for k, (vk, hk) in enumerate(grids):
+      carry = _accumulate(carry, jnp.where(ok[k], vk, jnp.nan), obs)
+      heads.append(jnp.where(ok[k], null_head_means(hk, jnp), jnp.nan))
+    return carry, jnp.stack(heads)
+
+  zero = jnp.zeros(obs.shape, obs.dtype)
+  carry, heads = jax.lax.scan(step, (zero, zero, zero, zero), plans)
   return carry, heads.reshape((-1,) + heads.shape[2:])[:num]
+
+
+@functools.partial(jax.jit, static_argnames=("method", "tau", "pool", "weights", "paired"))
+def _fast_moments(acts, obs, prompt_map, shifts, *, method, tau, pool, weights, paired):
+  """``scan_moments`` of the compiled kernel on one device, every row valid."""
+  grid = fast_grid(acts, method=method, tau=tau, pool=pool, weights=weights)
+  valid = jnp.ones((prompt_map.shape[0],), bool)
+  return scan_moments(grid, obs, prompt_map, shifts, valid, paired=paired)
 
 
 def _swap_symmetric(names: Sequence[str]) -> bool:
   """Whether every atom is its own image when x and y are exchanged (sts, rtr, rts, str)."""
   from synergy_jax.phiid.grid import SWAP_XY
   return all(SWAP_XY[ATOM_INDEX[a]] == ATOM_INDEX[a] for a in names)
+
+
+def kernel_applies(config, atoms: Sequence[str]) -> bool:
+  """Whether the compiled kernel serves these atoms under this PhiidConfig."""
+  return fast_path_applies(config) and _swap_symmetric(atoms)
+
+
+def kernel_weights(atoms: Sequence[str]) -> tuple:
+  """The kernel's static (K, A) log weights of ``atoms`` as nested tuples (hashable)."""
+  return tuple(map(tuple, _atom_log_weights(atoms).tolist()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,13 +403,11 @@ def null_moments(acts: np.ndarray, observed_pairs: np.ndarray, design: NullDesig
   acts = np.asarray(acts)
   obs = np.asarray(observed_pairs, np.float64)
   dtype = jnp.dtype(dtype) if dtype is not None else jax.dtypes.canonicalize_dtype(jnp.float64)
-  if (estimator is None and not force_slow and fast_path_applies(config)
-      and _swap_symmetric(atoms)):
-    weights = tuple(map(tuple, _atom_log_weights(atoms).tolist()))
+  if estimator is None and not force_slow and kernel_applies(config, atoms):
     (s1, s2, cnt, ge), heads = _fast_moments(
         jnp.asarray(acts, dtype), jnp.asarray(obs, dtype), jnp.asarray(design.prompt_map),
         jnp.asarray(design.shifts), method=design.method, tau=config.tau, pool=config.pool,
-        weights=weights, paired=design.paired)
+        weights=kernel_weights(atoms), paired=design.paired)
     return NullMoments(*(np.asarray(v, np.float64) for v in (s1, s2, cnt, ge, heads)))
   from synergy_jax.phiid.grid import SWAP_XY
   idx = [ATOM_INDEX[a] for a in atoms]
