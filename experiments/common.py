@@ -129,22 +129,38 @@ def progress_fn():
 
 # The run of this process: set by run_dir(), read by run_main() to record how the run ended.
 _CURRENT: dict = {"name": None, "experiment": None, "run_dir": None}
+# {flag: value used} for each flag whose --quick value replaced the flag's own (quick_or records
+# them; flags.json shows the used value and lists the replaced one under QUICK_OVERRIDES).
+_QUICK_USED: dict[str, Any] = {}
+QUICK_OVERRIDES = "quick_overrides"
 
 
 def experiment_flags(experiment: Experiment | None = None) -> dict:
-  """{flag: value} of the experiment's own flags and the shared ones it uses (no absl internals)."""
+  """{flag: value} of the experiment's own flags and the shared ones it uses (no absl internals),
+  each flag with the value the run used: where --quick replaced a flag's value (``quick_or``),
+  the quick value, and under ``"quick_overrides"`` {flag: {"flag": its own value, "used": the
+  quick value}}."""
   ignored = set(experiment.ignores) if experiment else set()
   modules = {__name__, experiment.module if experiment else None}
-  out = {}
+  out, overrides = {}, {}
   for module, module_flags in FLAGS.flags_by_module_dict().items():
     if module not in modules:
       continue
     for f in module_flags:
-      if f.name not in ignored:
-        out[f.name] = f.value
+      if f.name in ignored:
+        continue
+      out[f.name] = _QUICK_USED.get(f.name, f.value)
+      if out[f.name] != f.value:
+        overrides[f.name] = {"flag": f.value, "used": out[f.name]}
   if _CURRENT["name"]:
     out = {"experiment": _CURRENT["name"], **out}
-  return dict(sorted(out.items()))
+  out = dict(sorted(out.items()))
+  return {**out, QUICK_OVERRIDES: overrides} if overrides else out
+
+
+def _write_flags(path: pathlib.Path) -> None:
+  from synergy_jax import results
+  results.dump_flags(path, experiment_flags(_CURRENT["experiment"]))
 
 
 def run_dir(experiment: str) -> pathlib.Path:
@@ -189,10 +205,19 @@ def phiid_config():
 
 
 def quick_or(name: str, quick_value):
-  """Flag ``name``'s value, or ``quick_value`` under --quick unless the flag was given explicitly."""
+  """Flag ``name``'s value, or ``quick_value`` under --quick unless the flag was given explicitly
+  (then recorded, so flags.json gives the value used; see ``experiment_flags``)."""
   if FLAGS.quick and not FLAGS[name].present:
+    _use_quick(name, quick_value)
     return quick_value
   return FLAGS[name].value
+
+
+def _use_quick(name: str, value) -> None:
+  changed = name not in _QUICK_USED or _QUICK_USED[name] != value
+  _QUICK_USED[name] = value
+  if changed and _CURRENT["run_dir"] is not None:  # asked after flags.json was written
+    _write_flags(_CURRENT["run_dir"])
 
 
 def number_list(name: str, kind=float, quick_value=None) -> tuple | None:
@@ -226,6 +251,7 @@ def validate_flags(name: str, experiment: Experiment) -> None:
   Raises:
     UserError / FileNotFoundError naming the flag.
   """
+  _QUICK_USED.clear()  # a new invocation in this process: no --quick values used yet
   given_ignored = [f for f in experiment.ignores if f in FLAGS and FLAGS[f].present]
   if given_ignored:
     raise UserError(f"--experiment={name} does not use "

@@ -60,7 +60,13 @@ def test_files_and_shapes(sweep):
                "phase_sweep_balance.png", "phase_sweep_core_contrast.png",
                "phase_sweep_syn_gt_red.png"):
     assert (run / name).stat().st_size > 0, name
-  assert json.loads((run / "flags.json").read_text())["quick"] is True
+  flags = json.loads((run / "flags.json").read_text())
+  assert flags["quick"] is True
+  # flags.json gives the values --quick used, and which flag values they replaced
+  assert [float(k) for k in flags["levels"]] == QUICK_LEVELS
+  assert flags["n_prompts"] == QUICK_N and flags["families"] == QUICK_FAMILIES
+  assert flags["quick_overrides"]["levels"] == {"flag": None, "used": flags["levels"]}
+  assert flags["quick_overrides"]["n_prompts"] == {"flag": 32, "used": QUICK_N}
   assert res["levels"] == QUICK_LEVELS
   assert res["families"] == QUICK_FAMILIES
   assert res["n_prompts"] == [QUICK_N * len(QUICK_FAMILIES)] * len(QUICK_LEVELS)
