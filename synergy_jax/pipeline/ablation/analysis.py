@@ -20,7 +20,6 @@ absolute values used are reported.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 from typing import Callable, Sequence
@@ -67,10 +66,7 @@ class AblationSummary:
   wall_s: float | None = None
 
   def to_dict(self) -> dict:
-    out = dataclasses.asdict(self)
-    if self.wall_s is None:
-      del out["wall_s"]
-    return out
+    return typed.to_dict_unset_absent(self, "wall_s")
 
   @classmethod
   def from_dict(cls, data, where: str = "ablation results") -> "AblationSummary":
@@ -85,14 +81,7 @@ class AblationSummary:
 def read_ablation(path) -> AblationSummary:
   """An ablation run's results.json (a file or its run directory) as an AblationSummary (files
   of earlier versions have the same keys). FileNotFoundError / ValueError naming the file."""
-  path = pathlib.Path(path)
-  path = path / "results.json" if path.is_dir() else path
-  if not path.exists():
-    raise FileNotFoundError(f"no ablation results at {path}")
-  try:
-    data = json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
+  path, data = typed.read_results(path, "ablation")
   return AblationSummary.from_dict(data, str(path))
 
 

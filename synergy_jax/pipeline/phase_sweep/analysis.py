@@ -25,7 +25,6 @@ per-prompt arrays are (P, U, U, 2) float32, axis 3 = (sts, rtr).
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import warnings
 from typing import Callable, Sequence
@@ -252,10 +251,7 @@ class SweepSummary:
   wall_s: float | None = None
 
   def to_dict(self) -> dict:
-    out = dataclasses.asdict(self)
-    if self.wall_s is None:
-      del out["wall_s"]
-    return out
+    return typed.to_dict_unset_absent(self, "wall_s")
 
   @classmethod
   def from_dict(cls, data, where: str = "phase sweep results") -> "SweepSummary":
@@ -274,14 +270,7 @@ class SweepSummary:
 def read_sweep(path) -> SweepSummary:
   """A phase sweep's results.json (a file or its run directory) as a SweepSummary (files of
   earlier versions have the same keys). FileNotFoundError / ValueError naming the file."""
-  path = pathlib.Path(path)
-  path = path / "results.json" if path.is_dir() else path
-  if not path.exists():
-    raise FileNotFoundError(f"no phase sweep results at {path}")
-  try:
-    data = json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
+  path, data = typed.read_results(path, "phase sweep")
   return SweepSummary.from_dict(data, str(path))
 
 
