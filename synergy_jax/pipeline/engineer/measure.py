@@ -49,7 +49,7 @@ class ModelMeasures:
 
 def objective_of_atoms(atoms: np.ndarray, num_layers: int, num_heads: int,
                        target: str = synergy.CORE) -> tuple[float, np.ndarray]:
-  """J and the (L,) layer balance from all-pairs atoms (N, N, 16): partner means over v ≠ u of
+  """J and the (L,) layer balance from all-pairs atoms (U, U, 16): partner means over v ≠ u of
   sts and rtr (NaN pairs left out), as the training term defines them."""
   a = np.asarray(atoms, np.float64)
   off = ~np.eye(a.shape[0], dtype=bool)
