@@ -205,8 +205,9 @@ def phiid_config():
 
 
 def quick_or(name: str, quick_value):
-  """Flag ``name``'s value, or ``quick_value`` under --quick unless the flag was given explicitly
-  (then recorded, so flags.json gives the value used; see ``experiment_flags``)."""
+  """Flag ``name``'s value, or ``quick_value`` under --quick unless the flag was given explicitly.
+  A quick value returned is recorded, so flags.json gives the value used (``experiment_flags``;
+  rewritten if asked after the run directory was made)."""
   if FLAGS.quick and not FLAGS[name].present:
     _use_quick(name, quick_value)
     return quick_value
