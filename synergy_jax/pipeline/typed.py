@@ -28,7 +28,6 @@ def field_values(cls: type, data: Any, where: str) -> dict:
   return out
 
 
-
 def read_results(path, what: str) -> tuple[pathlib.Path, dict]:
   """(file, dict) of a run's results.json; ``path`` is the file or its run directory.
 
