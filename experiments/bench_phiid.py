@@ -88,14 +88,14 @@ def _previous_ccs_block(xs, ys, pool):
 
 @functools.partial(jax.jit, static_argnames=("config", "block", "dtype"))
 def previous_ccs_all_pairs(acts, *, config, block, dtype):
-  """(P, N, T) → (N, N, 16) CCS atoms with the previous kernel (NaN where all_pairs masks)."""
-  n = acts.shape[1]
+  """(P, U, T) → (U, U, 16) CCS atoms with the previous kernel (NaN where all_pairs masks)."""
+  u = acts.shape[1]
   past, future, _, _, bad = units.prepared(acts, config, dtype)
   vals, first = grid.pair_grid(lambda xb, yw: _previous_ccs_block(xb, yw, config.pool),
-                               (past, future), (past, future), n=n, block=block, same=True,
+                               (past, future), (past, future), u=u, block=block, same=True,
                                mesh=None)
   atoms = lattice.atoms_from_lattice_values(vals)
-  masked = bad[:, None] | bad[None, :] | (first >= 0) | jnp.eye(n, dtype=bool)
+  masked = bad[:, None] | bad[None, :] | (first >= 0) | jnp.eye(u, dtype=bool)
   return jnp.where(masked[..., None], jnp.nan, atoms)
 
 

@@ -129,22 +129,41 @@ def progress_fn():
 
 # The run of this process: set by run_dir(), read by run_main() to record how the run ended.
 _CURRENT: dict = {"name": None, "experiment": None, "run_dir": None}
+# {flag: (value used, why)} for each flag whose value the run chose itself: why is QUICK_OVERRIDES
+# (a --quick value, ``quick_or``) or EXPERIMENT_DEFAULTS (this experiment's default for a flag
+# defined by another, ``own_default``). flags.json shows the used value and, under the key named
+# by why, the flag's own value it replaced.
+_USED: dict[str, tuple[Any, str]] = {}
+QUICK_OVERRIDES = "quick_overrides"
+EXPERIMENT_DEFAULTS = "experiment_defaults"
 
 
 def experiment_flags(experiment: Experiment | None = None) -> dict:
-  """{flag: value} of the experiment's own flags and the shared ones it uses (no absl internals)."""
+  """{flag: value} of the experiment's own flags and the shared ones it uses (no absl internals),
+  each flag with the value the run used. Where the run chose a value itself (a --quick value,
+  ``quick_or``; this experiment's default for another experiment's flag, ``own_default``) that
+  differs from the flag's, ``"quick_overrides"`` / ``"experiment_defaults"`` give {flag: {"flag":
+  its own value, "used": the value used}}."""
   ignored = set(experiment.ignores) if experiment else set()
   modules = {__name__, experiment.module if experiment else None}
-  out = {}
+  out, replaced = {}, {QUICK_OVERRIDES: {}, EXPERIMENT_DEFAULTS: {}}
   for module, module_flags in FLAGS.flags_by_module_dict().items():
-    if module not in modules:
-      continue
     for f in module_flags:
-      if f.name not in ignored:
-        out[f.name] = f.value
+      if f.name in ignored or (module not in modules and f.name not in _USED):
+        continue
+      value, why = _USED.get(f.name, (f.value, None))
+      out[f.name] = value
+      if why is not None and value != f.value:
+        replaced[why][f.name] = {"flag": f.value, "used": value}
   if _CURRENT["name"]:
     out = {"experiment": _CURRENT["name"], **out}
-  return dict(sorted(out.items()))
+  out = dict(sorted(out.items()))
+  return {**out, **{k: v for k, v in replaced.items() if v}}
+
+
+def _write_flags(path: pathlib.Path) -> None:
+  from synergy_jax import results
+  results.dump_flags(path, experiment_flags(_CURRENT["experiment"]))
 
 
 def run_dir(experiment: str) -> pathlib.Path:
@@ -189,10 +208,34 @@ def phiid_config():
 
 
 def quick_or(name: str, quick_value):
-  """Flag ``name``'s value, or ``quick_value`` under --quick unless the flag was given explicitly."""
+  """Flag ``name``'s value, or ``quick_value`` under --quick unless the flag was given explicitly.
+  A quick value returned is recorded, so flags.json gives the value used (``experiment_flags``;
+  rewritten if asked after the run directory was made)."""
   if FLAGS.quick and not FLAGS[name].present:
+    _record(name, quick_value, QUICK_OVERRIDES)
     return quick_value
   return FLAGS[name].value
+
+
+def own_default(name: str, default, quick_value=None):
+  """Flag ``name`` (defined by another experiment, e.g. train's --steps in finetune) if given
+  explicitly, else this experiment's ``default`` (``quick_value`` under --quick when given); the
+  value returned is recorded for flags.json (``experiment_flags``)."""
+  if FLAGS[name].present:
+    _record(name, FLAGS[name].value, EXPERIMENT_DEFAULTS)
+    return FLAGS[name].value
+  if FLAGS.quick and quick_value is not None:
+    _record(name, quick_value, QUICK_OVERRIDES)
+    return quick_value
+  _record(name, default, EXPERIMENT_DEFAULTS)
+  return default
+
+
+def _record(name: str, value, why: str) -> None:
+  changed = _USED.get(name) != (value, why)
+  _USED[name] = (value, why)
+  if changed and _CURRENT["run_dir"] is not None:  # asked after flags.json was written
+    _write_flags(_CURRENT["run_dir"])
 
 
 def number_list(name: str, kind=float, quick_value=None) -> tuple | None:
@@ -226,6 +269,7 @@ def validate_flags(name: str, experiment: Experiment) -> None:
   Raises:
     UserError / FileNotFoundError naming the flag.
   """
+  _USED.clear()  # a new invocation in this process: no values chosen yet
   given_ignored = [f for f in experiment.ignores if f in FLAGS and FLAGS[f].present]
   if given_ignored:
     raise UserError(f"--experiment={name} does not use "

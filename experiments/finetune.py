@@ -54,28 +54,22 @@ flags.DEFINE_bool("save_params", False, "Write each run's tuned parameters to "
 FLAGS = flags.FLAGS
 
 
-def _own(name: str, default, quick=None):
-  """A shared training flag's value if given explicitly, else this experiment's default."""
-  if FLAGS[name].present:
-    return FLAGS[name].value
-  return quick if (FLAGS.quick and quick is not None) else default
-
-
 def config_from_flags() -> finetune.FinetuneConfig:
   q = common.quick_or
+  own = common.own_default  # train's flags with this experiment's defaults
   tune = tuning.TuneConfig(
-      method=FLAGS.method, steps=_own("steps", 60, 16),
-      learning_rate=_own("learning_rate", 3e-4), warmup_steps=_own("warmup_steps", 5, 2),
-      end_learning_rate=_own("end_learning_rate", 3e-5),
-      weight_decay=_own("weight_decay", 0.01), clip_norm=_own("clip_norm", 1.0),
+      method=FLAGS.method, steps=own("steps", 60, 16),
+      learning_rate=own("learning_rate", 3e-4), warmup_steps=own("warmup_steps", 5, 2),
+      end_learning_rate=own("end_learning_rate", 3e-5),
+      weight_decay=own("weight_decay", 0.01), clip_norm=own("clip_norm", 1.0),
       families=tuple(FLAGS.tune_families), levels=tuple(int(k) for k in FLAGS.tune_levels),
-      batch_size=_own("train_batch_size", 16, 8), seed=FLAGS.seed, jsonl=FLAGS.sft_jsonl,
+      batch_size=own("train_batch_size", 16, 8), seed=FLAGS.seed, jsonl=FLAGS.sft_jsonl,
       group_size=q("group_size", 4), temperature=FLAGS.temperature, top_p=FLAGS.top_p,
       clip_eps=FLAGS.clip_eps, beta=FLAGS.kl_beta, std_normalize=FLAGS.std_normalize,
       aggregation=FLAGS.aggregation, updates_per_batch=FLAGS.updates_per_batch,
-      format_reward=FLAGS.format_reward, eval_every=_own("eval_every", 10, 8),
-      eval_examples=_own("eval_examples", 64, 32), save_every=_own("save_every", 10, 8),
-      log_every=_own("log_every", 5, 4))
+      format_reward=FLAGS.format_reward, eval_every=own("eval_every", 10, 8),
+      eval_examples=own("eval_examples", 64, 32), save_every=own("save_every", 10, 8),
+      log_every=own("log_every", 5, 4))
   return finetune.FinetuneConfig(
       tune=tune, fraction=FLAGS.fraction, seeds=q("seeds", 2), window_start=FLAGS.window_start,
       ranking=FLAGS.ranking, per_category=2 if FLAGS.quick else None,

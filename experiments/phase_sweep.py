@@ -29,9 +29,10 @@ FLAGS = flags.FLAGS
 def config_from_flags() -> phase_sweep.PhaseSweepConfig:
   q = common.quick_or
   families = tuple(q("families", ["add", "chain"]))
-  levels = common.number_list("levels", float)
-  if FLAGS.quick and not FLAGS["levels"].present and FLAGS.prompts is None:
-    levels = phase_sweep.sweep_levels(families)[::2]  # every other shared level
+  # --quick sweeps every other shared rank of the task families (a prompt file keeps its labels)
+  quick_levels = ([str(k) for k in phase_sweep.sweep_levels(families)[::2]]
+                  if FLAGS.quick and FLAGS.prompts is None else None)
+  levels = common.number_list("levels", float, quick_value=quick_levels)
   return phase_sweep.PhaseSweepConfig(
       families=families,
       levels=None if levels is None else tuple(float(k) for k in levels),

@@ -47,7 +47,7 @@ def _layer_lines(ax, num_layers: int, num_heads: int):
 
 def pair_heatmaps(matrices: Mapping[str, np.ndarray], num_heads: int, *, save=None,
                   cmap: str | None = None, title: str | None = None) -> Figure:
-  """Unit × unit heatmaps, e.g. {"synergy (sts)": (N, N), "redundancy (rtr)": (N, N)} in nats,
+  """Unit × unit heatmaps, e.g. {"synergy (sts)": (U, U), "redundancy (rtr)": (U, U)} in nats,
   with white lines between layers. Diagonal (NaN) is left blank.
 
   cmap: default "viridis" for a non-negative matrix and, for one with negative entries (CCS
@@ -58,7 +58,7 @@ def pair_heatmaps(matrices: Mapping[str, np.ndarray], num_heads: int, *, save=No
   for ax, (name, m) in zip(axes[0], matrices.items()):
     m = np.asarray(m, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] % num_heads:
-      raise ValueError(f"heatmap {name!r}: need (N, N) with N a multiple of {num_heads}, got {m.shape}")
+      raise ValueError(f"heatmap {name!r}: need (U, U) with U a multiple of {num_heads}, got {m.shape}")
     finite = m[np.isfinite(m)]
     signed = finite.size > 0 and finite.min() < 0
     if signed:
@@ -76,7 +76,7 @@ def pair_heatmaps(matrices: Mapping[str, np.ndarray], num_heads: int, *, save=No
 
 def head_rank_heatmap(scores: np.ndarray, num_layers: int, num_heads: int, *,
                       title: str = "rank(synergy) − rank(redundancy)", save=None) -> Figure:
-  """Layer × head heatmap of per-head scores (N,) with a diverging colour map centred at 0."""
+  """Layer × head heatmap of per-head scores (U,) with a diverging colour map centred at 0."""
   s = np.asarray(scores, dtype=np.float64)
   if s.shape != (num_layers * num_heads,):
     raise ValueError(f"scores must be ({num_layers * num_heads},), got {s.shape}")

@@ -92,3 +92,71 @@ def test_readme_retrain_command_is_the_model_cards():
   card = (ROOT / "synergy_jax/assets/default/MODEL_CARD.md").read_text()
   command = next(line for line in card.splitlines() if line.startswith("python "))
   assert command in (ROOT / "README.md").read_text()
+
+
+_FLAGS_JSON_SCRIPT = """
+import json, pathlib, sys
+from experiments import common, profile
+out = pathlib.Path(sys.argv[1])
+common.FLAGS(["run.py", "--quick", "--n_boot=7", f"--out={out}", f"--cache_dir={out}/cache"])
+common.validate_flags("profile", common.Experiment("experiments.profile", loads_model=False))
+config = profile.profile_config()
+path = common.run_dir("profile")
+before = json.loads((path / "flags.json").read_text())
+common.quick_or("max_new_tokens", 12)  # asked after flags.json was written (another value)
+after = json.loads((path / "flags.json").read_text())
+print(json.dumps({"before": before, "after": after, "used": [config.n_surrogates, config.n_boot,
+                  config.max_new_tokens]}))
+"""
+
+
+def test_flags_json_records_the_values_quick_used(tmp_path):
+  import json
+  proc = subprocess.run([sys.executable, "-c", _FLAGS_JSON_SCRIPT, str(tmp_path / "run")],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  got = json.loads(proc.stdout.strip().splitlines()[-1])
+  before, after = got["before"], got["after"]
+  # profile's --quick: 20 surrogates and 40 new tokens; --n_boot given explicitly wins
+  assert got["used"] == [20, 7, 40]
+  assert before["quick"] is True
+  assert (before["surrogates"], before["n_boot"], before["max_new_tokens"]) == (20, 7, 40)
+  assert before["quick_overrides"] == {"surrogates": {"flag": 100, "used": 20},
+                                       "max_new_tokens": {"flag": 100, "used": 40}}
+  # flags the run did not change are recorded as given
+  assert before["tau"] == 1 and before["seed"] == 0
+  assert after["max_new_tokens"] == 12
+  assert after["quick_overrides"]["max_new_tokens"] == {"flag": 100, "used": 12}
+
+
+_FINETUNE_FLAGS_SCRIPT = """
+import json, pathlib, sys
+from experiments import common, finetune
+out = pathlib.Path(sys.argv[1])
+common.FLAGS(["run.py", "--quick", "--learning_rate=0.001", f"--out={out}",
+              f"--cache_dir={out}/cache"])
+common.validate_flags("finetune", common.Experiment("experiments.finetune", loads_model=False))
+config = finetune.config_from_flags()
+path = common.run_dir("finetune")
+print(json.dumps({"flags": json.loads((path / "flags.json").read_text()),
+                  "used": [config.tune.steps, config.tune.learning_rate, config.tune.clip_norm]}))
+"""
+
+
+def test_flags_json_records_another_experiments_flags_with_this_ones_defaults(tmp_path):
+  # finetune uses train's --steps etc. with its own defaults (quick: 16 steps; clip_norm 1.0)
+  import json
+  proc = subprocess.run([sys.executable, "-c", _FINETUNE_FLAGS_SCRIPT, str(tmp_path / "run")],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  got = json.loads(proc.stdout.strip().splitlines()[-1])
+  flags = got["flags"]
+  assert got["used"] == [16, 0.001, 1.0]
+  assert (flags["steps"], flags["learning_rate"], flags["clip_norm"]) == (16, 0.001, 1.0)
+  assert flags["quick_overrides"]["steps"] == {"flag": 3000, "used": 16}
+  assert flags["quick_overrides"]["warmup_steps"] == {"flag": 150, "used": 2}
+  # no quick value: finetune's own default replaces train's (weight decay 0.01, not 0.05)
+  assert flags["experiment_defaults"]["weight_decay"] == {"flag": 0.05, "used": 0.01}
+  assert "clip_norm" not in flags["experiment_defaults"]  # the same value as train's
+  assert "learning_rate" not in flags["experiment_defaults"]  # given explicitly
+  assert "workdir" not in flags and "hidden_size" not in flags  # train's flags finetune ignores

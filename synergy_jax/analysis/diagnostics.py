@@ -38,13 +38,13 @@ def spearman(x: np.ndarray, y: np.ndarray, *, n_perm: int = 0, seed: int = 0) ->
   """Spearman rank correlation: Pearson r of average-tie ranks over pairs where both are finite.
 
   Args:
-    x, y: (N,) values.
+    x, y: (n,) values.
     n_perm: if > 0, a two-sided permutation p-value (1 + #{|rho_perm| >= |rho|}) / (1 + n_perm).
   """
   x = np.asarray(x, dtype=np.float64)
   y = np.asarray(y, dtype=np.float64)
   if x.shape != y.shape or x.ndim != 1:
-    raise ValueError(f"spearman: x and y must be (N,) of equal shape, got {x.shape}, {y.shape}")
+    raise ValueError(f"spearman: x and y must be (n,) of equal shape, got {x.shape}, {y.shape}")
   ok = np.isfinite(x) & np.isfinite(y)
   n = int(ok.sum())
   if n < 3:
@@ -66,15 +66,15 @@ def lag1_autocorrelation(acts: np.ndarray) -> np.ndarray:
   r1 = Σ_t (x_t − m)(x_{t+1} − m) / Σ_t (x_t − m)²  (the usual ACF estimator, m = series mean).
 
   Args:
-    acts: (P, N, T) activations (P prompts, N units, T time steps), T >= 3.
+    acts: (P, U, T) activations (P prompts, U units, T time steps), T >= 3.
   Returns:
-    (N,) mean over prompts of r1; constant series contribute nothing (NaN if all are constant).
+    (U,) mean over prompts of r1; constant series contribute nothing (NaN if all are constant).
   """
   a = np.asarray(acts, dtype=np.float64)
   if a.ndim != 3 or a.shape[-1] < 3:
-    raise ValueError(f"acts must be (P, N, T) with T >= 3, got shape {a.shape}")
+    raise ValueError(f"acts must be (P, U, T) with T >= 3, got shape {a.shape}")
   c = a - a.mean(-1, keepdims=True)
-  num = (c[..., :-1] * c[..., 1:]).sum(-1)  # (P, N)
+  num = (c[..., :-1] * c[..., 1:]).sum(-1)  # (P, U)
   den = (c * c).sum(-1)
   with np.errstate(invalid="ignore", divide="ignore"):
     r = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
@@ -87,7 +87,7 @@ def diagnostics(synergy: np.ndarray, redundancy: np.ndarray, acts: np.ndarray | 
   """Summary for results.json.
 
   Returns:
-    {"syn_red_spearman": Correlation dict, and if ``acts`` is given "autocorr_lag1": (N,) array
+    {"syn_red_spearman": Correlation dict, and if ``acts`` is given "autocorr_lag1": (U,) array
     and "autocorr_syn_spearman": Correlation dict}.
   """
   out = {"syn_red_spearman": spearman(synergy, redundancy, n_perm=n_perm, seed=seed).to_dict()}

@@ -1,11 +1,11 @@
 """Synergy and redundancy matrices as weighted undirected graphs: efficiency and modularity.
 
-Construction: the (N, N) atom matrix is symmetrised ((W + Wᵀ)/2, as sts and rtr are symmetric in
+Construction: the (U, U) atom matrix is symmetrised ((W + Wᵀ)/2, as sts and rtr are symmetric in
 the two sources up to estimation noise), the diagonal dropped, and only the strongest
-``fraction`` of the N(N−1)/2 possible edges kept (default 10%). Edges with non-positive or NaN
+``fraction`` of the U(U−1)/2 possible edges kept (default 10%). Edges with non-positive or NaN
 weight are never kept, since a distance 1/w needs w > 0.
 
-Global efficiency (Latora & Marchiori 2001), weighted: E = 1/(N(N−1)) Σ_{i≠j} 1/d_ij with d_ij
+Global efficiency (Latora & Marchiori 2001), weighted: E = 1/(U(U−1)) Σ_{i≠j} 1/d_ij with d_ij
 the shortest-path length when each edge has length 1/w (strong coupling = short distance).
 Disconnected pairs contribute 0. Weights are first divided by the largest kept weight
 (``normalize=True``), so the strongest edge has length 1 and graphs on different scales (nats of
@@ -22,19 +22,19 @@ import numpy as np
 
 
 def symmetrize(matrix: np.ndarray) -> np.ndarray:
-  """(N, N) average of W and Wᵀ (NaN where either is NaN), diagonal NaN."""
+  """(U, U) average of W and Wᵀ (NaN where either is NaN), diagonal NaN."""
   w = np.asarray(matrix, dtype=np.float64)
   if w.ndim != 2 or w.shape[0] != w.shape[1]:
-    raise ValueError(f"graph matrix must be square (N, N), got {w.shape}")
+    raise ValueError(f"graph matrix must be square (U, U), got {w.shape}")
   s = (w + w.T) / 2.0
   np.fill_diagonal(s, np.nan)
   return s
 
 
 def top_edges(matrix: np.ndarray, fraction: float = 0.1) -> np.ndarray:
-  """(N, N) symmetric weighted adjacency keeping the top ``fraction`` of undirected edges.
+  """(U, U) symmetric weighted adjacency keeping the top ``fraction`` of undirected edges.
 
-  Exactly k = max(1, round(fraction · N(N−1)/2)) edges are kept when that many have positive
+  Exactly k = max(1, round(fraction · U(U−1)/2)) edges are kept when that many have positive
   finite weight (fewer otherwise); ties at the cut are broken by pair order (row-major i < j),
   so the result is deterministic. Dropped entries and the diagonal are 0.
   """
@@ -68,9 +68,9 @@ def _check_adjacency(adj: np.ndarray) -> np.ndarray:
 
 
 def shortest_path_lengths(adj: np.ndarray, *, normalize: bool = True) -> np.ndarray:
-  """(N, N) weighted shortest-path lengths with edge length 1/w (inf if unreachable, 0 on diag).
+  """(U, U) weighted shortest-path lengths with edge length 1/w (inf if unreachable, 0 on diag).
 
-  Floyd–Warshall: a loop over intermediate nodes, each step an (N, N) vectorised relaxation.
+  Floyd–Warshall: a loop over intermediate nodes, each step a (U, U) vectorised relaxation.
   """
   a = _check_adjacency(adj)
   if normalize and a.max() > 0:
@@ -96,14 +96,14 @@ def global_efficiency(adj: np.ndarray, *, normalize: bool = True) -> float:
 
 
 def modularity(adj: np.ndarray, communities: np.ndarray) -> float:
-  """Newman modularity Q of a partition (labels (N,); label −1 = isolated, no contribution).
+  """Newman modularity Q of a partition (labels (U,); label −1 = isolated, no contribution).
 
   Nodes labelled −1 must have no edges, otherwise they would silently drop out of Q.
   """
   a = _check_adjacency(adj)
   c = np.asarray(communities)
   if c.shape != (a.shape[0],):
-    raise ValueError(f"communities must be (N,) = ({a.shape[0]},), got {c.shape}")
+    raise ValueError(f"communities must be (U,) = ({a.shape[0]},), got {c.shape}")
   two_m = a.sum()
   if two_m == 0:
     return 0.0
@@ -141,7 +141,7 @@ def _split(b: np.ndarray, members: np.ndarray, tol: float):
 
 
 def leading_eigenvector_communities(adj: np.ndarray, *, tol: float = 1e-10) -> np.ndarray:
-  """(N,) community labels 0..C−1 (−1 for isolated nodes) by repeated leading-eigenvector splits.
+  """(U,) community labels 0..C−1 (−1 for isolated nodes) by repeated leading-eigenvector splits.
 
   Labels are numbered by each community's smallest node index, so the output is deterministic.
   """
@@ -170,11 +170,11 @@ def leading_eigenvector_communities(adj: np.ndarray, *, tol: float = 1e-10) -> n
 
 
 def graph_metrics(matrix: np.ndarray, *, fraction: float = 0.1, normalize: bool = True) -> dict:
-  """Efficiency and modularity of the top-``fraction`` graph of an (N, N) atom matrix.
+  """Efficiency and modularity of the top-``fraction`` graph of a (U, U) atom matrix.
 
   Returns:
     dict with "n_nodes", "n_edges", "edge_fraction", "min_kept_weight" (nats), "efficiency",
-    "modularity" (Q), "n_communities" (excluding isolated nodes), "n_isolated", "communities" (N,).
+    "modularity" (Q), "n_communities" (excluding isolated nodes), "n_isolated", "communities" (U,).
   """
   adj = top_edges(matrix, fraction)
   labels = leading_eigenvector_communities(adj)
@@ -194,7 +194,7 @@ def graph_metrics(matrix: np.ndarray, *, fraction: float = 0.1, normalize: bool 
 
 
 def compare_graphs(atoms: np.ndarray, *, fraction: float = 0.1) -> dict:
-  """graph_metrics of the sts (synergy) and rtr (redundancy) matrices of an (N, N, 16) array."""
+  """graph_metrics of the sts (synergy) and rtr (redundancy) matrices of a (U, U, 16) array."""
   from synergy_jax.analysis.ranking import atom_matrix
   return {"synergy": graph_metrics(atom_matrix(atoms, "sts"), fraction=fraction),
           "redundancy": graph_metrics(atom_matrix(atoms, "rtr"), fraction=fraction)}

@@ -1,6 +1,6 @@
 """Order parameters of the synergy–redundancy organisation, for the difficulty phase sweep.
 
-Each maps one (N, N, 16) atoms array (one difficulty level, or one bootstrap/prompt subset) to a
+Each maps one (U, U, 16) atoms array (one difficulty level, or one bootstrap/prompt subset) to a
 scalar; higher = more synergy-dominated:
 
   balance            mean over all off-diagonal pairs of sts / (sts + rtr)  (ranking.pair_balance)

@@ -104,7 +104,7 @@ def layer_profile(scores: np.ndarray, num_layers: int, num_heads: int, *,
   """Layer profile of per-head scores (e.g. rank score) over normalised depth.
 
   Args:
-    scores: (N,) per-unit scores, N = num_layers * num_heads.
+    scores: (U,) per-unit scores, U = num_layers * num_heads.
     scale: min–max scale over all units first (so profiles of different models are comparable).
   Returns:
     LayerProfile with one entry per layer. Layers with no finite head get NaN statistics.

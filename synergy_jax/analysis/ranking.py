@@ -1,6 +1,6 @@
 """Per-head synergy and redundancy, their rankings, and unit orders for interventions.
 
-Input everywhere: ``atoms`` (N, N, 16) from ``synergy_jax.phiid.all_pairs`` — entry [i, j, a] is
+Input everywhere: ``atoms`` (U, U, 16) from ``synergy_jax.phiid.all_pairs`` — entry [i, j, a] is
 atom a (lattice order, see :data:`ATOMS`) with unit i as source x and unit j as source y, in nats;
 the diagonal is NaN (or, for surrogates, computed but meaningless). Units are numbered
 unit = layer * num_heads + head.
@@ -25,15 +25,15 @@ ATOM_INDEX = {name: i for i, name in enumerate(ATOMS)}
 
 
 def check_atoms(atoms: np.ndarray) -> np.ndarray:
-  """Returns ``atoms`` as float64 after checking its (N, N, 16) shape."""
+  """Returns ``atoms`` as float64 after checking its (U, U, 16) shape."""
   a = np.asarray(atoms, dtype=np.float64)
   if a.ndim != 3 or a.shape[0] != a.shape[1] or a.shape[2] != len(ATOMS):
-    raise ValueError(f"atoms must have shape (N, N, {len(ATOMS)}), got {a.shape}")
+    raise ValueError(f"atoms must have shape (U, U, {len(ATOMS)}), got {a.shape}")
   return a
 
 
 def atom_matrix(atoms: np.ndarray, name: str) -> np.ndarray:
-  """(N, N) matrix of one atom with the diagonal set to NaN (self-pairs never count)."""
+  """(U, U) matrix of one atom with the diagonal set to NaN (self-pairs never count)."""
   if name not in ATOM_INDEX:
     raise ValueError(f"unknown atom {name!r}; choose one of {ATOMS}")
   m = check_atoms(atoms)[:, :, ATOM_INDEX[name]].copy()
@@ -42,7 +42,7 @@ def atom_matrix(atoms: np.ndarray, name: str) -> np.ndarray:
 
 
 def partner_mean(matrix: np.ndarray) -> np.ndarray:
-  """(N,) mean over partners j != i of matrix[i, j], ignoring NaN pairs (NaN if none is finite).
+  """(U,) mean over partners j != i of matrix[i, j], ignoring NaN pairs (NaN if none is finite).
 
   For a symmetric matrix this is also the mean over matrix[j, i]. For an asymmetric estimate
   (unit i as x vs as y) we average both roles: mean over j of (m[i, j] + m[j, i]) / 2 where both
@@ -50,10 +50,10 @@ def partner_mean(matrix: np.ndarray) -> np.ndarray:
   """
   m = np.asarray(matrix, dtype=np.float64).copy()
   np.fill_diagonal(m, np.nan)
-  both = np.stack([m, m.T])  # (2, N, N): unit i as x, unit i as y
+  both = np.stack([m, m.T])  # (2, U, U): unit i as x, unit i as y
   cnt = np.sum(~np.isnan(both), axis=0)
   s = np.nansum(both, axis=0)
-  sym = np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)  # (N, N)
+  sym = np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)  # (U, U)
   n_ok = np.sum(~np.isnan(sym), axis=1)
   tot = np.nansum(sym, axis=1)
   return np.where(n_ok > 0, tot / np.maximum(n_ok, 1), np.nan)
@@ -61,7 +61,7 @@ def partner_mean(matrix: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class HeadScores:
-  """Per-unit scores, all (N,) float64.
+  """Per-unit scores, all (U,) float64.
 
   synergy / redundancy: partner means of sts / rtr (nats).
   synergy_rank / redundancy_rank: ranks among included units (base 1, ties averaged), NaN if
@@ -85,9 +85,9 @@ def rank_difference(synergy: np.ndarray, redundancy: np.ndarray):
   """rank(synergy) − rank(redundancy) over units with both scores finite.
 
   Args:
-    synergy, redundancy: (N,) per-head scores.
+    synergy, redundancy: (U,) per-head scores.
   Returns:
-    (score, synergy_rank, redundancy_rank, excluded) — three (N,) arrays (NaN for excluded units)
+    (score, synergy_rank, redundancy_rank, excluded) — three (U,) arrays (NaN for excluded units)
     and the tuple of excluded unit indices. Ranks are base 1 among the n included units, ties
     averaged, so each ranking of distinct values is a permutation of 1..n and the score lies in
     [-(n-1), n-1].
@@ -95,7 +95,7 @@ def rank_difference(synergy: np.ndarray, redundancy: np.ndarray):
   s = np.asarray(synergy, dtype=np.float64)
   r = np.asarray(redundancy, dtype=np.float64)
   if s.shape != r.shape or s.ndim != 1:
-    raise ValueError(f"synergy and redundancy must be (N,) of equal shape, got {s.shape}, {r.shape}")
+    raise ValueError(f"synergy and redundancy must be (U,) of equal shape, got {s.shape}, {r.shape}")
   bad = np.isnan(s) | np.isnan(r)
   rs = rankdata(np.where(bad, np.nan, s))
   rr = rankdata(np.where(bad, np.nan, r))
@@ -103,7 +103,7 @@ def rank_difference(synergy: np.ndarray, redundancy: np.ndarray):
 
 
 def pair_balance(atoms: np.ndarray, *, negative: str = "clip") -> np.ndarray:
-  """(N, N) per-pair balance b = sts / (sts + rtr), in [0, 1]; diagonal NaN.
+  """(U, U) per-pair balance b = sts / (sts + rtr), in [0, 1]; diagonal NaN.
 
   ΦID atoms under MMI/CCS can be slightly negative (estimation noise, or misinformation), so the
   ratio needs a rule:
@@ -127,12 +127,12 @@ def pair_balance(atoms: np.ndarray, *, negative: str = "clip") -> np.ndarray:
 
 
 def head_balance(atoms: np.ndarray, *, negative: str = "clip") -> np.ndarray:
-  """(N,) per-head mean over partners of :func:`pair_balance` (NaN pairs skipped)."""
+  """(U,) per-head mean over partners of :func:`pair_balance` (NaN pairs skipped)."""
   return partner_mean(pair_balance(atoms, negative=negative))
 
 
 def head_scores(atoms: np.ndarray, *, negative: str = "clip") -> HeadScores:
-  """All per-head scores from an (N, N, 16) atoms array (see module docstring)."""
+  """All per-head scores from a (U, U, 16) atoms array (see module docstring)."""
   syn = partner_mean(atom_matrix(atoms, "sts"))
   red = partner_mean(atom_matrix(atoms, "rtr"))
   score, rs, rr, excluded = rank_difference(syn, red)
@@ -145,14 +145,14 @@ def head_scores(atoms: np.ndarray, *, negative: str = "clip") -> HeadScores:
 
 
 def order_by_score(score: np.ndarray, *, descending: bool = True) -> np.ndarray:
-  """(N,) unit indices sorted by ``score`` (highest first if ``descending``).
+  """(U,) unit indices sorted by ``score`` (highest first if ``descending``).
 
   Ties keep ascending unit index; units with NaN score come last, in ascending index, so the
-  order is always a full permutation of range(N) (fraction 1 ablates everything).
+  order is always a full permutation of range(U) (fraction 1 ablates everything).
   """
   s = np.asarray(score, dtype=np.float64)
   if s.ndim != 1:
-    raise ValueError(f"score must be (N,), got {s.shape}")
+    raise ValueError(f"score must be (U,), got {s.shape}")
   key = np.where(np.isnan(s), np.inf, -s if descending else s)
   return np.argsort(key, kind="stable")
 

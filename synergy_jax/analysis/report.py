@@ -15,7 +15,7 @@ from synergy_jax.analysis.surrogates import SurrogateResult
 def head_table(scores: ranking.HeadScores, num_heads: int, *,
                surrogate: SurrogateResult | None = None,
                autocorr: np.ndarray | None = None) -> dict[str, np.ndarray]:
-  """Columns (each (N,)) of the per-unit table: unit, layer, head, synergy, redundancy (nats),
+  """Columns (each (U,)) of the per-unit table: unit, layer, head, synergy, redundancy (nats),
   synergy_rank, redundancy_rank, rank_score, balance, then for each tested atom a of the
   surrogate test ``<a>_z``, ``<a>_p``, ``<a>_q`` (BH-adjusted), ``<a>_significant``, and
   ``autocorr_lag1`` if given."""
@@ -46,8 +46,8 @@ def profile_report(atoms: np.ndarray, num_layers: int, num_heads: int, *,
   """Results of the profile experiment.
 
   Args:
-    atoms: (N, N, 16) from ``phiid.all_pairs``; N = num_layers * num_heads.
-    acts: (P, N, T) activations, for the autocorrelation diagnostic (optional).
+    atoms: (U, U, 16) from ``phiid.all_pairs``; U = num_layers * num_heads.
+    acts: (P, U, T) activations, for the autocorrelation diagnostic (optional).
     surrogate: a ``surrogate_test`` result (optional).
   Returns:
     (results dict, head table columns, HeadScores). results has "units", "layer_profile" (mean

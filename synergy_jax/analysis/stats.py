@@ -16,9 +16,9 @@ def rankdata(x: np.ndarray) -> np.ndarray:
   NaN entries get rank NaN and do not take part: the finite values are ranked 1..n_finite.
 
   Args:
-    x: (N,) values.
+    x: (n,) values.
   Returns:
-    (N,) float64 ranks.
+    (n,) float64 ranks.
   """
   x = np.asarray(x, dtype=np.float64)
   if x.ndim != 1:
@@ -170,7 +170,7 @@ def benjamini_hochberg(pvalues: np.ndarray, q: float = 0.05):
 
 
 def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
-  """Spearman rank correlation of two (N,) arrays over the entries finite in both (NaN if < 3)."""
+  """Spearman rank correlation of two (n,) arrays over the entries finite in both (NaN if < 3)."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   ok = np.isfinite(a) & np.isfinite(b)
   if ok.sum() < 3:
@@ -197,8 +197,8 @@ def split_half_spearman(per_prompt: np.ndarray, score: Callable[[np.ndarray], np
   """Split-half reliability of a per-head score.
 
   Args:
-    per_prompt: (P, ...) per-prompt estimates (e.g. (P, N, N, 2) pair sts/rtr).
-    score: maps a (P', ...) subset to the (N,) head score computed from those prompts only.
+    per_prompt: (P, ...) per-prompt estimates (e.g. (P, U, U, 2) pair sts/rtr).
+    score: maps a (P', ...) subset to the (U,) head score computed from those prompts only.
     n_splits: random halves averaged (each split: a random half of the prompts vs the rest).
   Returns:
     {"rho": mean split-half Spearman, "rho_sd", "spearman_brown": 2ρ/(1+ρ) of the mean ρ,
@@ -274,7 +274,7 @@ def depth_trend(score: np.ndarray, num_layers: int, num_heads: int, *, n_perm: i
   """Tests for an inverted U of a per-head score over depth (see ``DepthTrend``).
 
   Args:
-    score: (N,) head scores, unit = layer * num_heads + head; NaN heads are left out.
+    score: (U,) head scores, unit = layer * num_heads + head; NaN heads are left out.
     num_layers: L ≥ 3 (a quadratic needs three depths). n_perm, n_boot: permutations and
       bootstrap replicates; level: CI coverage; alpha: level of the ``inverted_u`` verdict.
   """

@@ -1,13 +1,13 @@
 """How sure a layer profile is: per-prompt estimates, prompt bootstrap, split-half reliability.
 
 Under pool="mean" the atoms of a pair are the mean over prompts of per-prompt atoms, so the
-per-prompt pair values of sts and rtr, (P, N, N, 2), are all that a bootstrap over prompts needs:
+per-prompt pair values of sts and rtr, (P, U, U, 2), are all that a bootstrap over prompts needs:
 a replicate's atoms are the mean over a resample of prompts (no re-generation, no re-estimation).
 ``prompt_pairs`` computes them with the compiled Gaussian MMI kernel of ``analysis.nulls`` where it
 applies, else one ``phiid.all_pairs`` call per prompt. For pool="concat" the replicates are means
 of per-prompt estimates, an approximation stated in the result's ``method``.
 
-Axis legend: B bootstrap replicates, P prompts, N units, K the two atoms (sts, rtr), L layers.
+Axis legend: B bootstrap replicates, P prompts, U units, K the two atoms (sts, rtr), L layers.
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ SCORES = ("rank_difference", "balance", "excess")
 
 @functools.partial(jax.jit, static_argnames=("tau", "weights"))
 def _prompt_pairs_fast(acts, *, tau, weights):
-  """(P, N, T) → (P, N, N, K) per-prompt Gaussian MMI atoms (diagonal and degenerate units NaN)."""
+  """(P, U, T) → (P, U, U, K) per-prompt Gaussian MMI atoms (diagonal and degenerate units NaN)."""
   n = acts.shape[1]
 
-  def one(a):  # a: (1, N, T)
+  def one(a):  # a: (1, U, T)
     bad = nulls._bad_units(a, tau)
     xs = tuple(nulls._lags(a, tau, "mean", bad))
     v = nulls._pair_atoms(xs, xs, "mean", weights)
@@ -40,7 +40,7 @@ def _prompt_pairs_fast(acts, *, tau, weights):
 
 
 def prompt_pairs(acts: np.ndarray, config, *, dtype=None, mesh=None) -> np.ndarray:
-  """(P, N, N, 2) float32 per-prompt pair values of (sts, rtr) in nats; NaN on the diagonal and
+  """(P, U, U, 2) float32 per-prompt pair values of (sts, rtr) in nats; NaN on the diagonal and
   for a unit degenerate in that prompt. ``config``: the profile's ``phiid.PhiidConfig`` (its pool
   is ignored: each prompt is estimated on its own)."""
   from synergy_jax import phiid
@@ -63,7 +63,7 @@ def prompt_pairs(acts: np.ndarray, config, *, dtype=None, mesh=None) -> np.ndarr
 
 
 def prompt_mean(per_prompt: np.ndarray) -> np.ndarray:
-  """(P, N, N, K) → (N, N, K) mean over prompts of the finite values (NaN where none is: the
+  """(P, U, U, K) → (U, U, K) mean over prompts of the finite values (NaN where none is: the
   diagonal, or a unit degenerate in every prompt)."""
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN diagonal: NaN is the answer
@@ -71,7 +71,7 @@ def prompt_mean(per_prompt: np.ndarray) -> np.ndarray:
 
 
 def _as_atoms(pairs: np.ndarray) -> np.ndarray:
-  """(N, N, 2) sts/rtr → (N, N, 16) with the other atoms NaN (for ``ranking`` helpers)."""
+  """(U, U, 2) sts/rtr → (U, U, 16) with the other atoms NaN (for ``ranking`` helpers)."""
   out = np.full(pairs.shape[:2] + (len(ranking.ATOMS),), np.nan)
   for k, a in enumerate(PAIR_ATOMS):
     out[..., ranking.ATOM_INDEX[a]] = pairs[..., k]
@@ -79,8 +79,8 @@ def _as_atoms(pairs: np.ndarray) -> np.ndarray:
 
 
 def scores_from_pairs(pairs: np.ndarray, null_mean: np.ndarray | None = None) -> dict:
-  """(N,) head scores from (N, N, 2) pair sts/rtr: "rank_difference" (rank(syn) − rank(red)),
-  "balance" (mean pair sts/(sts+rtr)) and, with the surrogates' (N, N, 2) pair means, "excess"
+  """(U,) head scores from (U, U, 2) pair sts/rtr: "rank_difference" (rank(syn) − rank(red)),
+  "balance" (mean pair sts/(sts+rtr)) and, with the surrogates' (U, U, 2) pair means, "excess"
   (rank difference of the partner means of sts − null and rtr − null)."""
   pairs = np.asarray(pairs, np.float64)
   syn, red = ranking.partner_mean(pairs[..., 0]), ranking.partner_mean(pairs[..., 1])
@@ -116,7 +116,7 @@ class ProfileCI:
 
 
 def _replicate_pairs(per_prompt: np.ndarray, n_boot: int, seed: int, chunk: int = 64):
-  """Yields (N, N, 2) mean pair values of each bootstrap resample of prompts."""
+  """Yields (U, U, 2) mean pair values of each bootstrap resample of prompts."""
   p = per_prompt.shape[0]
   idx = stats.bootstrap_indices(p, n_boot, seed)
   flat = per_prompt.reshape(p, -1).astype(np.float64)
@@ -137,8 +137,8 @@ def layer_profile_ci(per_prompt: np.ndarray, num_layers: int, num_heads: int, *,
   """Per-layer bootstrap intervals over prompts for each score in ``scores``.
 
   Args:
-    per_prompt: (P, N, N, 2) from ``prompt_pairs``.
-    null_mean: (N, N, 2) surrogate pair means (needed for "excess"; treated as fixed).
+    per_prompt: (P, U, U, 2) from ``prompt_pairs``.
+    null_mean: (U, U, 2) surrogate pair means (needed for "excess"; treated as fixed).
     pooled: the point atoms were pool="concat" (recorded in ``method``).
   Returns:
     {score: ProfileCI}.

@@ -11,7 +11,7 @@ Public API (every estimate is described by one frozen ``PhiidConfig``):
   PhiidConfig(tau, redundancy, kind, pool, preprocess, bias_correction, num_states, discretise,
               smooth_min)
   phiid(src, trg, config=...)         one pair (any leading batch axes; jit-able, vmap-able).
-  all_pairs(acts, config=...)         (P, N, T) → (N, N, 16) for every ordered pair of units.
+  all_pairs(acts, config=...)         (P, U, T) → (U, U, 16) for every ordered pair of units.
   local_head_atoms(acts, config, heads)  (P, H, 16, T' − τ) per-token atoms of each unit,
                                       averaged over its partners.
   degenerate(acts, config, dtype)     list of ``Problem`` (unit, partner, prompt, reason,

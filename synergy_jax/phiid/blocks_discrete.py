@@ -17,7 +17,7 @@ _HIGHEST = lax.Precision.HIGHEST
 
 
 def one_hot_lags(past, future, k, dtype):
-  """(P, N, S) int past and future states → (P, N, K², S) one-hot of past·K + future."""
+  """(P, U, S) int past and future states → (P, U, K², S) one-hot of past·K + future."""
   return jnp.moveaxis(jax.nn.one_hot(past * k + future, k * k, dtype=dtype), -1, -2)
 
 

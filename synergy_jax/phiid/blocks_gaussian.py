@@ -3,7 +3,7 @@
 Axis legend: P prompts, B a block of x-side units, M y-side units, S lagged samples per prompt.
 
 Inputs are the standardised lagged vectors of every unit (``kinds`` prepares them): xs = (x_p, x_f)
-of shape (P, Npad, S) and ys = (y_p, y_f) of shape (P, M, S). One matrix product per prompt gives
+of shape (P, Upad, S) and ys = (y_p, y_f) of shape (P, M, S). One matrix product per prompt gives
 the cross-correlations of the block's x-units with every y-unit ([x_p; x_f] · [y_p; y_f]ᵀ → the
 four 2×2 blocks a, d, e, b); the lag-τ autocorrelations give c and f. Prompts are visited one at
 a time so every temporary is (B, M) or (B, M, S) and stays in cache; pool="concat" first sums the
@@ -213,7 +213,7 @@ def row_bytes(num_prompts, num_units, num_samples, redundancy, itemsize, local=F
 ROW_CAP_MMI = 128  # larger MMI blocks only leave the cache
 # CCS: its ~53 pair terms of (B, M) are read at every sample, so a block's terms should stay in
 # the 1 MB L2 cache of a CPU core (8 rows × ~600 y-units); small blocks also give the half-grid
-# band from N ≥ 24 on.
+# band from U ≥ 24 on.
 ROW_CAP_CCS = 8
 
 

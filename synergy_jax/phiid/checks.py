@@ -108,16 +108,16 @@ def check_length(num_steps, config):
 def check_shape(acts, name="acts"):
   shape = np.shape(acts)
   if len(shape) != 3:
-    raise ValueError(f"{name} must be 3-D (prompts P, units N, time T); got shape {shape}")
+    raise ValueError(f"{name} must be 3-D (prompts P, units U, time T); got shape {shape}")
   if shape[0] < 1 or shape[1] < 1:
     raise ValueError(f"{name} has shape {shape}: need at least one prompt and one unit")
   return shape
 
 
 def raw_codes(series, tau):
-  """(P, N) int32 codes (``REASONS``) of the raw-value checks; in-graph, in series' dtype.
+  """(P, U) int32 codes (``REASONS``) of the raw-value checks; in-graph, in series' dtype.
 
-  series: (P, N, T') preprocessed, already in the compute dtype (floating).
+  series: (P, U, T') preprocessed, already in the compute dtype (floating).
   """
   dtype = series.dtype
   finfo = jnp.finfo(dtype)
@@ -145,7 +145,7 @@ def reason_text(code, dtype):
 
 
 def unit_problems(codes, name, dtype, pooled=False):
-  """(P', N) codes → Problems sorted by unit then prompt (prompt None when ``pooled``)."""
+  """(P', U) codes → Problems sorted by unit then prompt (prompt None when ``pooled``)."""
   codes = np.asarray(codes)
   out = [Problem(int(u), None if pooled else int(q), reason_text(int(codes[q, u]), dtype), name)
          for q, u in zip(*np.nonzero(codes))]
@@ -164,7 +164,7 @@ SINGULAR = "collinear: the 4×4 correlation matrix of (x_p, y_p, x_f, y_f) is si
 
 
 def pair_problems(first, bad_x, bad_y, same, pooled, dtype, series="acts"):
-  """Pairs whose correlation matrix is singular, from the (N, M) map of the first singular prompt
+  """Pairs whose correlation matrix is singular, from the (U, M) map of the first singular prompt
   (−1: none), leaving out pairs with a degenerate unit (already reported). With one set of units
   (``same``) each unordered pair is listed once, smaller unit first."""
   first = np.asarray(first)

@@ -1,6 +1,6 @@
 """The pair grid: row blocks under ``lax.map``, the half-grid band, and sharding over a mesh.
 
-Axis legend: N x-side units (padded to Npad = a multiple of the block), M y-side units, B rows
+Axis legend: U x-side units (padded to Upad = a multiple of the block), M y-side units, B rows
 per block, W the y-side window of a block.
 
 Row blocks run under ``lax.map`` (one compiled body, no Python loop over pairs); with a mesh the
@@ -54,28 +54,28 @@ def block_starts(num_rows, block, mesh):
                           jnp.zeros((spare,), jnp.int32)]), num_blocks
 
 
-def pad_rows(v, npad, axis=1):
+def pad_rows(v, upad, axis=1):
   pad = [(0, 0)] * v.ndim
-  pad[axis] = (0, npad - v.shape[axis])
+  pad[axis] = (0, upad - v.shape[axis])
   return jnp.pad(v, pad)
 
 
-def pair_grid(body, xs, ys, *, n, block, same, mesh):
+def pair_grid(body, xs, ys, *, u, block, same, mesh):
   """Every ordered pair's lattice values and first singular prompt.
 
   body(xs_block, ys_window) → ((B, W, 16), (B, W) int32) with xs_block the block's rows of each
-  x-side input (unit axis 1) and ys_window the y-side inputs. Returns ((N, M, 16), (N, M)).
+  x-side input (unit axis 1) and ys_window the y-side inputs. Returns ((U, M, 16), (U, M)).
   """
-  starts, num_blocks = block_starts(n, block, mesh)
-  npad = num_blocks * block
-  xs = tuple(pad_rows(v, npad) for v in xs)
+  starts, num_blocks = block_starts(u, block, mesh)
+  upad = num_blocks * block
+  xs = tuple(pad_rows(v, upad) for v in xs)
   # With one set of units, row block r0 meets the cyclic window of columns
-  # r0 .. r0 + block + npad//2 − 1, which holds every (i, j) with (j − i) mod npad ≤ npad//2.
+  # r0 .. r0 + block + upad//2 − 1, which holds every (i, j) with (j − i) mod upad ≤ upad//2.
   band = same and num_blocks >= 3
   if band:
-    half = npad // 2
+    half = upad // 2
     width = block + half
-    ys = tuple(jnp.concatenate([v, v[:, :half]], axis=1) for v in xs)  # (P, npad + half, ...)
+    ys = tuple(jnp.concatenate([v, v[:, :half]], axis=1) for v in xs)  # (P, upad + half, ...)
   else:
     width = ys[0].shape[1]
 
@@ -85,35 +85,35 @@ def pair_grid(body, xs, ys, *, n, block, same, mesh):
     return body(rows, win)
 
   vals, first = map_blocks(one_block, starts, (xs, ys), mesh)
-  vals = vals[:num_blocks].reshape((npad, width, 16))
-  first = first[:num_blocks].reshape((npad, width))
+  vals = vals[:num_blocks].reshape((upad, width, 16))
+  first = first[:num_blocks].reshape((upad, width))
   if band:
-    vals = assemble_band(vals, n, block, SWAP_XY)
-    first = assemble_band(first[..., None], n, block, (0,))[..., 0]
+    vals = assemble_band(vals, u, block, SWAP_XY)
+    first = assemble_band(first[..., None], u, block, (0,))[..., 0]
   else:
-    vals, first = vals[:n], first[:n]
+    vals, first = vals[:u], first[:u]
   if same:  # a singular pair is singular both ways round: report the earliest prompt
     tr = first.T
     first = jnp.where((first >= 0) & (tr >= 0), jnp.minimum(first, tr), jnp.maximum(first, tr))
   return vals, first
 
 
-def assemble_band(band, n, block, swap):
-  """(npad, width, C) band storage → (N, N, C) full grid.
+def assemble_band(band, u, block, swap):
+  """(upad, width, C) band storage → (U, U, C) full grid.
 
-  band[i, k] holds pair (i, j) with j = (r0(i) + k) mod npad, r0(i) = block · ⌊i / block⌋. Entry
-  [i, j] is read directly when d = (j − i) mod npad ≤ npad // 2 (k = i − r0(i) + d), otherwise
+  band[i, k] holds pair (i, j) with j = (r0(i) + k) mod upad, r0(i) = block · ⌊i / block⌋. Entry
+  [i, j] is read directly when d = (j − i) mod upad ≤ upad // 2 (k = i − r0(i) + d), otherwise
   from [j, i] with its channels permuted by ``swap`` (x and y exchanged).
   """
-  npad = band.shape[0]
-  half = npad // 2
-  i = jnp.arange(n)[:, None]
-  j = jnp.arange(n)[None, :]
-  d = (j - i) % npad
+  upad = band.shape[0]
+  half = upad // 2
+  i = jnp.arange(u)[:, None]
+  j = jnp.arange(u)[None, :]
+  d = (j - i) % upad
   direct = d <= half
   rows = jnp.where(direct, i, j)
-  cols = jnp.where(direct, i % block + d, j % block + (i - j) % npad)
-  got = band[rows, cols]  # (N, N, C)
+  cols = jnp.where(direct, i % block + d, j % block + (i - j) % upad)
+  got = band[rows, cols]  # (U, U, C)
   # Static per-channel slices, not an index array: a NumPy int64 index constant inside the trace
   # clashed with int32 indices when x64 was switched on and off between calls.
   swapped = jnp.stack([got[..., int(k)] for k in swap], axis=-1)

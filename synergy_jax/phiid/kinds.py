@@ -4,7 +4,7 @@ A new estimator is one ``Kind`` entry in ``KIND_TABLE``; ``phiid.phiid``, ``phii
 ``phiid.local_head_atoms`` and ``phiid.degenerate`` look everything up here.
 
 Axis legend: S lagged samples; ``axes`` are the axes a statistic is taken over (the time axis, or
-time and prompts for pool="concat"); P prompts, N units.
+time and prompts for pool="concat"); P prompts, U units.
 """
 import dataclasses
 from typing import Callable
@@ -33,7 +33,7 @@ class Kind:
     degeneracy, reduced over ``axes`` (kept as size-1 except the last).
   pair(lagged, config, local) → atoms of one pair from prepared (x_p, y_p, x_f, y_f), each
     (..., n): (..., 16) or (..., n, 16) nats; plus (...) bool "singular" flags.
-  encode(past, future, config, dtype) → tuple of (P, N, ...) block inputs.
+  encode(past, future, config, dtype) → tuple of (P, U, ...) block inputs.
   block(xs, ys, config) → ((B, M, 16) lattice values, (B, M) first singular prompt or −1).
   local_block(xs, ys, weights, config) → (P, B, S, 16) partner-averaged local lattice values.
   row_bytes(P, M, S, config, itemsize, local) → bytes of temporaries per block row.
@@ -107,7 +107,7 @@ def _block_gaussian_body(xs, ys, config):
 
 def _block_gaussian(xs, ys, config):
   # Reverse mode through the pair grid's lax.map over blocks would otherwise keep every block's
-  # residuals until the backward pass (all (N, M, ...) intermediates at once); checkpointed, it
+  # residuals until the backward pass (all (U, M, ...) intermediates at once); checkpointed, it
   # keeps only each block's inputs and recomputes one block at a time. No effect on the forward.
   body = lambda xs_, ys_: _block_gaussian_body(xs_, ys_, config)
   return jax.checkpoint(body, prevent_cse=False)(xs, ys)

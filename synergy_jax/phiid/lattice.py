@@ -112,7 +112,7 @@ def _mobius_jvp(primals, tangents):
   # The map is linear, so the tangent is the same map; written as one matrix product its
   # transpose (reverse mode) is one matrix product too. JAX's own transpose of the 81 channel
   # slices of the signed sums pads each back to (..., 16) and adds them, holding dozens of
-  # (N, N, 16) arrays at once in all_pairs' backward. Entries ±1: "highest" keeps it exact in
+  # (U, U, 16) arrays at once in all_pairs' backward. Entries ±1: "highest" keeps it exact in
   # float32 on accelerators up to the order of the additions.
   (values,), (tangent,) = primals, tangents
   m = jnp.asarray(MOBIUS, tangent.dtype)

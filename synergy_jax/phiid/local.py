@@ -1,12 +1,12 @@
 """Local (per-token) ΦID of each unit as source x, averaged over its partners: when synergy happens.
 
-Axis legend: P prompts, N units, H selected units ("heads"), B a block of them, S = T' − τ lagged
+Axis legend: P prompts, U units, H selected units ("heads"), B a block of them, S = T' − τ lagged
 samples (tokens), A the 16 atoms.
 
 For unit i and partner j the local atoms at sample t are the terms whose mean over t is the pair's
 average atoms (``phiid(..., local=True)``; per prompt, or over the pooled samples for
 pool="concat"). ``local_head_atoms`` averages them over the usable partners j ≠ i, block by block
-of units, so no (N, N, S) array is ever formed: a block holds (B, N, S) temporaries.
+of units, so no (U, U, S) array is ever formed: a block holds (B, U, S) temporaries.
 """
 import functools
 
@@ -28,7 +28,7 @@ NO_PARTNER = "no usable partner"
 
 @functools.partial(jax.jit, static_argnames=("config", "block", "dtype"))
 def local_core(acts, heads, weights, *, config, block, dtype):
-  """(P, N, T) activity, (Hpad,) unit indices, (Hpad, N) partner weights → (P, Hpad, 16, S)."""
+  """(P, U, T) activity, (Hpad,) unit indices, (Hpad, U) partner weights → (P, Hpad, 16, S)."""
   kind = kinds.kind_of(config)
   past, future, _, _, _ = units.prepared(acts, config, dtype)
   xs = kind.encode(past, future, config, dtype)
@@ -44,13 +44,13 @@ def local_core(acts, heads, weights, *, config, block, dtype):
   return jnp.moveaxis(lattice.atoms_from_lattice_values(vals), -1, -2)
 
 
-def _heads(heads, n):
+def _heads(heads, u):
   if heads is None:
-    return np.arange(n)
+    return np.arange(u)
   out = []
   for h in heads:
-    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 0 <= h < n:
-      raise ValueError(f"heads: {h!r} is not a unit index in [0, {n})")
+    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 0 <= h < u:
+      raise ValueError(f"heads: {h!r} is not a unit index in [0, {u})")
     out.append(int(h))
   if not out:
     raise ValueError("heads is empty")
@@ -62,30 +62,30 @@ def local_head_atoms(acts, config=PhiidConfig(), heads=None, *, on_degenerate="r
   """Per-token atoms of each unit as source x, averaged over its partners j ≠ i.
 
   Args:
-    acts: (P, N, T) concrete activity. config: ``PhiidConfig``. heads: optional unit indices
-      (default all N units).
+    acts: (P, U, T) concrete activity. config: ``PhiidConfig``. heads: optional unit indices
+      (default all U units).
     on_degenerate: "raise" (ValueError naming every problem ``phiid.degenerate`` finds) or
       "mask": degenerate units get NaN rows; a unit's average leaves out degenerate partners and
       singular pairs (a warning names them); a unit with no usable partner is NaN and named.
     block_size: units per block (default from the kind's memory model with ``memory_bytes``).
     dtype: compute dtype (default float64 under x64, else float32).
   Returns:
-    (P, H, 16, S) local atoms in ATOMS order (nats), H = len(heads) or N, S = T' − τ. Their mean
+    (P, H, 16, S) local atoms in ATOMS order (nats), H = len(heads) or U, S = T' − τ. Their mean
     over S (and over P for pool="concat") is the average over partners of ``all_pairs`` atoms.
   """
-  p, n, t = pairs.validate(acts, None, config, on_degenerate)
+  p, u, t = pairs.validate(acts, None, config, on_degenerate)
   if config.smooth_min is not None:
     raise ValueError(f"PhiidConfig.smooth_min={config.smooth_min} applies to average atoms, "
                      f"not to local_head_atoms; use smooth_min=None")
   if not pairs.is_concrete(acts):
     raise ValueError("local_head_atoms needs concrete activity (not inside jax.jit)")
-  heads = _heads(heads, n)
+  heads = _heads(heads, u)
   dtype = jnp.dtype(dtype) if dtype is not None else pairs.default_dtype()
   problems = report.degenerate(acts, config, dtype)
   if on_degenerate == "raise":
     pairs.settle(problems, on_degenerate, "local_head_atoms")
-  bad = np.asarray(pairs.bad_units(problems, n, "acts"))
-  usable = ~np.eye(n, dtype=bool) & ~bad[None, :]
+  bad = np.asarray(pairs.bad_units(problems, u, "acts"))
+  usable = ~np.eye(u, dtype=bool) & ~bad[None, :]
   for pr in problems:
     if pr.partner is not None:
       usable[pr.unit, pr.partner] = usable[pr.partner, pr.unit] = False
@@ -97,7 +97,7 @@ def local_head_atoms(acts, config=PhiidConfig(), heads=None, *, on_degenerate="r
   weights = usable / np.maximum(counts, 1)[:, None]
   s = pairs.lagged_steps(t, config)
   if block_size is None:
-    block_size = pairs.auto_block_size(p, n, s, itemsize=dtype.itemsize,
+    block_size = pairs.auto_block_size(p, u, s, itemsize=dtype.itemsize,
                                        memory_bytes=memory_bytes, config=config, local=True)
   if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
     raise ValueError(f"block_size={block_size!r} must be an int ≥ 1")

@@ -1,6 +1,6 @@
 """ΦID of every ordered pair of units at once, for any estimator of the kind table.
 
-Axis legend: P prompts, N units (x side), M units (y side), T time steps, S lagged samples.
+Axis legend: P prompts, U units (x side), M units (y side), T time steps, S lagged samples.
 
 Each unit's series is preprocessed and turned into the estimator's lagged vectors once
 (``units.prepared``); the kind's block function then evaluates a block of x-units against every
@@ -32,9 +32,9 @@ def auto_block_size(num_prompts, num_units, num_steps, *, redundancy="mmi", kind
   """Rows per block so a block's temporaries stay near ``memory_bytes`` (default 2 GiB).
 
   ``num_steps`` is the number of lagged samples S per prompt. The bytes per row come from the
-  kind's memory model (``Kind.row_bytes``; e.g. Gaussian MMI ~48 arrays of (B, N), capped at 128
-  rows; CCS ~80 arrays of (B, N), capped at 8 rows; local estimates ~64 arrays of (B, N, S);
-  discrete ~24 tables of (P, B, N, K⁴)).
+  kind's memory model (``Kind.row_bytes``; e.g. Gaussian MMI ~48 arrays of (B, U), capped at 128
+  rows; CCS ~80 arrays of (B, U), capped at 8 rows; local estimates ~64 arrays of (B, U, S);
+  discrete ~24 tables of (P, B, U, K⁴)).
   """
   if config is None:
     config = PhiidConfig(redundancy=redundancy, kind=kind,
@@ -50,10 +50,10 @@ def auto_block_size(num_prompts, num_units, num_steps, *, redundancy="mmi", kind
 
 @functools.partial(jax.jit, static_argnames=("config", "same", "mesh", "block", "dtype"))
 def all_pairs_core(acts, acts_y, *, config, same, mesh, block, dtype):
-  """(P, N, T), (P, M, T) → (N, M, 16) atoms (NaN for degenerate units and singular pairs) and
-  the (N, M) first singular prompt (−1: none)."""
+  """(P, U, T), (P, M, T) → (U, M, 16) atoms (NaN for degenerate units and singular pairs) and
+  the (U, M) first singular prompt (−1: none)."""
   kind = kinds.kind_of(config)
-  n = acts.shape[1]
+  u = acts.shape[1]
   px, fx, _, _, bad_x = units.prepared(acts, config, dtype)
   xs = kind.encode(px, fx, config, dtype)
   if same:
@@ -61,16 +61,16 @@ def all_pairs_core(acts, acts_y, *, config, same, mesh, block, dtype):
   else:
     py, fy, _, _, bad_y = units.prepared(acts_y, config, dtype)
     ys = kind.encode(py, fy, config, dtype)
-  vals, first = grid.pair_grid(lambda xb, yw: kind.block(xb, yw, config), xs, ys, n=n,
+  vals, first = grid.pair_grid(lambda xb, yw: kind.block(xb, yw, config), xs, ys, u=u,
                                block=block, same=same, mesh=mesh)
   atoms = lattice.atoms_from_lattice_values(vals)
   masked = bad_x[:, None] | bad_y[None, :] | (first >= 0)
   if same:
-    masked = masked | jnp.eye(n, dtype=bool)
+    masked = masked | jnp.eye(u, dtype=bool)
   atoms = jnp.where(masked[..., None], jnp.asarray(jnp.nan, atoms.dtype), atoms)
   if mesh is not None:
-    # Rows stay split over the devices: without this the compiler may keep a full (N, N, 16)
-    # copy per device (17 GB each at N = 16384 in float32).
+    # Rows stay split over the devices: without this the compiler may keep a full (U, U, 16)
+    # copy per device (17 GB each at U = 16384 in float32).
     rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(tuple(mesh.axis_names)))
     atoms = jax.lax.with_sharding_constraint(atoms, rows)
     first = jax.lax.with_sharding_constraint(first, rows)
@@ -78,14 +78,14 @@ def all_pairs_core(acts, acts_y, *, config, same, mesh, block, dtype):
 
 
 def validate(acts, acts_y, config, on_degenerate):
-  """Shapes, length and choice checks shared by the all-pairs entry points: (P, N, T)."""
+  """Shapes, length and choice checks shared by the all-pairs entry points: (P, U, T)."""
   checks.check_choice("on_degenerate", on_degenerate, checks.ON_DEGENERATE)
-  p, n, t = checks.check_shape(acts)
+  p, u, t = checks.check_shape(acts)
   checks.check_length(t, config)
-  if acts_y is not None and tuple(jnp.shape(acts_y)) != (p, n, t):
+  if acts_y is not None and tuple(jnp.shape(acts_y)) != (p, u, t):
     raise ValueError(f"acts_y has shape {tuple(jnp.shape(acts_y))}; it must match acts "
-                     f"{(p, n, t)}")
-  return p, n, t
+                     f"{(p, u, t)}")
+  return p, u, t
 
 
 def lagged_steps(t, config):
@@ -117,14 +117,14 @@ def all_pairs(acts, *, tau=1, redundancy="mmi", pool="mean", kind="gaussian", ac
   """ΦID atoms of every ordered pair of units.
 
   Args:
-    acts: (P, N, T) activity: P prompts, N units, T time steps (e.g. per-head attention-output
+    acts: (P, U, T) activity: P prompts, U units, T time steps (e.g. per-head attention-output
       norms).
     config: a ``PhiidConfig`` (estimator kind, lag, redundancy, pooling, preprocessing, bias
       correction, discretisation). The legacy keyword arguments tau, redundancy, pool, kind,
       num_states build one when ``config`` is None (num_states with kind="discrete" means
       integer states given, discretise="given") and must stay at their defaults otherwise.
       T ≥ ``min_series_length(config)``.
-    acts_y: optional (P, N, T); when given, unit j of source y is taken from ``acts_y`` (e.g. a
+    acts_y: optional (P, U, T); when given, unit j of source y is taken from ``acts_y`` (e.g. a
       circularly shifted surrogate) and the diagonal is computed instead of NaN.
     mesh: None (one device, the default), "auto" (a 1-D mesh over all local devices) or a
       ``jax.sharding.Mesh``; row blocks of the pair grid are split over all of its devices.
@@ -138,12 +138,12 @@ def all_pairs(acts, *, tau=1, redundancy="mmi", pool="mean", kind="gaussian", ac
       check runs in this dtype. Matrix products use precision="highest".
     memory_bytes: temporaries budget used to pick ``block_size``.
   Returns:
-    (N, N, 16) atoms in ``ATOMS`` order (nats); [i, j] has unit i as source x and unit j as
+    (U, U, 16) atoms in ``ATOMS`` order (nats); [i, j] has unit i as source x and unit j as
     source y; [j, i] is [i, j] with x and y exchanged. Diagonal NaN unless ``acts_y`` is given.
   """
   config = resolve_config(config, tau=tau, redundancy=redundancy, pool=pool, kind=kind,
                           num_states=num_states)
-  p, n, t = validate(acts, acts_y, config, on_degenerate)
+  p, u, t = validate(acts, acts_y, config, on_degenerate)
   dtype = jnp.dtype(dtype) if dtype is not None else default_dtype()
   mesh = grid.resolve_mesh(mesh)
   same = acts_y is None
@@ -156,23 +156,23 @@ def all_pairs(acts, *, tau=1, redundancy="mmi", pool="mean", kind="gaussian", ac
     if on_degenerate == "raise":
       settle(problems, on_degenerate, "all_pairs")
   if block_size is None:
-    block_size = auto_block_size(p, n, lagged_steps(t, config), itemsize=dtype.itemsize,
+    block_size = auto_block_size(p, u, lagged_steps(t, config), itemsize=dtype.itemsize,
                                  memory_bytes=memory_bytes, config=config)
   if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
     raise ValueError(f"block_size={block_size!r} must be an int ≥ 1")
   atoms, first = all_pairs_core(jnp.asarray(acts), jnp.asarray(acts if same else acts_y),
                                  config=config, same=same, mesh=mesh,
-                                 block=min(block_size, n), dtype=dtype)
+                                 block=min(block_size, u), dtype=dtype)
   if concrete:
-    bad_x = bad_units(problems, n, "acts")
-    bad_y = bad_x if same else bad_units(problems, n, "acts_y")
+    bad_x = bad_units(problems, u, "acts")
+    bad_y = bad_x if same else bad_units(problems, u, "acts_y")
     problems += checks.pair_problems(first, bad_x, bad_y, same, config.pool == "concat", dtype)
     settle(problems, on_degenerate, "all_pairs")
   return atoms
 
 
-def bad_units(problems, n, series):
-  bad = [False] * n
+def bad_units(problems, u, series):
+  bad = [False] * u
   for pr in problems:
     if pr.partner is None and pr.series == series:
       bad[pr.unit] = True

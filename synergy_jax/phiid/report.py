@@ -13,7 +13,7 @@ def degenerate(acts, config=PhiidConfig(), dtype=None, acts_y=None, *, block_siz
   cannot estimate, as a list of ``Problem`` (JSON-ready through ``Problem.as_dict``).
 
   Args:
-    acts: (P, N, T) concrete activity. acts_y: optional (P, N, T) y-side activity.
+    acts: (P, U, T) concrete activity. acts_y: optional (P, U, T) y-side activity.
     config: the estimator configuration; dtype: the compute dtype the checks run in (default as
       in ``all_pairs``).
   Returns:
@@ -24,7 +24,7 @@ def degenerate(acts, config=PhiidConfig(), dtype=None, acts_y=None, *, block_siz
     with a degenerate unit are not listed again. The discrete plug-in estimator has no singular
     pairs.
   """
-  p, n, t = pairs.validate(acts, acts_y, config, "raise")
+  p, u, t = pairs.validate(acts, acts_y, config, "raise")
   if not pairs.is_concrete(acts, acts_y):
     raise ValueError("phiid.degenerate needs concrete arrays (it cannot run inside jax.jit)")
   dtype = jnp.dtype(dtype) if dtype is not None else pairs.default_dtype()
@@ -36,20 +36,20 @@ def degenerate(acts, config=PhiidConfig(), dtype=None, acts_y=None, *, block_siz
     return problems
   # Singularity depends on the correlations only: the cheap MMI pass finds it for any redundancy.
   probe = config.replace(redundancy="mmi")
-  block = block_size or pairs.auto_block_size(p, n, pairs.lagged_steps(t, probe),
+  block = block_size or pairs.auto_block_size(p, u, pairs.lagged_steps(t, probe),
                                               itemsize=dtype.itemsize, memory_bytes=memory_bytes,
                                               config=probe)
   _, first = pairs.all_pairs_core(jnp.asarray(acts), jnp.asarray(acts if same else acts_y),
-                                   config=probe, same=same, mesh=None, block=min(block, n),
+                                   config=probe, same=same, mesh=None, block=min(block, u),
                                    dtype=dtype)
-  bad_x = pairs.bad_units(problems, n, "acts")
-  bad_y = bad_x if same else pairs.bad_units(problems, n, "acts_y")
+  bad_x = pairs.bad_units(problems, u, "acts")
+  bad_y = bad_x if same else pairs.bad_units(problems, u, "acts_y")
   return problems + checks.pair_problems(first, bad_x, bad_y, same, config.pool == "concat",
                                          dtype)
 
 
 def check_units(acts, tau=1):
-  """Legacy: the unit problems of (P, N, T) activity under the default Gaussian estimator with
+  """Legacy: the unit problems of (P, U, T) activity under the default Gaussian estimator with
   lag ``tau`` (pair problems: ``degenerate``)."""
   config = PhiidConfig(tau=tau)
   pairs.validate(acts, None, config, "raise")

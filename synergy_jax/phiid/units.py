@@ -1,6 +1,6 @@
 """Every unit's lagged vectors, prepared for the estimator of a config, with its problem codes.
 
-Axis legend: P prompts, N units, T time steps, S lagged samples.
+Axis legend: P prompts, U units, T time steps, S lagged samples.
 """
 import functools
 
@@ -13,16 +13,16 @@ from synergy_jax.phiid import transforms
 
 
 def prepared(acts, config, dtype):
-  """(P, N, T) activity → the estimator's view of every unit (in-graph).
+  """(P, U, T) activity → the estimator's view of every unit (in-graph).
 
   Returns:
-    past, future: (P, N, S) prepared lagged vectors (``Kind.prepare``; statistics per prompt, or
+    past, future: (P, U, S) prepared lagged vectors (``Kind.prepare``; statistics per prompt, or
       over all prompts for pool="concat"). Units with a raw problem are replaced by an
       alternating 0/1 series first, so no NaN enters the shared products (their rows and
       columns are masked at the end).
-    raw: (P, N) int32 ``checks.REASONS`` codes of the value checks, in ``dtype``.
-    post: (P', N) int32 estimator-specific codes (P' = P, or 1 for pool="concat").
-    bad: (N,) bool, any problem in any prompt.
+    raw: (P, U) int32 ``checks.REASONS`` codes of the value checks, in ``dtype``.
+    post: (P', U) int32 estimator-specific codes (P' = P, or 1 for pool="concat").
+    bad: (U,) bool, any problem in any prompt.
   """
   kind = kinds.kind_of(config)
   series = transforms.preprocess(jnp.asarray(acts).astype(dtype), config.preprocess)
@@ -42,13 +42,13 @@ def prepared(acts, config, dtype):
 
 @functools.partial(jax.jit, static_argnames=("config", "dtype"))
 def codes(acts, *, config, dtype):
-  """(raw (P, N), post (P', N)) problem codes of concrete activity, as ``prepared`` finds them."""
+  """(raw (P, U), post (P', U)) problem codes of concrete activity, as ``prepared`` finds them."""
   _, _, raw, post, _ = prepared(acts, config, dtype)
   return raw, post
 
 
 def unit_problems(acts, config, dtype, name="acts"):
-  """Problems of the units of (P, N, T) ``acts`` (the array is called ``name`` in them)."""
+  """Problems of the units of (P, U, T) ``acts`` (the array is called ``name`` in them)."""
   raw, post = codes(jnp.asarray(acts), config=config, dtype=jnp.dtype(dtype))
   out = checks.unit_problems(raw, name, dtype)
   out += checks.unit_problems(post, name, dtype, pooled=config.pool == "concat")

@@ -1,7 +1,7 @@
-"""Recorded activity from a file: profile a (P, N, T) array without a model.
+"""Recorded activity from a file: profile a (P, U, T) array without a model.
 
-The file is a NumPy ``.npz`` with keys ``acts`` (P prompts/trials, N units, T time steps, real),
-``num_layers`` and ``num_heads`` (integers with N = num_layers · num_heads; units are numbered
+The file is a NumPy ``.npz`` with keys ``acts`` (P prompts/trials, U units, T time steps, real),
+``num_layers`` and ``num_heads`` (integers with U = num_layers · num_heads; units are numbered
 unit = layer · num_heads + head). Activity can come from another framework, another model type, or
 brain recordings (use num_heads = units per region and num_layers = regions along a hierarchy).
 """
@@ -18,7 +18,7 @@ KEYS = ("acts", "num_layers", "num_heads")
 
 @dataclasses.dataclass(frozen=True)
 class RecordedActs:
-  """acts (P, N, T) float64; num_layers, num_heads with N = num_layers · num_heads; path."""
+  """acts (P, U, T) float64; num_layers, num_heads with U = num_layers · num_heads; path."""
   acts: np.ndarray
   num_layers: int
   num_heads: int
@@ -39,7 +39,7 @@ def load_acts(path) -> RecordedActs:
   Raises:
     FileNotFoundError: no file at ``path``.
     ValueError: not an .npz archive, a missing key, a non-3-D or non-real ``acts``, non-integer
-      sizes, or N ≠ num_layers · num_heads (each message names the file and the culprit).
+      sizes, or U ≠ num_layers · num_heads (each message names the file and the culprit).
   """
   path = pathlib.Path(path)
   if not path.is_file():

@@ -16,7 +16,7 @@ from synergy_jax.tasks import batching
 
 @dataclasses.dataclass(frozen=True)
 class Activity:
-  """acts (P, N, T) float32 head-output norms; tokens (P, T) generated ids; prompt_ids: list of
+  """acts (P, U, T) float32 head-output norms; tokens (P, T) generated ids; prompt_ids: list of
   P token lists; texts: the P decoded continuations."""
   acts: np.ndarray
   tokens: np.ndarray

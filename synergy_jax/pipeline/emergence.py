@@ -15,7 +15,6 @@ emergence_trend.png (core contrast and Spearman(syn, red) against step, log axis
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import re
 from typing import Callable, Iterable, Sequence
@@ -24,7 +23,7 @@ import numpy as np
 
 from synergy_jax import models, plots, results
 from synergy_jax.pipeline import profile as prof
-from synergy_jax.pipeline import specs
+from synergy_jax.pipeline import specs, typed
 from synergy_jax.pipeline.text import fmt
 
 # Pythia's published checkpoints (Biderman et al., ICML 2023): step 0, the powers of two up to
@@ -130,15 +129,7 @@ def read_emergence(path) -> EmergenceResult:
   """An emergence run's results.json (this version's or an earlier one: the layout has not
   changed) as an EmergenceResult. Raises FileNotFoundError for a missing file and ValueError
   naming the file and the missing key for one that is not an emergence result."""
-  path = pathlib.Path(path)
-  if path.is_dir():
-    path = path / "results.json"
-  if not path.exists():
-    raise FileNotFoundError(f"no emergence results at {path}")
-  try:
-    data = json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
+  path, data = typed.read_results(path, "emergence")
   fields = [f.name for f in dataclasses.fields(CheckpointProfile)]
   try:
     per = {k: CheckpointProfile(**{f: data["per_step"][k][f] for f in fields})

@@ -8,14 +8,9 @@ import pathlib
 import numpy as np
 
 from synergy_jax import plots, results
+from synergy_jax.pipeline.text import fmt
 
 ALPHA = 0.05
-
-
-def _fmt(v, nd=3) -> str:
-  if v is None or np.isnan(v):
-    return "n/a"
-  return ("∞" if v > 0 else "−∞") if np.isinf(v) else f"{v:.{nd}g}"
 
 
 def min_p(n_a: int, n_b: int) -> float:
@@ -26,14 +21,16 @@ def min_p(n_a: int, n_b: int) -> float:
 
 def verdict(c: dict, a: str, b: str) -> str:
   """One sentence on a comparison dict of pipeline.finetune.compare."""
-  stat = (f"median difference {_fmt(c['median_difference'])} ({_fmt(c['median_a'])} vs "
-          f"{_fmt(c['median_b'])}), Hedges' g {_fmt(c['hedges_g'])} "
-          f"[{int(c['ci_level'] * 100)}% CI {_fmt(c['g_ci_low'])}, {_fmt(c['g_ci_high'])}], "
-          f"permutation p = {_fmt(c['permutation_p'])}")
+  # Hedges' g is ±inf when the two groups do not overlap: written as ∞, not "n/a"
+  g, g_lo, g_hi = (fmt(c[k], nonfinite="signed") for k in ("hedges_g", "g_ci_low", "g_ci_high"))
+  stat = (f"median difference {fmt(c['median_difference'])} ({fmt(c['median_a'])} vs "
+          f"{fmt(c['median_b'])}), Hedges' g {g} "
+          f"[{int(c['ci_level'] * 100)}% CI {g_lo}, {g_hi}], "
+          f"permutation p = {fmt(c['permutation_p'])}")
   floor = min_p(c["n_a"], c["n_b"])
   if floor > ALPHA:
     return (f"cannot be decided with {c['n_a']} vs {c['n_b']} runs (the smallest possible p is "
-            f"{_fmt(floor)} > {ALPHA}); {stat}")
+            f"{fmt(floor)} > {ALPHA}); {stat}")
   if c["permutation_p"] <= ALPHA and c["median_difference"] > 0:
     return f"**{a} heads gained more** than {b} heads: {stat}"
   if c["permutation_p"] <= ALPHA and c["median_difference"] < 0:
@@ -77,14 +74,14 @@ def summary_markdown(res: dict) -> str:
            f"{len(res['conditions']['synergistic']['best'])} seeds per condition; "
            f"{tune['steps']} steps, evaluated every {tune['eval_every']} steps on "
            f"{tune['eval_examples']} held-out examples per cell {res['eval_cells']} (greedy exact "
-           f"match). Base accuracy {_fmt(base['acc'])}.", "",
+           f"match). Base accuracy {fmt(base['acc'])}.", "",
            "| condition | best in window (per seed) | median | final (per seed) | median |",
            "|---|---|---|---|---|"]
   for c, d in res["conditions"].items():
-    lines.append(f"| {c} | {' '.join(_fmt(v, 2) for v in d['best'])} | "
-                 f"{_fmt(float(np.median(d['best'])))} | "
-                 f"{' '.join(_fmt(v, 2) for v in d['final'])} | "
-                 f"{_fmt(float(np.median(d['final'])))} |")
+    lines.append(f"| {c} | {' '.join(fmt(v, 2) for v in d['best'])} | "
+                 f"{fmt(float(np.median(d['best'])))} | "
+                 f"{' '.join(fmt(v, 2) for v in d['final'])} | "
+                 f"{fmt(float(np.median(d['final'])))} |")
   lines += [""]
   for key, comp in res["comparisons"].items():
     a, b = key.split("_vs_")

@@ -33,9 +33,9 @@ __all__ = ["BASELINE_INPUTS", "RANKINGS", "ProfileConfig", "ProfileResult", "act
 class ProfileResult:
   """One model's profile. summary: JSON-able dict (analysis.report.profile_report's keys plus
   "score_name", "null", "excess", "depth_trend", "layer_profile_ci", "reliability", "degenerate",
-  "verdict"); table: per-unit columns for head_scores.csv; scores: HeadScores; score: (N,) the
-  ranking score (higher = more synergistic); all_scores: {ranking: (N,)}; atoms (N, N, 16) nats;
-  acts (P, N, T); surrogates: SurrogateResult or None; per_prompt: (P, N, N, 2) per-prompt pair
+  "verdict"); table: per-unit columns for head_scores.csv; scores: HeadScores; score: (U,) the
+  ranking score (higher = more synergistic); all_scores: {ranking: (U,)}; atoms (U, U, 16) nats;
+  acts (P, U, T); surrogates: SurrogateResult or None; per_prompt: (P, U, U, 2) per-prompt pair
   sts/rtr or None; ci: {score: analysis.uncertainty.ProfileCI}; local: per-token sts/rtr of the
   top heads (``profile_local.LocalAtoms``) or None."""
   summary: dict
@@ -54,7 +54,7 @@ class ProfileResult:
 
 
 def head_score(scores: "analysis.HeadScores", ranking: str) -> np.ndarray:
-  """(N,) the per-head score named by ``ranking`` from atoms alone; higher = more synergistic.
+  """(U,) the per-head score named by ``ranking`` from atoms alone; higher = more synergistic.
   ("excess" needs the surrogate null: take it from ``ProfileResult.all_scores``.)"""
   if ranking == "rank_difference":
     return scores.rank_score
@@ -70,7 +70,7 @@ compute_dtype = specs.compute_dtype  # the estimator's compute dtype name
 
 
 def compute_atoms(acts: np.ndarray, config: ProfileConfig) -> np.ndarray:
-  """(N, N, 16) ΦID atoms of all pairs; degenerate units come back as NaN rows/columns."""
+  """(U, U, 16) ΦID atoms of all pairs; degenerate units come back as NaN rows/columns."""
   return np.asarray(phiid.all_pairs(acts, on_degenerate="mask", **config.estimator_kwargs()),
                     np.float64)
 
@@ -97,7 +97,7 @@ def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: 
                      *, atoms: np.ndarray | None = None, per_prompt: np.ndarray | None = None,
                      moments: "nulls.NullMoments | None" = None,
                      progress: Callable | None = None) -> ProfileResult:
-  """The whole profile analysis of (P, N, T) activity, N = num_layers * num_heads.
+  """The whole profile analysis of (P, U, T) activity, U = num_layers * num_heads.
 
   atoms, per_prompt, moments: precomputed (cached) all-pairs atoms, per-prompt pair values and
   surrogate moments; computed here when None.
@@ -173,7 +173,7 @@ def _estimate_key(acts: np.ndarray, config: ProfileConfig, what: str) -> dict:
 
 def activity_cached(spec: "specs.ModelSpec", prompts: Sequence[str], config: ProfileConfig,
                     cache_dir: pathlib.Path, progress: Callable | None = None) -> dict:
-  """{"acts": (P, N, T), "tokens": (P, T)} for ``prompts``, from the cache or generated and then
+  """{"acts": (P, U, T), "tokens": (P, T)} for ``prompts``, from the cache or generated and then
   cached (a repeated or interrupted run does not generate again)."""
   key = {"what": "activity", "model": specs.model_fingerprint(spec.model),
          "prompts": list(prompts), "max_new_tokens": config.max_new_tokens,
@@ -211,7 +211,7 @@ def atoms_cached(acts: np.ndarray, config: ProfileConfig, cache_dir: pathlib.Pat
 
 def prompt_pairs_cached(acts: np.ndarray, config: ProfileConfig,
                         cache_dir: pathlib.Path) -> np.ndarray:
-  """(P, N, N, 2) per-prompt pair sts/rtr (``analysis.uncertainty.prompt_pairs``), cached."""
+  """(P, U, U, 2) per-prompt pair sts/rtr (``analysis.uncertainty.prompt_pairs``), cached."""
   return np.asarray(results.cached(cache_dir, _estimate_key(acts, config, "prompt_pairs"),
                                    lambda: uncertainty.prompt_pairs(acts, config.phiid),
                                    "prompt_pairs"))

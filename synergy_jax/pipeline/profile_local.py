@@ -42,7 +42,7 @@ def top_heads(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def local_atoms(acts: np.ndarray, score: np.ndarray, config: "phiid.PhiidConfig", *,
                 k: int = 3) -> LocalAtoms:
-  """Per-token sts and rtr of the top ``k`` synergistic and redundant heads of (P, N, T) acts.
+  """Per-token sts and rtr of the top ``k`` synergistic and redundant heads of (P, U, T) acts.
 
   Degenerate units and singular pairs are left out of each head's partner average (they are
   listed in the profile's ``degenerate`` record)."""

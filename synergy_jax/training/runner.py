@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from synergy_jax import results
+from synergy_jax.pipeline.text import fmt
 from synergy_jax.training import checkpoints, logs
 
 
@@ -89,10 +90,6 @@ def _dict(x) -> dict:
   return x if isinstance(x, dict) else {"": x}
 
 
-def _fmt(v) -> str:
-  return f"{float(v):.6g}"
-
-
 def run_loop(workdir: str | os.PathLike, state0, step_fn: Callable, evaluate: Callable,
              schedule: Schedule, *, metric_columns: Sequence[str], eval_columns: Sequence[str],
              record: dict, bookkeeping: Sequence[str] = (), stop_after: int | None = None,
@@ -132,7 +129,7 @@ def run_loop(workdir: str | os.PathLike, state0, step_fn: Callable, evaluate: Ca
     t0 = time.time()
 
     def eval_row(params):
-      return {k: _fmt(v) for k, v in evaluate(params).items()}
+      return {k: fmt(v, 6, nonfinite="float") for k, v in evaluate(params).items()}
 
     if start == 0 and last > 0 and 0 not in logged:
       logs.append(log_path, columns, {"step": 0, "wall_s": 0.0, **eval_row(state["params"])})
@@ -145,7 +142,7 @@ def run_loop(workdir: str | os.PathLike, state0, step_fn: Callable, evaluate: Ca
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if "loss" in metrics and not np.isfinite(metrics["loss"]):
           raise FloatingPointError(f"loss became {metrics['loss']} at step {step} in {workdir}")
-        row = {"step": step, **{k: _fmt(v) for k, v in metrics.items()},
+        row = {"step": step, **{k: fmt(v, 6, nonfinite="float") for k, v in metrics.items()},
                "wall_s": f"{time.time() - t0:.1f}"}
         if is_eval:
           row.update(eval_row(state["params"]))

@@ -106,5 +106,5 @@ def test_orders_and_selection():
 
 
 def test_bad_shape_raises():
-  with pytest.raises(ValueError, match="N, N, 16"):
+  with pytest.raises(ValueError, match="U, U, 16"):
     ranking.head_scores(np.zeros((3, 4, 16)))

@@ -114,7 +114,7 @@ def local_atoms_from_mis(i, redundancy):
 
 
 def reference_all_pairs(acts, tau=1, redundancy="mmi", pool="mean", acts_y=None, pairs=None):
-  """Python loop over pairs (and prompts). acts (P, N, T) → (N, N, 16) with NaN where not computed.
+  """Python loop over pairs (and prompts). acts (P, U, T) → (U, U, 16) with NaN where not computed.
 
   pairs: optional list of (i, j) to compute (others stay NaN); default all i ≠ j (all i, j when
   acts_y is given).

@@ -146,13 +146,13 @@ def test_phiid_gradient_matches_finite_differences(tau, redundancy, pool, bias):
 
 
 def _all_pairs_series(x):
-  """(P, N, T) → (src, trg), each (pairs, P, T), of every ordered pair i ≠ j (``_branches``)."""
+  """(P, U, T) → (src, trg), each (pairs, P, T), of every ordered pair i ≠ j (``_branches``)."""
   i, j = np.nonzero(~np.eye(x.shape[1], dtype=bool))
   return jnp.moveaxis(x[:, i], 0, 1), jnp.moveaxis(x[:, j], 0, 1)
 
 
 def _with_degenerate_units(a):
-  """(P, N, T) → (P, N + 2, T): a constant unit N and a unit N + 1 whose future is an affine map
+  """(P, U, T) → (P, U + 2, T): a constant unit U and a unit U + 1 whose future is an affine map
   of its past; both masked with NaN."""
   p, n, t = a.shape
   const = np.full((p, 1, t), 2.0)

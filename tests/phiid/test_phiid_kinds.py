@@ -13,7 +13,7 @@ ATOMS = phiid.ATOMS
 
 
 def _acts(seed, p=2, n=6, t=24):
-  """(P, N, T) positive, coupled, autocorrelated series (unit 1 follows unit 0)."""
+  """(P, U, T) positive, coupled, autocorrelated series (unit 1 follows unit 0)."""
   rng = np.random.default_rng(seed)
   a = rng.standard_normal((p, n, t))
   for s in range(1, t):
@@ -27,7 +27,7 @@ def _vec(d):
 
 
 def _reference_grid(acts, config, **kw):
-  """(N, N, 16) from the per-pair reference (mean over prompts, or one pooled estimate)."""
+  """(U, U, 16) from the per-pair reference (mean over prompts, or one pooled estimate)."""
   p, n, _ = acts.shape
   out = np.full((n, n, 16), np.nan)
   for i in range(n):

@@ -65,8 +65,8 @@ def test_bad_heads_raise():
 
 
 def test_memory_stays_bounded_for_1152_units():
-  """Compiled (not run) for N = 1152, S = 99 in float32: XLA's own temporary-buffer count stays
-  under the automatic block's budget and far below one N × N × S array."""
+  """Compiled (not run) for U = 1152, S = 99 in float32: XLA's own temporary-buffer count stays
+  under the automatic block's budget and far below one U × U × S array."""
   p, n, t = 2, 1152, 100
   config = PhiidConfig(redundancy="ccs")
   budget = 2 ** 28

@@ -245,8 +245,8 @@ def test_no_warning_for_clean_input():
 
 
 def _local_mis_both_ways(acts, dtype):
-  """(gaussian.local_mis, blocks_ccs.local_mis) of every pair of (N, T) ``acts`` in ``dtype``:
-  dicts name → (N, N, S)."""
+  """(gaussian.local_mis, blocks_ccs.local_mis) of every pair of (U, T) ``acts`` in ``dtype``:
+  dicts name → (U, U, S)."""
   from synergy_jax.phiid import blocks_ccs, gaussian, transforms
   past, future = (transforms.standardise(jnp.asarray(v, dtype)) for v in
                   transforms.lag(jnp.asarray(acts, dtype), 1))

@@ -59,6 +59,17 @@ def test_files(run):
   summary = (path / "summary.md").read_text()
   assert "AUC ratio synergistic/random" in summary and "Perturbation" in summary
   assert res["ranking"] == "rank_difference"
+  # The typed summary read back from results.json rebuilds summary.md exactly.
+  typed = ablation.read_ablation(path)
+  assert isinstance(typed.divergence, ablation.DivergenceSummary)
+  assert isinstance(typed.perturbation, ablation.PerturbationSummary)
+  assert typed.perturbation.head_sets == res["perturbation"]["head_sets"]
+  assert typed.wall_s == res["wall_s"] > 0
+  assert ablation.summary_markdown(typed) == summary
+  # flags.json: the values --quick used, and the flag values they replaced
+  flags = json.loads((path / "flags.json").read_text())
+  assert [float(f) for f in flags["fractions"]] == QUICK_FRACTIONS
+  assert flags["quick_overrides"]["fractions"]["flag"] != flags["fractions"]
 
 
 def test_divergence_curves(run):
@@ -190,15 +201,17 @@ def test_divergence_summary_masks_nonfinite_prompts_explicitly_and_lists_them():
   div = {**per, "fractions": fr, "compilations": 1, "batches": 1}
   orders = {"synergistic": np.arange(4), "redundant": np.arange(4)[::-1],
             "random": np.stack([rng.permutation(4) for _ in range(3)])}
-  d = ablation.summarise_divergence(div, orders, n_boot=50, ci_level=0.9, seed=0)["divergence"]
+  d = ablation.summarise_divergence(div, orders)
   kept = np.delete(per["synergistic"][0, 1], 2)
-  assert d["synergistic"][1] == pytest.approx(kept.mean())  # mean of the other three prompts
-  assert d["prompt_sd"]["synergistic"][1] == pytest.approx(kept.std(ddof=1))
-  assert d["synergistic"][0] == pytest.approx(per["synergistic"][0, 0].mean())
-  assert d["nonfinite"] == [{"order": "synergistic", "order_index": 0, "fraction": 0.5,
+  assert d.synergistic[1] == pytest.approx(kept.mean())  # mean of the other three prompts
+  assert d.prompt_sd["synergistic"][1] == pytest.approx(kept.std(ddof=1))
+  assert d.synergistic[0] == pytest.approx(per["synergistic"][0, 0].mean())
+  assert d.nonfinite == [{"order": "synergistic", "order_index": 0, "fraction": 0.5,
                              "prompt": 2}]
-  np.testing.assert_array_equal(d["n_prompts_used"]["synergistic"], [[4, 3, 4]])
-  assert np.isfinite(d["auc"]["synergistic"])
+  np.testing.assert_array_equal(d.n_prompts_used["synergistic"], [[4, 3, 4]])
+  assert np.isfinite(d.auc["synergistic"])
+  r = ablation.auc_ratios(d, n_boot=50, ci_level=0.9, seed=0)["synergistic"]
+  assert r["ratio"] == pytest.approx(d.auc["synergistic"] / np.mean(d.auc["random"]), rel=1e-12)
   per["random"][1, 2, :] = np.inf  # every prompt of one random order at fraction 1
   with pytest.raises(ValueError, match="random order 1 at ablated fraction 1"):
-    ablation.summarise_divergence(div, orders, n_boot=50, ci_level=0.9, seed=0)
+    ablation.summarise_divergence(div, orders)

@@ -60,7 +60,13 @@ def test_files_and_shapes(sweep):
                "phase_sweep_balance.png", "phase_sweep_core_contrast.png",
                "phase_sweep_syn_gt_red.png"):
     assert (run / name).stat().st_size > 0, name
-  assert json.loads((run / "flags.json").read_text())["quick"] is True
+  flags = json.loads((run / "flags.json").read_text())
+  assert flags["quick"] is True
+  # flags.json gives the values --quick used, and which flag values they replaced
+  assert [float(k) for k in flags["levels"]] == QUICK_LEVELS
+  assert flags["n_prompts"] == QUICK_N and flags["families"] == QUICK_FAMILIES
+  assert flags["quick_overrides"]["levels"] == {"flag": None, "used": flags["levels"]}
+  assert flags["quick_overrides"]["n_prompts"] == {"flag": 32, "used": QUICK_N}
   assert res["levels"] == QUICK_LEVELS
   assert res["families"] == QUICK_FAMILIES
   assert res["n_prompts"] == [QUICK_N * len(QUICK_FAMILIES)] * len(QUICK_LEVELS)
@@ -83,14 +89,18 @@ def test_files_and_shapes(sweep):
   op = res["order_parameter"][res["order_parameter_name"]]
   row = next(line for line in summary.splitlines() if line.startswith(f"| {QUICK_LEVELS[0]:g} |"))
   assert f"{op['per_prompt_mean'][0]:.3g} [{op['per_prompt_ci_low'][0]:.3g}," in row
+  # The typed summary read back from results.json rebuilds summary.md exactly.
+  typed = phase_sweep.read_sweep(run)
+  assert isinstance(typed.order_parameter["balance"], phase_sweep.OrderParameterSeries)
+  assert typed.levels == res["levels"] and typed.wall_s == res["wall_s"] > 0
+  assert phase_sweep.summary_markdown(typed) == summary
 
 
 def _verdict_input(supported, jump, skipped=False):
   tr = ({"skipped": "needs >= 3 levels"} if skipped else
         {"supported": supported, "fits": {"logistic": {"jump": jump}}, "level_means": [0.8, 0.82],
          "logistic_threshold_unconfirmed": 3.1})
-  return {"order_parameter_name": "balance", "transition": {"balance": tr},
-          "claim_supported": bool(supported and jump > 0)}
+  return "balance", tr, bool(supported and jump > 0)
 
 
 def test_claim_sentence_agrees_with_the_verdict_in_every_case():
@@ -98,11 +108,11 @@ def test_claim_sentence_agrees_with_the_verdict_in_every_case():
   # "Yes — a transition is supported" and then say the claim was not supported.
   for supported, jump, claim in ((True, 0.05, True), (False, 0.05, False), (True, -0.01, False),
                                  (False, -0.02, False)):
-    text = phase_sweep.claim_sentence(_verdict_input(supported, jump))
+    text = phase_sweep.claim_sentence(*_verdict_input(supported, jump))
     assert ("is supported" in text) == claim and ("is not supported" in text) == (not claim), text
     if supported and jump < 0:
       assert "downward" in text and "opposite" in text
-  text = phase_sweep.claim_sentence(_verdict_input(False, 0.0, skipped=True))
+  text = phase_sweep.claim_sentence(*_verdict_input(False, 0.0, skipped=True))
   assert "could not be tested" in text and "supported" not in text
 
 
@@ -229,8 +239,18 @@ def test_jsonl_sweep_in_process(tmp_path):
                                      n_transition_boot=20, n_perm=20)
   res = phase_sweep.run_phase_sweep(MODEL, cfg, tmp_path / "run", cache_dir=tmp_path / "cache",
                                     prompts_path=str(path))
-  assert res["levels"] == [1.0, 2.0, 3.0]
-  assert res["accuracy"] is None
-  assert res["n_prompts"] == [4, 4, 4]
+  assert res.levels == [1.0, 2.0, 3.0]
+  assert res.accuracy is None
+  assert res.n_prompts == [4, 4, 4]
+  assert phase_sweep.read_sweep(tmp_path / "run").accuracy is None
   assert not (tmp_path / "run" / "accuracy.csv").exists()
   assert (tmp_path / "run" / "summary.md").exists()
+
+
+def test_read_sweep_names_the_file_and_the_missing_key(tmp_path):
+  path = tmp_path / "results.json"
+  path.write_text(json.dumps({"experiment": "phase_sweep", "model": "m"}))
+  with pytest.raises(ValueError, match=r"results.json: missing key 'fingerprint'"):
+    phase_sweep.read_sweep(tmp_path)
+  with pytest.raises(FileNotFoundError, match="nothere"):
+    phase_sweep.read_sweep(tmp_path / "nothere")

@@ -27,21 +27,69 @@ from typing import Callable, Sequence
 import numpy as np
 
 from synergy_jax import interventions
-from synergy_jax.pipeline import capture, specs
+from synergy_jax.pipeline import capture, specs, typed
 from synergy_jax.pipeline.ablation.config import CONDITIONS, AblationConfig, perturbation_examples
-from synergy_jax.pipeline.ablation.divergence import (backend_compiles, divergence, head_ranking,
+from synergy_jax.pipeline.ablation.divergence import (DivergenceSummary, auc_ratios,
+                                                      backend_compiles, divergence, head_ranking,
                                                       summarise_divergence)
-from synergy_jax.pipeline.ablation.perturbation import (perturbation_accuracy,
+from synergy_jax.pipeline.ablation.perturbation import (PerturbationSummary,
+                                                        perturbation_accuracy,
                                                         summarise_perturbation, weight_rms)
 from synergy_jax.tasks import batching
 
 
 @dataclasses.dataclass(frozen=True)
+class AblationSummary:
+  """results.json of the ablation experiment (field names are its keys, in its order).
+
+  head_scores {"score" (U,) higher = more synergistic, "synergy", "redundancy", "rank_score",
+  "balance" (U,), "excluded": units}; divergence: DivergenceSummary; auc_ratio,
+  auc_ratio_redundant: ``interventions.auc_ratio`` records {"ratio", "ci_low", "ci_high",
+  "ci_level", "n_random", ...}; perturbation: PerturbationSummary; timing_s {"ranking",
+  "divergence", "perturbation"} seconds; config: the AblationConfig as a dict; wall_s: the whole
+  run's seconds (set by ``run_ablation``; absent from the JSON while None).
+  """
+  experiment: str
+  model: str
+  fingerprint: str
+  num_layers: int
+  num_heads: int
+  ranking: str
+  n_profile_prompts: int
+  head_scores: dict
+  divergence: DivergenceSummary
+  auc_ratio: dict
+  auc_ratio_redundant: dict
+  perturbation: PerturbationSummary
+  timing_s: dict
+  config: dict
+  wall_s: float | None = None
+
+  def to_dict(self) -> dict:
+    return typed.to_dict_unset_absent(self, "wall_s")
+
+  @classmethod
+  def from_dict(cls, data, where: str = "ablation results") -> "AblationSummary":
+    """The summary of a results.json dict (``read_ablation``); ValueError naming a missing key."""
+    kw = typed.field_values(cls, data, where)
+    kw["divergence"] = DivergenceSummary.from_dict(kw["divergence"], f"{where} → divergence")
+    kw["perturbation"] = PerturbationSummary.from_dict(kw["perturbation"],
+                                                       f"{where} → perturbation")
+    return cls(**kw)
+
+
+def read_ablation(path) -> AblationSummary:
+  """An ablation run's results.json (a file or its run directory) as an AblationSummary (files
+  of earlier versions have the same keys). FileNotFoundError / ValueError naming the file."""
+  path, data = typed.read_results(path, "ablation")
+  return AblationSummary.from_dict(data, str(path))
+
+
+@dataclasses.dataclass(frozen=True)
 class AblationResult:
-  """A finished ablation experiment. summary: results.json's entries (head scores, divergence
-  curves and AUC ratios with CIs, perturbation accuracy with CIs, timings, config); correct:
-  (C, S, R, E) bool exact matches, condition (``CONDITIONS``) × σ × seed × example."""
-  summary: dict
+  """A finished ablation experiment. summary: results.json's content; correct: (C, S, R, E) bool
+  exact matches, condition (``CONDITIONS``) × σ × seed × example."""
+  summary: AblationSummary
   correct: np.ndarray
 
 
@@ -63,8 +111,8 @@ def analyse_ablation(spec: "specs.ModelSpec", prompts: Sequence[str], config: Ab
                    divergence_batch=config.divergence_batch, mask_chunk=config.mask_chunk,
                    progress=progress)
   t_div = time.time() - t0
-  d = summarise_divergence(div, orders, n_boot=config.n_boot, ci_level=config.ci_level,
-                           seed=config.seed)
+  d = summarise_divergence(div, orders)
+  ratios = auc_ratios(d, n_boot=config.n_boot, ci_level=config.ci_level, seed=config.seed)
 
   t0 = time.time()
   n_random_sets = max(config.n_seeds, 1)
@@ -76,27 +124,28 @@ def analyse_ablation(spec: "specs.ModelSpec", prompts: Sequence[str], config: Ab
   compiles0 = backend_compiles()
   correct = perturbation_accuracy(spec.model, spec.tokenizer, examples, sets, sig_abs,
                                   n_seeds=config.n_seeds, seed=config.seed, progress=progress)
-  pert = summarise_perturbation(correct, examples, config.sigmas, sig_abs, config)
-  pert["weight_rms"] = scale if config.sigma_scale == "relative" else None
-  # Noisy parameters are traced arguments of generate: σ, seeds and conditions reuse one program.
-  pert["compilations"] = backend_compiles() - compiles0
-  pert["generate_calls"] = 1 + len(CONDITIONS) * config.n_seeds * sum(
-      1 for s in config.sigmas if s > 0)
-  pert["head_sets"] = {"synergistic": sets["synergistic_units"],
-                       "redundant": sets["redundant_units"], "random": sets["random_units"]}
+  pert = dataclasses.replace(
+      summarise_perturbation(correct, examples, config.sigmas, sig_abs, config),
+      weight_rms=scale if config.sigma_scale == "relative" else None,
+      # Noisy parameters are traced arguments of generate: σ, seeds and conditions reuse one
+      # program.
+      compilations=backend_compiles() - compiles0,
+      generate_calls=1 + len(CONDITIONS) * config.n_seeds * sum(1 for s in config.sigmas if s > 0),
+      head_sets={"synergistic": sets["synergistic_units"], "redundant": sets["redundant_units"],
+                 "random": sets["random_units"]})
   t_pert = time.time() - t0
   s = rk["scores"]
-  summary = {
-      "experiment": "ablation", "model": spec.label,
-      "fingerprint": specs.model_fingerprint(spec.model),
-      "num_layers": L, "num_heads": H, "ranking": config.ranking,
-      "n_profile_prompts": len(prompts),
-      "head_scores": {"score": score, "synergy": s.synergy, "redundancy": s.redundancy,
-                      "rank_score": s.rank_score, "balance": s.balance,
-                      "excluded": list(s.excluded)},
-      **d,
-      "perturbation": pert,
-      "timing_s": {"ranking": t_rank, "divergence": t_div, "perturbation": t_pert},
-      "config": dataclasses.asdict(config),
-  }
+  summary = AblationSummary(
+      experiment="ablation", model=spec.label,
+      fingerprint=specs.model_fingerprint(spec.model),
+      num_layers=L, num_heads=H, ranking=config.ranking,
+      n_profile_prompts=len(prompts),
+      head_scores={"score": score, "synergy": s.synergy, "redundancy": s.redundancy,
+                   "rank_score": s.rank_score, "balance": s.balance,
+                   "excluded": list(s.excluded)},
+      divergence=d, auc_ratio=ratios["synergistic"], auc_ratio_redundant=ratios["redundant"],
+      perturbation=pert,
+      timing_s={"ranking": t_rank, "divergence": t_div, "perturbation": t_pert},
+      config=dataclasses.asdict(config),
+  )
   return AblationResult(summary, correct)

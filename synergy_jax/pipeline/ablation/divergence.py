@@ -1,13 +1,15 @@
 """Ablation, behaviour divergence: the head ranking, zero-ablation curves of most-synergistic-first,
-most-redundant-first and random orders, and their summary (AUC ratios with CIs).
+most-redundant-first and random orders, and their summary (DivergenceSummary; AUC ratios with
+CIs).
 
 D = mean over prompts of the mean over continuation tokens of KL(p_original ‖ p_ablated), in nats;
 the ablated model scores the original model's own continuation (teacher forcing). A prompt whose
 divergence is not finite is left out of the mean of that order and fraction by an explicit mask,
-and listed (``divergence["nonfinite"]``), never dropped silently.
+and listed (``DivergenceSummary.nonfinite``), never dropped silently.
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import Callable, Sequence
 
@@ -15,14 +17,14 @@ import jax
 import numpy as np
 
 from synergy_jax import analysis, interventions, models
-from synergy_jax.pipeline import profile, specs
+from synergy_jax.pipeline import profile, specs, typed
 from synergy_jax.pipeline.ablation.config import AblationConfig
 
 
 def head_ranking(spec: "specs.ModelSpec", prompts: Sequence[str], config: AblationConfig,
                  cache_dir: pathlib.Path, progress: Callable | None = None) -> dict:
-  """Profile on ``prompts``: {"scores": HeadScores, "score": (N,) higher = more synergistic,
-  "tokens": (P, T) the original model's continuations, "acts": (P, N, T)}."""
+  """Profile on ``prompts``: {"scores": HeadScores, "score": (U,) higher = more synergistic,
+  "tokens": (P, T) the original model's continuations, "acts": (P, U, T)}."""
   pc = config.profile_config()
   act = profile.activity_cached(spec, prompts, pc, cache_dir, progress)
   acts = np.asarray(act["acts"])
@@ -56,7 +58,7 @@ def divergence(model: "models.Model", tokens: np.ndarray, prompt_lengths: np.nda
 
   Args:
     tokens, prompt_lengths: ``tasks.batching.with_continuations`` output (B prompts).
-    orders: {"synergistic": (N,), "redundant": (N,), "random": (R, N)} unit orders.
+    orders: {"synergistic": (U,), "redundant": (U,), "random": (R, U)} unit orders.
     divergence_batch: prompts per batch (0: all in one batch, one compilation).
   Returns:
     {"fractions", name: per_prompt (O, F, B) for each order group, "batches", "compilations"}:
@@ -87,12 +89,42 @@ def divergence(model: "models.Model", tokens: np.ndarray, prompt_lengths: np.nda
   return out
 
 
-def summarise_divergence(div: dict, orders: dict, *, n_boot: int, ci_level: float,
-                         seed: int) -> dict:
-  """results.json's ``divergence`` and ``auc_ratio`` entries from per-prompt curves.
+@dataclasses.dataclass(frozen=True)
+class DivergenceSummary:
+  """results.json → divergence (field names are its keys): D in nats against the ablated
+  fraction, for F fractions, R random orders and B prompts.
+
+  fractions (F,); synergistic, redundant (F,) mean D over the prompts with a finite value;
+  random {"mean", "sd" (F,) over orders, "curves" (R, F)}; prompt_sd {"synergistic",
+  "redundant": (F,) SD over prompts}; auc {"synergistic", "redundant": nats × fraction,
+  "random": (R,)}; n_prompts B; n_prompts_used {order group: (O, F) prompts with a finite D};
+  nonfinite [{"order", "order_index", "fraction", "prompt"}]; compilations and batches of the
+  divergence call; orders {group: unit orders}.
+  """
+  fractions: np.ndarray
+  synergistic: np.ndarray
+  redundant: np.ndarray
+  random: dict
+  prompt_sd: dict
+  auc: dict
+  n_prompts: int
+  n_prompts_used: dict
+  nonfinite: list
+  units: str
+  compilations: int
+  batches: int
+  orders: dict
+
+  @classmethod
+  def from_dict(cls, data, where: str) -> "DivergenceSummary":
+    return cls(**typed.field_values(cls, data, where))
+
+
+def summarise_divergence(div: dict, orders: dict) -> DivergenceSummary:
+  """results.json's ``divergence`` entry from per-prompt curves.
 
   Means and prompt SDs use the prompts whose divergence is finite, by an explicit mask; the
-  others are listed in ``divergence["nonfinite"]`` and counted in ``n_prompts_used``.
+  others are listed in ``nonfinite`` and counted in ``n_prompts_used``.
 
   Raises:
     ValueError: no prompt has a finite divergence for some order and fraction (named).
@@ -114,25 +146,28 @@ def summarise_divergence(div: dict, orders: dict, *, n_boot: int, ci_level: floa
                   for o, f, b in np.argwhere(~ok)]
   aucs = {k: np.array([interventions.auc(fr, m) for m in mean[k]]) for k in orders}
   rnd = mean["random"]
-  out = {
-      "fractions": fr,
-      "synergistic": mean["synergistic"][0],
-      "redundant": mean["redundant"][0],
-      "random": {"mean": rnd.mean(0), "sd": rnd.std(0, ddof=1), "curves": rnd},
-      "prompt_sd": {"synergistic": prompt_sd["synergistic"][0],
-                    "redundant": prompt_sd["redundant"][0]},
-      "auc": {"synergistic": float(aucs["synergistic"][0]),
-              "redundant": float(aucs["redundant"][0]), "random": aucs["random"]},
-      "n_prompts": int(div["synergistic"].shape[-1]),
-      "n_prompts_used": {k: used[k] for k in orders},
-      "nonfinite": nonfinite,
-      "units": "nats (mean over prompts of the mean over continuation tokens of KL)",
-      "compilations": int(div["compilations"]),
-      "batches": int(div["batches"]),
-      "orders": {k: np.asarray(v) for k, v in orders.items()},
-  }
-  ratio = {k: interventions.auc_ratio(out["auc"][k], aucs["random"], n_boot=n_boot,
-                                      level=ci_level, seed=seed)
-           for k in ("synergistic", "redundant")}
-  return {"divergence": out, "auc_ratio": ratio["synergistic"],
-          "auc_ratio_redundant": ratio["redundant"]}
+  return DivergenceSummary(
+      fractions=fr,
+      synergistic=mean["synergistic"][0],
+      redundant=mean["redundant"][0],
+      random={"mean": rnd.mean(0), "sd": rnd.std(0, ddof=1), "curves": rnd},
+      prompt_sd={"synergistic": prompt_sd["synergistic"][0],
+                 "redundant": prompt_sd["redundant"][0]},
+      auc={"synergistic": float(aucs["synergistic"][0]),
+           "redundant": float(aucs["redundant"][0]), "random": aucs["random"]},
+      n_prompts=int(div["synergistic"].shape[-1]),
+      n_prompts_used={k: used[k] for k in orders},
+      nonfinite=nonfinite,
+      units="nats (mean over prompts of the mean over continuation tokens of KL)",
+      compilations=int(div["compilations"]),
+      batches=int(div["batches"]),
+      orders={k: np.asarray(v) for k, v in orders.items()},
+  )
+
+
+def auc_ratios(d: DivergenceSummary, *, n_boot: int, ci_level: float, seed: int) -> dict:
+  """{"synergistic", "redundant": ``interventions.auc_ratio`` record}: each order's AUC over the
+  random orders' mean AUC, with a bootstrap CI over random orders."""
+  return {k: interventions.auc_ratio(d.auc[k], d.auc["random"], n_boot=n_boot, level=ci_level,
+                                     seed=seed)
+          for k in ("synergistic", "redundant")}

@@ -3,6 +3,7 @@ top redundant and random heads over a range of σ and seeds, with two-way bootst
 examples). σ is relative to the RMS of all heads' query/output weights by default."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 import jax
@@ -10,6 +11,7 @@ import numpy as np
 
 from synergy_jax import models, tasks
 from synergy_jax.analysis.stats import two_way_bootstrap
+from synergy_jax.pipeline import typed
 from synergy_jax.pipeline.ablation.config import CONDITIONS, AblationConfig
 
 
@@ -53,11 +55,47 @@ def perturbation_accuracy(model: "models.Model", tokenizer, examples: list, head
   return out
 
 
+@dataclasses.dataclass(frozen=True)
+class PerturbationSummary:
+  """results.json → perturbation (field names are its keys), for C = ``CONDITIONS``, S σ values
+  and K difficulty ranks.
+
+  sigmas (S,) as configured (relative or absolute, ``sigma_scale``), sigmas_abs (S,) the noise
+  SDs used; accuracy {condition: {"mean", "ci_low", "ci_high": (S, K)}} with families pooled at
+  each rank (``levels``); by_family {family: {"levels": its k values, condition: {...} (S, k)}};
+  seed_accuracy {condition: (S, seeds)}; ci: how the CIs were made. Set after the evaluation:
+  weight_rms (the scale of relative σ, None for absolute), compilations (XLA compilations during
+  it), generate_calls, head_sets {"synergistic", "redundant": units, "random": [units] per seed}.
+  """
+  sigmas: list
+  sigmas_abs: list
+  sigma_scale: str
+  conditions: list
+  levels: list
+  level_kind: str
+  families: list
+  n_seeds: int
+  n_examples_per_family_level: int
+  ci: str
+  accuracy: dict
+  by_family: dict
+  seed_accuracy: dict
+  weight_rms: float | None = None
+  compilations: int | None = None
+  generate_calls: int | None = None
+  head_sets: dict | None = None
+
+  @classmethod
+  def from_dict(cls, data, where: str) -> "PerturbationSummary":
+    return cls(**typed.field_values(cls, data, where))
+
+
 def summarise_perturbation(correct: np.ndarray, examples: list, sigmas: Sequence[float],
-                           sigmas_abs: Sequence[float], config: AblationConfig) -> dict:
-  """results.json's ``perturbation``: accuracy per condition × σ × difficulty rank (families
-  pooled at each rank; ``levels`` holds the ranks) and per family × level k (``by_family``), each
-  with a two-way bootstrap CI."""
+                           sigmas_abs: Sequence[float],
+                           config: AblationConfig) -> PerturbationSummary:
+  """results.json's ``perturbation`` (without the fields set after the evaluation): accuracy per
+  condition × σ × difficulty rank (families pooled at each rank; ``levels`` holds the ranks) and
+  per family × level k (``by_family``), each with a two-way bootstrap CI."""
   fam = np.array([e.family for e in examples])
   lev = np.array([e.level for e in examples])
   rank = np.array([tasks.levels(e.family).index(e.level) + 1 for e in examples])
@@ -85,15 +123,15 @@ def summarise_perturbation(correct: np.ndarray, examples: list, sigmas: Sequence
     fl = sorted(set(lev[fam == f].tolist()))
     by_family[f] = {"levels": fl, **stats([(fam == f) & (lev == k) for k in fl])}
   per_seed = correct.reshape(correct.shape[:3] + (-1,)).astype(np.float64)
-  return {
-      "sigmas": list(map(float, sigmas)), "sigmas_abs": list(map(float, sigmas_abs)),
-      "sigma_scale": config.sigma_scale, "conditions": list(CONDITIONS),
-      "levels": levels, "level_kind": "difficulty rank (1 = each family's easiest level)",
-      "families": families, "n_seeds": int(correct.shape[2]),
-      "n_examples_per_family_level": config.n_examples,
-      "ci": (f"{config.ci_level:.0%} percentile bootstrap resampling noise seeds (and, for "
-             "'random', head sets) and examples independently"),
-      "accuracy": pooled,
-      "by_family": by_family,
-      "seed_accuracy": {cond: per_seed[c].mean(-1) for c, cond in enumerate(CONDITIONS)},
-  }
+  return PerturbationSummary(
+      sigmas=list(map(float, sigmas)), sigmas_abs=list(map(float, sigmas_abs)),
+      sigma_scale=config.sigma_scale, conditions=list(CONDITIONS),
+      levels=levels, level_kind="difficulty rank (1 = each family's easiest level)",
+      families=families, n_seeds=int(correct.shape[2]),
+      n_examples_per_family_level=config.n_examples,
+      ci=(f"{config.ci_level:.0%} percentile bootstrap resampling noise seeds (and, for "
+          "'random', head sets) and examples independently"),
+      accuracy=pooled,
+      by_family=by_family,
+      seed_accuracy={cond: per_seed[c].mean(-1) for c, cond in enumerate(CONDITIONS)},
+  )

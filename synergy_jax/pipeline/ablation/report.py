@@ -1,12 +1,15 @@
-"""Ablation, report: the plain-language summary.md, from results.json's dict."""
+"""Ablation, report: the plain-language summary.md, from the AblationSummary (a finished run's
+summary can be rebuilt: ``summary_markdown(read_ablation(run_dir))``)."""
 from __future__ import annotations
 
 import numpy as np
 
+from synergy_jax.pipeline.ablation.analysis import AblationSummary
 from synergy_jax.pipeline.text import fmt
 
 
 def _ratio_sentence(r: dict, what: str) -> str:
+  """r: an ``interventions.auc_ratio`` record."""
   lo, hi = r["ci_low"], r["ci_high"]
   if lo > 1:
     verdict = "more than random orders"
@@ -19,44 +22,44 @@ def _ratio_sentence(r: dict, what: str) -> str:
           f"{fmt(hi)} over {r['n_random']} random orders).")
 
 
-def summary_markdown(res: dict) -> str:
+def summary_markdown(res: AblationSummary) -> str:
   """Plain-language summary.md of the ablation experiment."""
-  d = res["divergence"]
-  p = res["perturbation"]
-  lines = [f"# Ablation evaluation — {res['model']}", "",
-           f"Heads ranked by **{res['ranking']}** from the ΦID profile on "
-           f"{res['n_profile_prompts']} prompts of the built-in suite.", "",
+  d = res.divergence
+  p = res.perturbation
+  lines = [f"# Ablation evaluation — {res.model}", "",
+           f"Heads ranked by **{res.ranking}** from the ΦID profile on "
+           f"{res.n_profile_prompts} prompts of the built-in suite.", "",
            "## Behaviour divergence (zero ablation, teacher-forced on the model's own text)", "",
-           _ratio_sentence(res["auc_ratio"], "synergistic"),
-           _ratio_sentence(res["auc_ratio_redundant"], "redundant"), "",
-           f"AUC (nats × fraction): synergistic {fmt(d['auc']['synergistic'])}, redundant "
-           f"{fmt(d['auc']['redundant'])}, random {fmt(float(np.mean(d['auc']['random'])))} ± "
-           f"{fmt(float(np.std(d['auc']['random'], ddof=1)))} (sd over orders). "
-           f"{d['n_prompts']} prompts; all {len(d['fractions'])} fractions × "
-           f"{2 + len(d['auc']['random'])} orders ran in {d['compilations']} compilation(s) for "
-           f"{d['batches']} prompt batch(es).",
-           *([f"{len(d['nonfinite'])} divergence value(s) (order, fraction, prompt) were not "
+           _ratio_sentence(res.auc_ratio, "synergistic"),
+           _ratio_sentence(res.auc_ratio_redundant, "redundant"), "",
+           f"AUC (nats × fraction): synergistic {fmt(d.auc['synergistic'])}, redundant "
+           f"{fmt(d.auc['redundant'])}, random {fmt(float(np.mean(d.auc['random'])))} ± "
+           f"{fmt(float(np.std(d.auc['random'], ddof=1)))} (sd over orders). "
+           f"{d.n_prompts} prompts; all {len(d.fractions)} fractions × "
+           f"{2 + len(d.auc['random'])} orders ran in {d.compilations} compilation(s) for "
+           f"{d.batches} prompt batch(es).",
+           *([f"{len(d.nonfinite)} divergence value(s) (order, fraction, prompt) were not "
               "finite and were left out of their means; results.json → divergence → nonfinite "
-              "lists them."] if d.get("nonfinite") else []), "",
+              "lists them."] if d.nonfinite else []), "",
            "## Perturbation (Gaussian noise into 25 % of heads)", "",
-           f"σ = {p['sigmas']} ({p['sigma_scale']}; absolute {[fmt(s) for s in p['sigmas_abs']]})"
-           f", {p['n_seeds']} seeds; CIs: {p['ci']}.", "",
-           "| condition | rank | " + " | ".join(f"σ={s:g}" for s in p["sigmas"]) + " |",
-           "|---|---|" + "---|" * len(p["sigmas"])]
-  for cond in p["conditions"]:
-    a = p["accuracy"][cond]
-    for i, k in enumerate(p["levels"]):
+           f"σ = {p.sigmas} ({p.sigma_scale}; absolute {[fmt(s) for s in p.sigmas_abs]})"
+           f", {p.n_seeds} seeds; CIs: {p.ci}.", "",
+           "| condition | rank | " + " | ".join(f"σ={s:g}" for s in p.sigmas) + " |",
+           "|---|---|" + "---|" * len(p.sigmas)]
+  for cond in p.conditions:
+    a = p.accuracy[cond]
+    for i, k in enumerate(p.levels):
       cells = [f"{fmt(a['mean'][s][i], 2)} [{fmt(a['ci_low'][s][i], 2)}, "
-               f"{fmt(a['ci_high'][s][i], 2)}]" for s in range(len(p["sigmas"]))]
+               f"{fmt(a['ci_high'][s][i], 2)}]" for s in range(len(p.sigmas))]
       lines.append(f"| {cond} | {k} | " + " | ".join(cells) + " |")
-  s0, s1 = int(np.argmin(p["sigmas"])), int(np.argmax(p["sigmas"]))
-  lines += ["", f"Rows pool the families {p['families']} at each difficulty rank (1 = each "
-            f"family's easiest level); within families, accuracy lost from σ={p['sigmas'][s0]:g} to σ={p['sigmas'][s1]:g} at the "
-            "easiest / hardest level:", ""]
-  mean_drop = {c: [] for c in p["conditions"]}
-  for fam, fd in p["by_family"].items():
+  s0, s1 = int(np.argmin(p.sigmas)), int(np.argmax(p.sigmas))
+  lines += ["", f"Rows pool the families {p.families} at each difficulty rank (1 = each "
+            f"family's easiest level); within families, accuracy lost from σ={p.sigmas[s0]:g} "
+            f"to σ={p.sigmas[s1]:g} at the easiest / hardest level:", ""]
+  mean_drop = {c: [] for c in p.conditions}
+  for fam, fd in p.by_family.items():
     cells = []
-    for cond in p["conditions"]:
+    for cond in p.conditions:
       a = np.asarray(fd[cond]["mean"], float)  # (S, K)
       drop = a[s0] - a[s1]
       mean_drop[cond].append(float(np.mean(drop)))

@@ -11,73 +11,76 @@ import numpy as np
 
 from synergy_jax import plots, results
 from synergy_jax.pipeline import specs
-from synergy_jax.pipeline.ablation.analysis import AblationResult, analyse_ablation
+from synergy_jax.pipeline.ablation.analysis import AblationResult, AblationSummary, analyse_ablation
 from synergy_jax.pipeline.ablation.config import AblationConfig
 from synergy_jax.pipeline.ablation.report import summary_markdown
 
 
-def write_ablation(run_dir, result: AblationResult) -> dict:
+def write_ablation(run_dir, result: AblationResult) -> AblationSummary:
   """Writes results.json, divergence.csv, perturbation.csv, head_scores.csv, divergence.png,
-  perturbation.png, perturbation_<family>.png, perturbation.npz and summary.md."""
+  perturbation.png, perturbation_<family>.png, perturbation.npz and summary.md; returns the
+  summary."""
   run_dir = pathlib.Path(run_dir)
-  res = public = result.summary
-  results.write_json(run_dir / "results.json", public)
-  d, p = res["divergence"], res["perturbation"]
+  res = result.summary
+  results.write_json(run_dir / "results.json", res)
+  d, p = res.divergence, res.perturbation
   rows = []
-  for i, f in enumerate(d["fractions"]):
-    row = {"fraction": f, "synergistic": d["synergistic"][i], "redundant": d["redundant"][i],
-           "random_mean": d["random"]["mean"][i], "random_sd": d["random"]["sd"][i]}
-    for r, c in enumerate(d["random"]["curves"]):
+  for i, f in enumerate(d.fractions):
+    row = {"fraction": f, "synergistic": d.synergistic[i], "redundant": d.redundant[i],
+           "random_mean": d.random["mean"][i], "random_sd": d.random["sd"][i]}
+    for r, c in enumerate(d.random["curves"]):
       row[f"random_{r}"] = c[i]
     rows.append(row)
   results.write_csv(run_dir / "divergence.csv", rows)
   prow = []
-  for fam, fd in p["by_family"].items():
-    for cond in p["conditions"]:
-      for s, sg in enumerate(p["sigmas"]):
+  for fam, fd in p.by_family.items():
+    for cond in p.conditions:
+      for s, sg in enumerate(p.sigmas):
         for i, k in enumerate(fd["levels"]):
           prow.append({"family": fam, "level": k, "condition": cond, "sigma": sg,
-                       "sigma_abs": p["sigmas_abs"][s], "accuracy": fd[cond]["mean"][s][i],
+                       "sigma_abs": p.sigmas_abs[s], "accuracy": fd[cond]["mean"][s][i],
                        "ci_low": fd[cond]["ci_low"][s][i], "ci_high": fd[cond]["ci_high"][s][i]})
   results.write_csv(run_dir / "perturbation.csv", prow)
-  hs = res["head_scores"]
-  n_heads = res["num_heads"]
+  hs = res.head_scores
+  n_heads = res.num_heads
   results.write_csv(run_dir / "head_scores.csv", [
       {"unit": u, "layer": u // n_heads, "head": u % n_heads, "score": hs["score"][u],
        "synergy": hs["synergy"][u], "redundancy": hs["redundancy"][u],
        "rank_score": hs["rank_score"][u], "balance": hs["balance"][u]}
       for u in range(len(hs["score"]))])
   results.write_npz(run_dir / "perturbation.npz", correct=result.correct,
-                    sigmas=np.asarray(p["sigmas"]), conditions=np.asarray(p["conditions"]))
-  plots.divergence_curves(d["fractions"], d["synergistic"], d["redundant"],
-                          d["random"]["curves"], save=run_dir / "divergence.png",
-                          title=f"{res['model']}: zero ablation, heads ranked by {res['ranking']}")
-  sigma_label = ("σ, relative to the RMS of the heads' q/o weights" if p["sigma_scale"] ==
+                    sigmas=np.asarray(p.sigmas), conditions=np.asarray(p.conditions))
+  plots.divergence_curves(d.fractions, d.synergistic, d.redundant,
+                          d.random["curves"], save=run_dir / "divergence.png",
+                          title=f"{res.model}: zero ablation, heads ranked by {res.ranking}")
+  sigma_label = ("σ, relative to the RMS of the heads' q/o weights" if p.sigma_scale ==
                  "relative" else "σ (absolute)")
-  ci_text = f"{int(res['config']['ci_level'] * 100)}% bootstrap CI over seeds × examples"
+  ci_text = f"{int(res.config['ci_level'] * 100)}% bootstrap CI over seeds × examples"
   for fam, levels, acc, name, kind in (
-      [("families " + ", ".join(p["families"]) + " pooled", p["levels"], p["accuracy"],
+      [("families " + ", ".join(p.families) + " pooled", p.levels, p.accuracy,
         "perturbation.png", "difficulty rank")]
       + [(f"task family {fam}", fd["levels"], fd, f"perturbation_{fam}.png", "level k")
-         for fam, fd in p["by_family"].items()]):
+         for fam, fd in p.by_family.items()]):
     plots.perturbation_accuracy(
-        p["sigmas"], levels, {c: np.asarray(acc[c]["mean"]) for c in p["conditions"]},
+        p.sigmas, levels, {c: np.asarray(acc[c]["mean"]) for c in p.conditions},
         ci={c: (np.asarray(acc[c]["ci_low"]), np.asarray(acc[c]["ci_high"]))
-            for c in p["conditions"]},
-        title=f"{res['model']}: noise in {int(100 * res['config']['perturb_fraction'])}% of "
+            for c in p.conditions},
+        title=f"{res.model}: noise in {int(100 * res.config['perturb_fraction'])}% of "
               f"heads — {fam}", sigma_label=sigma_label, level_label=kind, ci_text=ci_text,
         save=run_dir / name)
-  results.write_text(run_dir / "summary.md", summary_markdown(public))
-  return public
+  results.write_text(run_dir / "summary.md", summary_markdown(res))
+  return res
 
 
 def run_ablation(model: str, prompts: Sequence[str], config: AblationConfig, run_dir, *,
-                 cache_dir, dtype: str = "float32", progress: Callable | None = None) -> dict:
+                 cache_dir, dtype: str = "float32",
+                 progress: Callable | None = None) -> AblationSummary:
   """The ablation experiment for a --model string on ranking ``prompts``; writes everything into
-  ``run_dir`` and returns results.json's dict (with "wall_s")."""
+  ``run_dir`` and returns the summary written to results.json (with ``wall_s``)."""
   t0 = time.time()
   spec = specs.resolve_model(model, dtype=dtype, seed=config.seed)
   res = analyse_ablation(spec, prompts, config, cache_dir,
                          progress=specs.labelled(progress, spec.label))
-  res = dataclasses.replace(res, summary={**res.summary, "wall_s": time.time() - t0})
+  res = dataclasses.replace(res, summary=dataclasses.replace(res.summary,
+                                                             wall_s=time.time() - t0))
   return write_ablation(run_dir, res)

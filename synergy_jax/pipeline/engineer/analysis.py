@@ -8,6 +8,7 @@ import numpy as np
 
 from synergy_jax.analysis import stats
 from synergy_jax.pipeline.engineer.measure import ModelMeasures
+from synergy_jax.pipeline.text import fmt
 
 # The quantities compared across seeds: name → (getter, what it says).
 QUANTITIES = {
@@ -68,17 +69,13 @@ def compare(x, y, *, n_boot: int, level: float, n_perm: int, seed: int) -> dict:
   return out
 
 
-def _fmt(v, digits=3) -> str:
-  return "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}g}"
-
-
 def _sentence(lam: float, q: str, c: dict) -> str:
   if c["difference"] is None:
     return f"λ = {lam:g}: {q} not compared ({c.get('note', 'no values')})"
   g = "" if c["hedges_g"] is None else \
-      f", Hedges' g {_fmt(c['hedges_g'], 2)} [{_fmt(c['g_ci'][0], 2)}, {_fmt(c['g_ci'][1], 2)}]"
-  return (f"λ = {lam:g} vs 0: {q} {_fmt(c['mean'])} vs {_fmt(c['mean_zero'])} "
-          f"(difference {_fmt(c['difference'])}{g}; permutation p = {_fmt(c['permutation_p'], 2)}"
+      f", Hedges' g {fmt(c['hedges_g'], 2)} [{fmt(c['g_ci'][0], 2)}, {fmt(c['g_ci'][1], 2)}]"
+  return (f"λ = {lam:g} vs 0: {q} {fmt(c['mean'])} vs {fmt(c['mean_zero'])} "
+          f"(difference {fmt(c['difference'])}{g}; permutation p = {fmt(c['permutation_p'], 2)}"
           f" over {c['n'][0]}+{c['n'][1]} seeds)")
 
 
@@ -101,7 +98,7 @@ def verdict(comparisons: dict, weights, alpha: float = 0.05) -> list[str]:
           "against the intended direction"
       sig = (c["permutation_p"] is not None and c["permutation_p"] < alpha)
       parts.append(f"{name} moved {direction} ({'significant' if sig else 'not significant'} "
-                   f"at {alpha:g}, p = {_fmt(c['permutation_p'], 2)})")
+                   f"at {alpha:g}, p = {fmt(c['permutation_p'], 2)})")
     out.append(f"λ = {lam:g}: " + "; ".join(parts) + ".")
     for q in ("accuracy_mean", "auc_ratio_synergistic", "reliability"):
       out.append(_sentence(lam, q, comparisons[q][lam]) + ".")

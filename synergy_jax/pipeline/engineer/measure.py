@@ -49,7 +49,7 @@ class ModelMeasures:
 
 def objective_of_atoms(atoms: np.ndarray, num_layers: int, num_heads: int,
                        target: str = synergy.CORE) -> tuple[float, np.ndarray]:
-  """J and the (L,) layer balance from all-pairs atoms (N, N, 16): partner means over v ≠ u of
+  """J and the (L,) layer balance from all-pairs atoms (U, U, 16): partner means over v ≠ u of
   sts and rtr (NaN pairs left out), as the training term defines them."""
   a = np.asarray(atoms, np.float64)
   off = ~np.eye(a.shape[0], dtype=bool)
@@ -100,13 +100,12 @@ def _ablation(model_dir, prompts, config: MeasureConfig, cache_dir, progress) ->
   spec = specs.resolve_model(str(model_dir), seed=config.ablation.seed)
   res = ablation.analyse_ablation(spec, prompts, config.ablation, cache_dir, progress=progress)
   s = res.summary
-  pert = s["perturbation"]
-  top = {c: float(np.mean(np.asarray(pert["seed_accuracy"][c])[-1]))
-         for c in pert["conditions"]}
-  return {"auc_ratio_synergistic": s["auc_ratio"]["ratio"],
-          "auc_ratio_synergistic_ci": [s["auc_ratio"]["ci_low"], s["auc_ratio"]["ci_high"]],
-          "auc_ratio_redundant": s["auc_ratio_redundant"]["ratio"],
-          "perturbed_accuracy": top, "sigma": float(pert["sigmas"][-1]),
+  pert = s.perturbation
+  top = {c: float(np.mean(np.asarray(pert.seed_accuracy[c])[-1])) for c in pert.conditions}
+  return {"auc_ratio_synergistic": s.auc_ratio["ratio"],
+          "auc_ratio_synergistic_ci": [s.auc_ratio["ci_low"], s.auc_ratio["ci_high"]],
+          "auc_ratio_redundant": s.auc_ratio_redundant["ratio"],
+          "perturbed_accuracy": top, "sigma": float(pert.sigmas[-1]),
           "definition": "AUC of the divergence curve when ablating most-synergistic-first over "
                         "the mean AUC of random orders (> 1: synergistic heads do more damage); "
                         "perturbed_accuracy: greedy exact match with noise of the largest sigma "

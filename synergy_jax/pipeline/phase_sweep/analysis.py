@@ -20,7 +20,7 @@ Accuracy uses the same greedy generations: ``tasks.check`` cuts the continuation
 newline, which is exactly what ``tasks.evaluate`` compares.
 
 Only the sts and rtr atoms are kept per prompt (the order parameters use nothing else):
-per-prompt arrays are (P, N, N, 2) float32, axis 3 = (sts, rtr).
+per-prompt arrays are (P, U, U, 2) float32, axis 3 = (sts, rtr).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from synergy_jax import analysis, phiid, results, tasks
 from synergy_jax.analysis import ranking, uncertainty
 from synergy_jax.analysis.stats import (percentile_interval, stratified_bootstrap_indices,
                                         stratified_mean_ci)
-from synergy_jax.pipeline import profile, specs
+from synergy_jax.pipeline import profile, specs, typed
 from synergy_jax.pipeline.phase_sweep.config import (ORDER_PARAMETERS, PhaseSweepConfig,
                                                      SweepItem, level_values)
 
@@ -44,7 +44,7 @@ _STS, _RTR = ranking.ATOM_INDEX["sts"], ranking.ATOM_INDEX["rtr"]
 
 def per_prompt_sts_rtr(acts: np.ndarray, *, config: "phiid.PhiidConfig | None" = None,
                        progress: Callable | None = None) -> np.ndarray:
-  """(P, N, N, 2) float32 sts and rtr atoms (nats) of every pair, estimated on each prompt alone
+  """(P, U, U, 2) float32 sts and rtr atoms (nats) of every pair, estimated on each prompt alone
   (``analysis.uncertainty.prompt_pairs``: one compiled kernel for Gaussian MMI, else one
   ``all_pairs`` per prompt).
 
@@ -63,7 +63,7 @@ def per_prompt_sts_rtr(acts: np.ndarray, *, config: "phiid.PhiidConfig | None" =
 
 
 def _as_atoms(sts_rtr: np.ndarray) -> np.ndarray:
-  """(N, N, 2) sts/rtr → an (N, N, 16) atoms array for ``analysis.order_parameters``; the other
+  """(U, U, 2) sts/rtr → a (U, U, 16) atoms array for ``analysis.order_parameters``; the other
   14 atoms are NaN (order parameters never read them, and NaN would show if one did)."""
   n = sts_rtr.shape[0]
   atoms = np.full((n, n, len(ranking.ATOMS)), np.nan)
@@ -73,7 +73,7 @@ def _as_atoms(sts_rtr: np.ndarray) -> np.ndarray:
 
 
 def order_values(sts_rtr: np.ndarray, num_layers: int, num_heads: int) -> np.ndarray:
-  """(3,) order parameters (``ORDER_PARAMETERS`` order) of one (N, N, 2) sts/rtr array."""
+  """(3,) order parameters (``ORDER_PARAMETERS`` order) of one (U, U, 2) sts/rtr array."""
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices → NaN, reported as NaN
     o = analysis.order_parameters(_as_atoms(sts_rtr), num_layers, num_heads)
@@ -81,7 +81,7 @@ def order_values(sts_rtr: np.ndarray, num_layers: int, num_heads: int) -> np.nda
 
 
 def pooled_mean(sts_rtr: np.ndarray) -> np.ndarray:
-  """(N, N, 2) mean over prompts; a pair NaN in any prompt stays NaN, as in ``all_pairs``."""
+  """(U, U, 2) mean over prompts; a pair NaN in any prompt stays NaN, as in ``all_pairs``."""
   return np.mean(np.asarray(sts_rtr, np.float64), axis=0)
 
 
@@ -103,7 +103,7 @@ def analyse_level(sts_rtr: np.ndarray, groups: Sequence[str], correct: np.ndarra
   """Order parameters (pooled, with bootstrap CIs over prompts) and accuracy of one level.
 
   Args:
-    sts_rtr: (P, N, N, 2) per-prompt sts/rtr atoms; groups: (P,) family of each prompt (the
+    sts_rtr: (P, U, U, 2) per-prompt sts/rtr atoms; groups: (P,) family of each prompt (the
       bootstrap resamples within family); correct: (P,) bool exact matches or None.
   """
   g = np.asarray(groups)
@@ -165,7 +165,7 @@ def level_data(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: Phas
   """Activity (cached, shared with the profile's cache) and per-prompt sts/rtr (cached) of one
   level's prompts, plus the continuations' exact-match results.
 
-  Returns {"sts_rtr" (P, N, N, 2), "tokens" (P, T), "correct" (P,) bool or None,
+  Returns {"sts_rtr" (P, U, U, 2), "tokens" (P, T), "correct" (P,) bool or None,
   "degenerate": [{"unit", "layer", "head", "prompt", "reason"}]}.
   """
   prompts = [it.text for it in items]
@@ -188,12 +188,98 @@ def level_data(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: Phas
 
 
 @dataclasses.dataclass(frozen=True)
+class OrderParameterSeries:
+  """One order parameter across the levels (results.json → order_parameter → <name>), each (K,)
+  for K levels: values, ci_low, ci_high of the pooled level atoms with percentile bootstrap CIs
+  (ci_level, n_boot replicates over prompts); per_prompt_mean, per_prompt_ci_low,
+  per_prompt_ci_high: the mean of the prompts' own values and its CI (what the figures show)."""
+  values: list
+  ci_low: list
+  ci_high: list
+  ci_level: float
+  n_boot: int
+  per_prompt_mean: list
+  per_prompt_ci_low: list
+  per_prompt_ci_high: list
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepAccuracy:
+  """Exact-match accuracy per level (results.json → accuracy): values, ci_low, ci_high (K,) with
+  bootstrap CIs at ci_level; per_family {family: (K,)} (NaN where a family has no prompt)."""
+  values: list
+  ci_low: list
+  ci_high: list
+  per_family: dict
+  ci_level: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSummary:
+  """results.json of a phase sweep (field names are its keys, in its order).
+
+  levels (K,) difficulty ranks or labels and n_prompts (K,) per level; order_parameter {name:
+  OrderParameterSeries} for every ``ORDER_PARAMETERS`` entry, order_parameter_name the one
+  deciding the verdict; accuracy None for JSONL prompts; transition {name: the transition
+  analysis dict or {"skipped": reason}} (``transition_analyses``), susceptibility(_peak) and
+  threshold copied from it; supported: the primary parameter passes the transition tests;
+  claim_supported: and its step goes up (toward synergy); degenerate: [{"unit", "layer", "head",
+  "prompt", "reason", "level"}]; config: the PhaseSweepConfig as a dict; wall_s: the whole run's
+  seconds (set by ``run_phase_sweep``; absent from the JSON while None).
+  """
+  experiment: str
+  model: str
+  fingerprint: str
+  num_layers: int
+  num_heads: int
+  control: str
+  level_values: dict | None
+  families: list
+  levels: list
+  n_prompts: list
+  order_parameter_name: str
+  order_parameter: dict
+  accuracy: SweepAccuracy | None
+  susceptibility: dict
+  susceptibility_peak: dict
+  threshold: dict | None
+  supported: bool
+  claim_supported: bool
+  transition: dict
+  degenerate: list
+  config: dict
+  wall_s: float | None = None
+
+  def to_dict(self) -> dict:
+    return typed.to_dict_unset_absent(self, "wall_s")
+
+  @classmethod
+  def from_dict(cls, data, where: str = "phase sweep results") -> "SweepSummary":
+    """The summary of a results.json dict (``read_sweep``); ValueError naming a missing key."""
+    kw = typed.field_values(cls, data, where)
+    kw["order_parameter"] = {
+        name: OrderParameterSeries(**typed.field_values(
+            OrderParameterSeries, o, f"{where} → order_parameter → {name}"))
+        for name, o in kw["order_parameter"].items()}
+    if kw["accuracy"] is not None:
+      kw["accuracy"] = SweepAccuracy(**typed.field_values(SweepAccuracy, kw["accuracy"],
+                                                          f"{where} → accuracy"))
+    return cls(**kw)
+
+
+def read_sweep(path) -> SweepSummary:
+  """A phase sweep's results.json (a file or its run directory) as a SweepSummary (files of
+  earlier versions have the same keys). FileNotFoundError / ValueError naming the file."""
+  path, data = typed.read_results(path, "phase sweep")
+  return SweepSummary.from_dict(data, str(path))
+
+
+@dataclasses.dataclass(frozen=True)
 class SweepResult:
-  """A finished sweep. summary: results.json's entries (levels, order parameters with CIs,
-  accuracy, transition tests, degenerate units, config); per prompt, in level order: x (P,)
+  """A finished sweep. summary: results.json's content; per prompt, in level order: x (P,)
   difficulty, per_prompt (P, 3) order parameters (``ORDER_PARAMETERS`` order), groups (P,) family
   or JSONL category, correct (P,) exact matches or None for JSONL prompts."""
-  summary: dict
+  summary: SweepSummary
   x: np.ndarray
   per_prompt: np.ndarray
   groups: np.ndarray
@@ -203,7 +289,7 @@ class SweepResult:
 def analyse_sweep(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: PhaseSweepConfig,
                   cache_dir, *, progress: Callable | None = None) -> "SweepResult":
   """Runs the sweep on ``items`` (any order; grouped by level): a SweepResult whose ``summary``
-  is results.json's dict."""
+  is results.json's content."""
   cache_dir = pathlib.Path(cache_dir)
   cfg = spec.model.config
   L, H = cfg.num_layers, cfg.num_heads
@@ -232,47 +318,46 @@ def analyse_sweep(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: P
   order_parameter = {}
   for name in ORDER_PARAMETERS:
     rows = [r.order[name] for r in per_level]
-    order_parameter[name] = {
-        "values": [r["estimate"] for r in rows], "ci_low": [r["ci_low"] for r in rows],
-        "ci_high": [r["ci_high"] for r in rows], "ci_level": config.ci_level,
-        "n_boot": config.n_boot,
-        "per_prompt_mean": [r["per_prompt_mean"] for r in rows],
-        "per_prompt_ci_low": [r["per_prompt_ci_low"] for r in rows],
-        "per_prompt_ci_high": [r["per_prompt_ci_high"] for r in rows],
-    }
+    order_parameter[name] = OrderParameterSeries(
+        values=[r["estimate"] for r in rows], ci_low=[r["ci_low"] for r in rows],
+        ci_high=[r["ci_high"] for r in rows], ci_level=config.ci_level, n_boot=config.n_boot,
+        per_prompt_mean=[r["per_prompt_mean"] for r in rows],
+        per_prompt_ci_low=[r["per_prompt_ci_low"] for r in rows],
+        per_prompt_ci_high=[r["per_prompt_ci_high"] for r in rows])
   accuracy = None
   if has_acc:
-    accuracy = {"values": [r.accuracy["mean"] for r in per_level],
-                "ci_low": [r.accuracy["ci_low"] for r in per_level],
-                "ci_high": [r.accuracy["ci_high"] for r in per_level],
-                "per_family": {f: [r.accuracy["per_group"].get(f, float("nan")) for r in per_level]
-                               for f in dict.fromkeys(groups)},
-                "ci_level": config.ci_level}
-  summary = {
-      "experiment": "phase_sweep",
-      "model": spec.label,
-      "fingerprint": specs.model_fingerprint(spec.model),
-      "num_layers": L, "num_heads": H,
-      "control": ("task difficulty rank (1 = each family's easiest level; families pooled at "
-                  "every rank)" if has_acc else "difficulty label of the JSONL prompts"),
-      "level_values": (level_values(sorted(set(groups), key=groups.index),
-                                    [int(k) for k in levels]) if has_acc else None),
-      "families": sorted(set(groups), key=groups.index),
-      "levels": levels,
-      "n_prompts": [r.n_prompts for r in per_level],
-      "order_parameter_name": config.order_parameter,
-      "order_parameter": order_parameter,
-      "accuracy": accuracy,
-      "susceptibility": {n: t.get("susceptibility") for n, t in trans.items()},
-      "susceptibility_peak": {n: t.get("susceptibility_peak") for n, t in trans.items()},
-      "threshold": primary.get("threshold"),
-      "supported": bool(primary.get("supported", False)),
+    accuracy = SweepAccuracy(
+        values=[r.accuracy["mean"] for r in per_level],
+        ci_low=[r.accuracy["ci_low"] for r in per_level],
+        ci_high=[r.accuracy["ci_high"] for r in per_level],
+        per_family={f: [r.accuracy["per_group"].get(f, float("nan")) for r in per_level]
+                    for f in dict.fromkeys(groups)},
+        ci_level=config.ci_level)
+  summary = SweepSummary(
+      experiment="phase_sweep",
+      model=spec.label,
+      fingerprint=specs.model_fingerprint(spec.model),
+      num_layers=L, num_heads=H,
+      control=("task difficulty rank (1 = each family's easiest level; families pooled at "
+               "every rank)" if has_acc else "difficulty label of the JSONL prompts"),
+      level_values=(level_values(sorted(set(groups), key=groups.index),
+                                 [int(k) for k in levels]) if has_acc else None),
+      families=sorted(set(groups), key=groups.index),
+      levels=levels,
+      n_prompts=[r.n_prompts for r in per_level],
+      order_parameter_name=config.order_parameter,
+      order_parameter=order_parameter,
+      accuracy=accuracy,
+      susceptibility={n: t.get("susceptibility") for n, t in trans.items()},
+      susceptibility_peak={n: t.get("susceptibility_peak") for n, t in trans.items()},
+      threshold=primary.get("threshold"),
+      supported=bool(primary.get("supported", False)),
       # The claim under test: an abrupt rise toward synergy (higher order parameter).
-      "claim_supported": bool(primary.get("supported", False)
-                              and primary["fits"]["logistic"]["jump"] > 0),
-      "transition": trans,
-      "degenerate": degenerate,
-      "config": dataclasses.asdict(config),
-  }
+      claim_supported=bool(primary.get("supported", False)
+                           and primary["fits"]["logistic"]["jump"] > 0),
+      transition=trans,
+      degenerate=degenerate,
+      config=dataclasses.asdict(config),
+  )
   return SweepResult(summary, x, per, np.asarray(groups),
                      None if not has_acc else np.concatenate(corrects))

@@ -1,9 +1,10 @@
-"""Phase sweep, report: the plain-language summary.md of a sweep, from results.json's dict (so a
-summary can be rebuilt from a finished run directory)."""
+"""Phase sweep, report: the plain-language summary.md of a sweep, from its SweepSummary (a
+finished run directory's summary can be rebuilt: ``summary_markdown(read_sweep(run_dir))``)."""
 from __future__ import annotations
 
 import numpy as np
 
+from synergy_jax.pipeline.phase_sweep.analysis import SweepSummary
 from synergy_jax.pipeline.phase_sweep.config import ORDER_PARAMETERS
 from synergy_jax.pipeline.text import fmt
 
@@ -36,11 +37,10 @@ def _flat_note(t: dict, levels) -> str:
           "step can pass the tests — judge it by the size of the jump.")
 
 
-def claim_sentence(res: dict) -> str:
+def claim_sentence(name: str, tr: dict, claim_supported: bool) -> str:
   """One sentence on the claim under test — an abrupt shift from redundancy toward synergy as
-  difficulty rises — that agrees with ``res["claim_supported"]`` by construction."""
-  name = res["order_parameter_name"]
-  tr = res["transition"][name]
+  difficulty rises — judged by order parameter ``name`` with transition analysis ``tr``; it
+  agrees with ``claim_supported`` (``SweepSummary.claim_supported``) by construction."""
   claim = "an abrupt shift from redundancy toward synergy as difficulty rises"
   if "skipped" in tr:
     return f"The claim under test ({claim}) could not be tested: {tr['skipped']}."
@@ -49,7 +49,7 @@ def claim_sentence(res: dict) -> str:
   size = fmt(jump) + (f" ({fmt(100 * abs(jump) / abs(mean_level), 2)}% of the mean "
                        f"{fmt(mean_level)})" if mean_level else "")
   where = f"at difficulty ≈ {fmt(tr['logistic_threshold_unconfirmed'])}"
-  if res["claim_supported"]:
+  if claim_supported:
     return (f"**The claim under test ({claim}) is supported by {name}:** a step of {size} "
             f"upward {where} passes the transition tests; judge whether a step this size "
             "matters.")
@@ -62,33 +62,34 @@ def claim_sentence(res: dict) -> str:
           f"{size} {where}).")
 
 
-def summary_markdown(res: dict) -> str:
+def summary_markdown(res: SweepSummary) -> str:
   """Plain-language summary.md of a phase sweep: the verdict on the claim first, then the table
   of per-prompt means with bootstrap CIs (the quantities the figures show) and the details."""
-  name = res["order_parameter_name"]
-  op = res["order_parameter"][name]
-  lv = res["levels"]
-  tr = res["transition"][name]
-  lines = [f"# Difficulty phase sweep — {res['model']}", "", claim_sentence(res), "",
-           f"Control parameter: {res['control']}; levels {lv}; prompts per level "
-           f"{res['n_prompts']}; families/groups {res['families']}.",
+  name = res.order_parameter_name
+  op = res.order_parameter[name]
+  lv = res.levels
+  tr = res.transition[name]
+  lines = [f"# Difficulty phase sweep — {res.model}", "",
+           claim_sentence(name, tr, res.claim_supported), "",
+           f"Control parameter: {res.control}; levels {lv}; prompts per level "
+           f"{res.n_prompts}; families/groups {res.families}.",
            *(["Task level k of each family at these ranks: "
-              + "; ".join(f"{f} {v}" for f, v in res["level_values"].items()) + "."]
-             if res.get("level_values") else []),
+              + "; ".join(f"{f} {v}" for f, v in res.level_values.items()) + "."]
+             if res.level_values else []),
            f"Order parameter deciding the verdict: **{name}**. Table and figures: mean over a "
-           f"level's prompts of each prompt's value, [{int(op['ci_level'] * 100)}% bootstrap CI "
+           f"level's prompts of each prompt's value, [{int(op.ci_level * 100)}% bootstrap CI "
            "over prompts].", "",
            "| level | " + " | ".join(ORDER_PARAMETERS) + " | accuracy |",
            "|---|" + "---|" * (len(ORDER_PARAMETERS) + 1)]
   for i, k in enumerate(lv):
     cells = []
     for n in ORDER_PARAMETERS:
-      o = res["order_parameter"][n]
-      cells.append(f"{fmt(o['per_prompt_mean'][i])} [{fmt(o['per_prompt_ci_low'][i])}, "
-                   f"{fmt(o['per_prompt_ci_high'][i])}]")
-    acc = res["accuracy"]
+      o = res.order_parameter[n]
+      cells.append(f"{fmt(o.per_prompt_mean[i])} [{fmt(o.per_prompt_ci_low[i])}, "
+                   f"{fmt(o.per_prompt_ci_high[i])}]")
+    acc = res.accuracy
     a = ("—" if acc is None else
-         f"{fmt(acc['values'][i], 2)} [{fmt(acc['ci_low'][i], 2)}, {fmt(acc['ci_high'][i], 2)}]")
+         f"{fmt(acc.values[i], 2)} [{fmt(acc.ci_low[i], 2)}, {fmt(acc.ci_high[i], 2)}]")
     lines.append(f"| {k:g} | " + " | ".join(cells) + f" | {a} |")
   lines += ["", "## Transition tests", ""]
   if "skipped" in tr:
@@ -103,7 +104,7 @@ def summary_markdown(res: dict) -> str:
               + tr["explanation"], "",
               f"- Trend: the per-prompt {name} {direction}: linear slope {fmt(slope)} per level "
               f"(level means {', '.join(fmt(m) for m in tr['level_means'])}).",
-              _pooled_trend(op["values"], lv, slope, name),
+              _pooled_trend(op.values, lv, slope, name),
               f"- Per-prompt {name} against difficulty: logistic threshold "
               f"{fmt(tr['logistic_threshold_unconfirmed'])} (bootstrap CI "
               f"{fmt(tr['threshold_ci'][0])}–{fmt(tr['threshold_ci'][1])}), jump CI "
@@ -115,7 +116,7 @@ def summary_markdown(res: dict) -> str:
               f"- Susceptibility (variance of the per-prompt value) peaks at level "
               f"{fmt(tr['susceptibility_peak'])}.{_flat_note(tr, lv)}"]
     for other in ORDER_PARAMETERS:
-      t = res["transition"][other]
+      t = res.transition[other]
       if other == name or "skipped" in t:
         continue
       lg = t["fits"]["logistic"]
@@ -123,12 +124,12 @@ def summary_markdown(res: dict) -> str:
               f"(logistic d* = {fmt(lg['threshold'])}, jump {fmt(lg['jump'])}, "
               f"p = {fmt(t['p_value'])}).")
       lines.append(line + _flat_note(t, lv))
-  if res["accuracy"] is not None:
-    acc = res["accuracy"]["values"]
+  if res.accuracy is not None:
+    acc = res.accuracy.values
     lines += ["", f"Task accuracy goes from {fmt(acc[0], 2)} at level {lv[0]:g} to "
               f"{fmt(acc[-1], 2)} at level {lv[-1]:g}."]
-  if res["degenerate"]:
-    units = sorted({(d["layer"], d["head"]) for d in res["degenerate"]})
+  if res.degenerate:
+    units = sorted({(d["layer"], d["head"]) for d in res.degenerate})
     lines += ["", f"{len(units)} head(s) had constant or non-finite series in some prompts and "
               f"were left out of those prompts' pairs: {units[:10]}"]
   lines += ["", "Per-prompt values come from 1-prompt ΦID estimates (noisier than the pooled level "
