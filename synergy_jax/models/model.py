@@ -184,7 +184,7 @@ def logits_fn(config: ModelConfig, *, remat: bool = False):
     valid = (jnp.ones(ids.shape, bool) if attention_mask is None
              else jnp.asarray(attention_mask).astype(bool))
     positions = decoder.positions_from_mask(valid)
-    logits, _, _, _ = decoder.run(Model(config, params), ids, positions, valid,
+    logits, _, _, _, _ = decoder.run(Model(config, params), ids, positions, valid,
                                   head_mask=head_mask, remat=remat)
     return logits
 
@@ -194,7 +194,7 @@ def logits_fn(config: ModelConfig, *, remat: bool = False):
 @functools.partial(jax.jit, static_argnums=(0,))
 def _forward(cfg, params, ids, valid, head_mask, head_means):
   positions = decoder.positions_from_mask(valid)
-  logits, _, _, _ = decoder.run(Model(cfg, params), ids, positions, valid,
+  logits, _, _, _, _ = decoder.run(Model(cfg, params), ids, positions, valid,
                                 head_mask=head_mask, head_means=head_means)
   return logits
 
