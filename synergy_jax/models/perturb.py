@@ -164,6 +164,8 @@ def perturb_heads(params, heads, sigma: float, rng, *, config: ModelConfig | Non
   (L, D, H, K) for the dense families). rng: a jax PRNG key or an int seed. params may be a
   Model (its family's unit description is used) or a dict (with `config=`, or the dense one).
   """
+  if config is None and hasattr(params, "config") and hasattr(params, "params"):
+    config = params.config
   params, desc = unit_params(params, config)
   sel = head_selection(heads, *_units_shape(params, desc))
   key = jax.random.PRNGKey(rng) if isinstance(rng, (int, np.integer)) else rng
