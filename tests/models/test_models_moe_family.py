@@ -108,6 +108,8 @@ def test_greedy_generation_matches_hf_and_cached_equals_uncached(name, pairs):
     assert np.isfinite(a).all() and np.isfinite(b).all()
     np.testing.assert_allclose(a, b, atol=ATOL, rtol=1e-5)
   np.testing.assert_array_equal(np.argmax(np.asarray(sc.logprobs), -1), np.asarray(res.tokens))
+  if name != "qwen2_moe":  # "routed" through the cache once (shared expert, three segments)
+    return
   routed = models.generate(ours, prompts, max_new_tokens=16, expert_activity="routed")
   routed_sc = models.score(ours, res.sequences, res.prompt_lengths, expert_activity="routed")
   np.testing.assert_allclose(np.asarray(routed.expert_norms), np.asarray(routed_sc.expert_norms),
