@@ -253,3 +253,15 @@ def test_full_size_configs_load_abstractly_through_the_families(name):
   assert tuple(specs["layers"]["attn"]["q"].get_value()) == (None, None, "model", None)
   units = {"Qwen3-30B-A3B": (48, 128), "Qwen1.5-MoE-A2.7B": (24, 61), "Mixtral-8x7B": (32, 8)}
   assert (cfg.moe.num_moe_layers, cfg.moe.num_units) == units[name]
+
+
+def test_init_of_a_several_segment_model_saves_and_loads_back(saved, tmp_path):
+  """models.init draws every segment's tensors (segments share HF name patterns of different
+  layer counts: dense_0 has 1 layer, dense_2 has 2) and save -> load gives the same params."""
+  _, model = saved("qwen2_moe")
+  fresh = models.init(model.config, seed=1)
+  models.save(fresh, tmp_path)
+  back = models.load(tmp_path)
+  assert not _diff_paths(fresh.params, back.params)
+  shapes = jax.tree.map(np.shape, fresh.params)
+  assert shapes == jax.tree.map(np.shape, model.params)
