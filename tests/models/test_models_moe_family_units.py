@@ -265,3 +265,16 @@ def test_init_of_a_several_segment_model_saves_and_loads_back(saved, tmp_path):
   assert not _diff_paths(fresh.params, back.params)
   shapes = jax.tree.map(np.shape, fresh.params)
   assert shapes == jax.tree.map(np.shape, model.params)
+
+
+def test_every_segment_gets_the_family_sharding_axes(saved):
+  """One "layers/..." table entry serves every segment (sharding.annotation)."""
+  from synergy_jax.models import sharding
+  _, model = saved("qwen2_moe")
+  cfg = model.config
+  assert sharding.annotation("dense_2/attn/q", 4, cfg) == (None, None, "model", None)
+  assert sharding.annotation("moe_1/moe/experts/gate", 4, cfg) == (None, "model", None, None)
+  assert sharding.annotation("moe_1/moe/shared/down", 4, cfg) == (None, None, "model", None)
+  assert sharding.annotation("moe_1/moe/router/w", 3, cfg) == (None, None, None)
+  specs = nnx.get_partition_spec(nnx.state(model, nnx.Param))
+  assert tuple(specs["dense_0"]["mlp"]["gate"].get_value()) == (None, None, "model")
