@@ -3,6 +3,7 @@ through the chosen expert (traced, no recompilation), heads of later layer segme
 perturbed at the right layer, strict per-expert checkpoints (a missing or extra expert is named)
 that save back to the HF layout bit-identically, strict configs, and full-size configs
 (Qwen3-30B-A3B, Qwen1.5-MoE-A2.7B, Mixtral-8x7B) built abstractly through the families."""
+import dataclasses
 import glob
 import json
 import os
@@ -18,7 +19,9 @@ from safetensors.numpy import load_file, save_file
 import compile_count
 import moe_torch_refs as R
 from synergy_jax import models
+from synergy_jax.models import config as C
 from synergy_jax.models import convert
+from synergy_jax.models.moe import layers as moe_layers
 
 CLASSES = {"mixtral": transformers.MixtralForCausalLM,
            "qwen2_moe": transformers.Qwen2MoeForCausalLM,
@@ -278,3 +281,22 @@ def test_every_segment_gets_the_family_sharding_axes(saved):
   assert sharding.annotation("moe_1/moe/router/w", 3, cfg) == (None, None, None)
   specs = nnx.get_partition_spec(nnx.state(model, nnx.Param))
   assert tuple(specs["dense_0"]["mlp"]["gate"].get_value()) == (None, None, "model")
+
+
+class _SilentMoEBlock(moe_layers.MoEBlock):
+  """An MoE block that forgets attend.record_experts (a family bug the decoder must name)."""
+
+  def __call__(self, x, attend):
+    x = x + self.attn(self.attn_norm(x), attend)
+    return x + self.moe(self.mlp_norm(x), expert_mask=attend.expert_mask).out
+
+
+def test_an_moe_block_that_does_not_record_its_experts_is_an_error(saved):
+  _, model = saved("mixtral")
+  C.register_family(dataclasses.replace(
+      models.FAMILIES["mixtral"], name="mixtral_silent_test", model_types=(),
+      segments=lambda cfg: (models.Segment("layers", 0, cfg.num_layers, _SilentMoEBlock),)))
+  silent = models.Model(model.config.replace(family="mixtral_silent_test"), model.params)
+  with pytest.raises(ValueError, match="'mixtral_silent_test'.*never called "
+                                       r"attend\.record_experts\(\) in an MoE layer"):
+    silent(np.array([[3, 4, 5]]))
