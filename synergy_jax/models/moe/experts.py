@@ -10,7 +10,6 @@ transposes; Mixtral calls them w1, w3, w2).
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
