@@ -47,15 +47,26 @@ _ACT_TO_HF = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", 
 ROPE_TYPES = ("default", "linear", "llama3")
 
 
+TOPK_METHODS = ("greedy", "group_limited_greedy")
+
+
 @dataclasses.dataclass(frozen=True)
 class MoEConfig:
-  """Mixture-of-experts settings of a family with expert layers (typed; no family reads them yet).
+  """Mixture-of-experts settings of a family with expert layers (the one typed MoE config).
 
   num_experts E routed experts per MoE layer, experts_per_token (top-k) of them chosen per
   token, num_shared_experts S always-on experts, expert_intermediate_size the width F_e of one
-  expert's MLP, moe_layers the indices of the layers whose MLP is a mixture (the other layers
-  are dense), norm_topk_prob renormalises the chosen router weights to sum to 1,
+  routed expert's MLP, moe_layers the indices of the layers whose MLP is a mixture (the other
+  layers are dense), norm_topk_prob renormalises the chosen router weights to sum to 1,
   routed_scaling_factor multiplies the routed sum (DeepSeek-V2).
+  topk_method: "greedy" (top-k over all experts) or "group_limited_greedy" (DeepSeek-V2: the
+    experts form n_group equal groups; only experts in the topk_group groups with the largest
+    per-group maximum score compete for the top k).
+  shared_expert_intermediate_size: width F_s of ONE shared expert (0 without shared experts).
+  shared_expert_gate: the shared experts' output is multiplied by sigmoid(x · w_gate) (Qwen2-MoE).
+
+  Units of an MoE layer: U = E + S, the routed experts first (router order), then the shared
+  ones (`is_shared(u)`); MoE layer m (0 .. L_moe-1) is decoder layer moe_layers[m].
   """
   num_experts: int
   experts_per_token: int
@@ -64,6 +75,11 @@ class MoEConfig:
   num_shared_experts: int = 0
   norm_topk_prob: bool = True
   routed_scaling_factor: float = 1.0
+  topk_method: str = "greedy"
+  n_group: int = 1
+  topk_group: int = 1
+  shared_expert_intermediate_size: int = 0
+  shared_expert_gate: bool = False
 
   def __post_init__(self):
     for name in ("num_experts", "experts_per_token", "expert_intermediate_size"):
@@ -78,10 +94,54 @@ class MoEConfig:
     if not (math.isfinite(self.routed_scaling_factor) and self.routed_scaling_factor > 0):
       raise ValueError(f"MoEConfig.routed_scaling_factor must be a positive finite number, got "
                        f"{self.routed_scaling_factor}")
+    object.__setattr__(self, "moe_layers", tuple(int(l) for l in self.moe_layers))
     if list(self.moe_layers) != sorted(set(self.moe_layers)) or any(l < 0 for l in self.moe_layers):
       raise ValueError(f"MoEConfig.moe_layers must be distinct non-negative layer indices in "
                        f"increasing order, got {self.moe_layers}")
+    if self.topk_method not in TOPK_METHODS:
+      raise ValueError(f"MoEConfig.topk_method={self.topk_method!r} is not implemented "
+                       f"(implemented: {list(TOPK_METHODS)})")
+    if self.n_group <= 0 or not 0 < self.topk_group <= self.n_group:
+      raise ValueError(f"MoEConfig needs 0 < topk_group <= n_group, got n_group="
+                       f"{self.n_group}, topk_group={self.topk_group}")
+    if self.topk_method == "group_limited_greedy":
+      if self.num_experts % self.n_group:
+        raise ValueError(f"MoEConfig.num_experts={self.num_experts} is not a multiple of "
+                         f"n_group={self.n_group}")
+      if self.experts_per_token > self.topk_group * (self.num_experts // self.n_group):
+        raise ValueError(f"MoEConfig.experts_per_token={self.experts_per_token} exceeds the "
+                         f"{self.topk_group} groups x {self.num_experts // self.n_group} "
+                         "experts allowed")
+    if self.shared_expert_intermediate_size < 0:
+      raise ValueError(f"MoEConfig.shared_expert_intermediate_size must be >= 0, got "
+                       f"{self.shared_expert_intermediate_size}")
+    if self.num_shared_experts and self.shared_expert_intermediate_size <= 0:
+      raise ValueError(f"MoEConfig.num_shared_experts={self.num_shared_experts} needs a positive "
+                       "shared_expert_intermediate_size")
+    if self.shared_expert_gate and not self.num_shared_experts:
+      raise ValueError("MoEConfig.shared_expert_gate needs at least one shared expert")
 
+  @property
+  def num_units(self) -> int:
+    """Experts that are units at one MoE layer: E routed then S shared."""
+    return self.num_experts + self.num_shared_experts
+
+  @property
+  def num_moe_layers(self) -> int:
+    return len(self.moe_layers)
+
+  def is_shared(self, unit: int) -> bool:
+    """Whether unit u (0 .. U-1) of an MoE layer is a shared expert (u >= E)."""
+    if not 0 <= unit < self.num_units:
+      raise ValueError(f"expert unit {unit} is out of range for {self.num_experts} routed + "
+                       f"{self.num_shared_experts} shared experts")
+    return unit >= self.num_experts
+
+  def moe_index(self, layer: int) -> int:
+    """The MoE-layer index m of decoder layer `layer` (ValueError if that layer is dense)."""
+    if layer not in self.moe_layers:
+      raise ValueError(f"layer {layer} is not an MoE layer (MoE layers: {self.moe_layers})")
+    return self.moe_layers.index(layer)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
   from synergy_jax.models.config import ModelConfig
 
 
+UNIT_KINDS = ("heads", "experts")
+
+
 @dataclasses.dataclass(frozen=True)
 class UnitParam:
   """One parameter leaf's share of a kind of unit.
@@ -45,15 +48,26 @@ class UnitParam:
     (l, u); the other axes are the unit's own parameters.
   kind: "weight" (perturbed by noise, counted in the weight RMS) or "bias" (owned by the unit
     for fine-tuning masks, not perturbed — the study perturbs weights only).
+  units: which kind of unit the slice belongs to: "heads" (attention heads, layers numbered
+    0 .. L-1) or "experts" (MoE experts, layers numbered by MoE layer 0 .. L_moe-1, units
+    0 .. E+S-1 with the routed experts first).
+  layer_start / unit_start: the leaf's index 0 on its layer / unit axis is layer layer_start /
+    unit unit_start of that numbering (a leaf of a later layer segment, or the shared experts
+    after the E routed ones).
   """
   path: tuple[str, ...]
   layer_axis: int
   unit_axis: int
   kind: str = "weight"
+  units: str = "heads"
+  layer_start: int = 0
+  unit_start: int = 0
 
   def __post_init__(self):
     if self.kind not in ("weight", "bias"):
       raise ValueError(f"UnitParam {self.path}: kind={self.kind!r} must be 'weight' or 'bias'")
+    if self.units not in UNIT_KINDS:
+      raise ValueError(f"UnitParam {self.path}: units={self.units!r} must be one of {UNIT_KINDS}")
     if self.layer_axis == self.unit_axis:
       raise ValueError(f"UnitParam {self.path}: layer_axis and unit_axis are both "
                        f"{self.layer_axis}")
@@ -82,13 +96,19 @@ ATTENTION_HEADS = (UnitParam(("layers", "attn", "q"), 0, 2),
                    UnitParam(("layers", "attn", "o"), 0, 1))
 
 
-def attention_heads(cfg: "ModelConfig") -> tuple[UnitParam, ...]:
-  """ATTENTION_HEADS, without the q bias when the config has no q/k/v biases."""
-  return tuple(u for u in ATTENTION_HEADS if cfg.qkv_bias or u.kind != "bias")
+def attention_heads(cfg: "ModelConfig", segments=None) -> tuple[UnitParam, ...]:
+  """ATTENTION_HEADS, without the q bias when the config has no q/k/v biases; with
+  `segments` (Segment records), one copy per segment at its key and first layer."""
+  base = tuple(u for u in ATTENTION_HEADS if cfg.qkv_bias or u.kind != "bias")
+  if segments is None:
+    return base
+  return tuple(dataclasses.replace(u, path=(seg.key,) + u.path[1:], layer_start=seg.start)
+               for seg in segments for u in base)
 
 
 # Axis split over the mesh's model axis, per parameter path "layers/attn/q" or "embed" (counting
-# the leading layer axis); parameters not listed are replicated. Heads for attention, the hidden
+# the leading layer axis); parameters not listed are replicated. A per-layer parameter of any
+# segment is looked up under "layers/..." when its own path is not listed (sharding.annotation). Heads for attention, the hidden
 # width for MLPs, the vocabulary for embeddings.
 DENSE_SHARD_AXES: Mapping[str, int] = {
     "layers/attn/q": 2, "layers/attn/k": 2, "layers/attn/v": 2, "layers/attn/o": 1,

@@ -68,6 +68,11 @@ class Attend:
   `attend(q, k, v)` writes k, v (B, S, M, K) into the cache (if any), attends, applies the head
   mask and returns the per-head outputs (B, S, N, K) that enter the output projection. Those
   outputs are what `head_norms` measures.
+
+  Mixture-of-experts layers: `attend.expert_mask` is this MoE layer's row (U,) of the traced
+  expert mask (or None: all experts on); the Block calls `res = self.moe(h,
+  expert_mask=attend.expert_mask)`, then `attend.record_experts(res)` (a moe.MoEOutput), then
+  adds res.out to the residual. The decoder collects the recorded activity of every MoE layer.
   """
 
   def __init__(self, cfg, positions, valid, tables, layer, window, cache, cache_keys, slot,
@@ -79,11 +84,19 @@ class Attend:
     self.mask_row, self.mean_row = mask_row, mean_row
     self.heads = None  # set by __call__: (B, S, N, K)
     self.new_kv = None  # set by __call__ when caching: the updated cache entries
+    self.expert_mask = None  # MoE layers: (U,) traced row of the expert mask, set by run()
+    self.experts = None  # set by record_experts: the layer's moe.MoEOutput
 
   def rope(self, x, table: str = "default"):
     """Rotates x (B, S, heads, K) to the current positions with the named frequency table."""
     cos, sin = self.tables[table]
     return ops.apply_rope(x, cos, sin)
+
+  def record_experts(self, res):
+    """Records an MoE layer's output (moe.MoEOutput: activity (B, S, U) of its experts)."""
+    if self.experts is not None:
+      raise ValueError(f"family {self.cfg.family!r}: record_experts called twice in one layer")
+    self.experts = res
 
   def __call__(self, q, k, v, *, scale: float | None = None, softcap: float | None = None):
     cfg = self.cfg
@@ -115,9 +128,28 @@ def positions_from_mask(valid):
   return jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=1) - 1, 0)
 
 
+EXPERT_ACTIVITY = ("dense", "routed")
+
+
+def moe_segments(cfg: ModelConfig, segments) -> list[int | None]:
+  """Per segment: the MoE-layer index of its first layer, or None for a dense segment.
+
+  A segment's layers must be all MoE layers or all dense (ValueError naming it otherwise)."""
+  moe = set(cfg.moe.moe_layers) if cfg.moe is not None else set()
+  out = []
+  for seg in segments:
+    kinds = {i in moe for i in range(seg.start, seg.stop)}
+    if len(kinds) > 1:
+      raise ValueError(f"family {cfg.family!r}: segment {seg.key!r} (layers {seg.start}.."
+                       f"{seg.stop - 1}) mixes MoE and dense layers")
+    out.append(cfg.moe.moe_index(seg.start) if kinds == {True} else None)
+  return out
+
+
 def run(model, ids, positions, valid, *, cache: Cache | None = None,
         slot=0, head_mask=None, head_means=None, capture: str | None = None,
-        capture_outputs: bool = False, logits_at: str = "all", remat: bool = False):
+        capture_outputs: bool = False, logits_at: str = "all", remat: bool = False,
+        expert_mask=None, expert_activity: str = "dense"):
   """Runs the decoder `model` (a Model: config + nnx.Param weights) on ids (B, S).
 
   positions (B, S) int32; valid (B, S) bool (False = padding). With `cache`, the new keys/values
@@ -128,9 +160,16 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
   float32 and, if capture_outputs, heads (B, L, S', N, K).
   logits_at: "all" -> (B, S, V) float32, "last" -> (B, 1, V), "none" -> None.
   remat: recompute each layer's activations in the backward pass (jax.checkpoint; training).
+  expert_mask (L_moe, U) (MoE models): scales each expert's contribution (0 removes it; routing
+  unchanged); traced. expert_activity: "dense" (‖E_u(x)‖ of every expert at every token) or
+  "routed" (‖g_u(x) E_u(x)‖, 0 where not selected); see moe/block.py.
 
-  Returns (logits, new_cache, norms, heads).
+  Returns (logits, new_cache, norms, heads, experts): experts (B, L_moe, S', U) float32 expert
+  activity when capturing an MoE model, else None.
   """
+  if expert_activity not in EXPERT_ACTIVITY:
+    raise ValueError(f"expert_activity={expert_activity!r} is not known (known: "
+                     f"{EXPERT_ACTIVITY})")
   cfg = model.config
   fam = FAMILIES[cfg.family]
   x = fam.embed(cfg, model, ids, positions)
@@ -140,7 +179,8 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
   windows = jnp.asarray(cfg.layer_windows, jnp.int32)
   kv = None if cache is None else cache.entries
   outs = []
-  for seg in fam.segments_of(cfg):
+  segments = fam.segments_of(cfg)
+  for seg, moe_start in zip(segments, moe_segments(cfg, segments)):
     graphdef, stacked = nnx.split(getattr(model, seg.key))  # state leaves (layers, ...)
     xs = {"p": stacked, "layer": jnp.arange(seg.start, seg.stop, dtype=jnp.int32),
           "window": windows[seg.start:seg.stop]}
@@ -148,15 +188,22 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
       xs["mask"] = jnp.asarray(head_mask)[seg.start:seg.stop]
       if head_means is not None:
         xs["mean"] = jnp.asarray(head_means)[seg.start:seg.stop]
+    if expert_mask is not None and moe_start is not None:
+      xs["expert_mask"] = jnp.asarray(expert_mask)[moe_start:moe_start + seg.num_layers]
 
-    def body(carry, xl, graphdef=graphdef):
+    def body(carry, xl, graphdef=graphdef, moe_layer=moe_start is not None):
       x, kv = carry
       att = Attend(cfg, positions, valid, tables, xl["layer"], xl["window"], kv,
                    None if cache is None else (cache.pos, cache.valid), slot, xl.get("mask"),
                    xl.get("mean"))
+      att.expert_mask = xl.get("expert_mask")
       x = nnx.merge(graphdef, xl["p"])(x, att)  # one layer's Block
       if att.heads is None:
         raise ValueError(f"family {cfg.family!r} block never called attend()")
+      if moe_layer != (att.experts is not None):
+        raise ValueError(f"family {cfg.family!r}: a block of segment {seg.key!r} "
+                         + ("never called attend.record_experts() in an MoE layer" if moe_layer
+                            else "recorded experts in a dense layer"))
       kv = att.new_kv if cache is not None else kv
       out = {}
       if capture is not None:
@@ -164,6 +211,9 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
         out["norms"] = ops.head_norm(h)
         if capture_outputs:
           out["heads"] = h
+        if moe_layer:
+          a = att.experts.activity(expert_activity)  # (B, S, U) float32
+          out["experts"] = a if capture == "all" else a[:, -1:]
       return (x, kv), out
 
     (x, kv), ys = jax.lax.scan(jax.checkpoint(body) if remat else body, (x, kv), xs)
@@ -172,10 +222,14 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
   if logits_at == "last":
     x = x[:, -1:]
   logits = None if logits_at == "none" else fam.unembed(cfg, model, x)
-  norms = heads = None
+  norms = heads = experts = None
   if capture is not None:
-    ys = outs[0] if len(outs) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
-    norms = jnp.moveaxis(ys["norms"], 0, 1)  # (B, L, S', N)
+    def cat(name):
+      parts = [o[name] for o in outs if name in o]
+      return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+    norms = jnp.moveaxis(cat("norms"), 0, 1)  # (B, L, S', N)
     if capture_outputs:
-      heads = jnp.moveaxis(ys["heads"], 0, 1)  # (B, L, S', N, K)
-  return logits, new_cache, norms, heads
+      heads = jnp.moveaxis(cat("heads"), 0, 1)  # (B, L, S', N, K)
+    if any("experts" in o for o in outs):
+      experts = jnp.moveaxis(cat("experts"), 0, 1)  # (B, L_moe, S', U), MoE layers in order
+  return logits, new_cache, norms, heads, experts

@@ -11,12 +11,20 @@ Token layout shared by `generate` and `score` ("left-padded block + continuation
   result.prompt_lengths)` therefore scores exactly what `generate` produced, and a tokenizer's
   left-padded batch (padding_side="left") plus its attention_mask.sum(1) has the same layout.
 
+Expert activity (mixture-of-experts models): expert_norms[b, m, u, t] for MoE layer m
+(config.moe.moe_layers[m]) and unit u (the E routed experts in router order, then the S shared
+experts) at the same positions, float32: expert_activity="dense" (default) is ‖E_u(x)‖₂ of
+every expert whether or not the router chose it; "routed" is ‖g_u(x) E_u(x)‖₂, 0 where u was
+not chosen (shared experts: their gate c_u(x), 1 without one). Both after expert_mask (an
+ablated expert reads 0). None for dense models. See docs/moe.md.
+
 Compilation: prompts are left-padded internally to a bucket width (next power of two >= 8), the
-cache holds bucket + max_new_tokens slots, and temperature, top_p, rng and head masks are traced —
+cache holds bucket + max_new_tokens slots, and temperature, top_p, rng, head and expert masks are
+traced —
 so new prompts of lengths within a bucket and new interventions reuse the compiled program.
 
 Axis letters: B batch, P prompt block, T new tokens, L layers, H (= N) query heads, K head dim,
-V vocabulary, C cache slots.
+V vocabulary, C cache slots, L_moe MoE layers, U experts per MoE layer (routed + shared).
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synergy_jax.models import decoder, ops
-from synergy_jax.models.module import Model, check_head_mask
+from synergy_jax.models.module import Model, check_expert_mask, check_head_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +45,9 @@ class GenerateResult:
   """tokens (B, T) int32 new tokens (after an EOS with stop_at_eos: the pad id);
   head_norms (B, L, H, T) float32 (NaN after a row's EOS with stop_at_eos);
   head_outputs (B, L, H, T, K) or None; sequences (B, P + T) and prompt_lengths (B,) in the layout
-  of the module docstring; lengths (B,) new tokens per row up to and including its EOS (T if none).
+  of the module docstring; lengths (B,) new tokens per row up to and including its EOS (T if none);
+  expert_norms (B, L_moe, U, T) float32 for MoE models (NaN after a row's EOS with stop_at_eos),
+  None for dense ones.
   """
   tokens: Any
   head_norms: Any
@@ -45,17 +55,20 @@ class GenerateResult:
   prompt_lengths: Any
   lengths: Any
   head_outputs: Any = None
+  expert_norms: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
 class ScoreResult:
   """logprobs (B, T, V) float32 log-probabilities (nats) of the next token at the positions that
   produced continuation tokens 0..T-1; token_logprobs (B, T) those of the given tokens;
-  head_norms (B, L, H, T) as in generate; head_outputs (B, L, H, T, K) or None."""
+  head_norms (B, L, H, T) as in generate; head_outputs (B, L, H, T, K) or None;
+  expert_norms (B, L_moe, U, T) as in generate (None for dense models)."""
   logprobs: Any
   token_logprobs: Any
   head_norms: Any
   head_outputs: Any = None
+  expert_norms: Any = None
 
 
 def bucket(n: int, minimum: int = 8) -> int:
@@ -132,9 +145,10 @@ def select_token(logits, key, greedy: bool, temperature, top_p):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "stop_at_eos",
-                                             "capture_outputs", "pad_id"))
-def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means, *, cfg,
-              max_new_tokens, greedy, stop_at_eos, capture_outputs, pad_id):
+                                             "capture_outputs", "pad_id", "expert_activity"))
+def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means,
+              expert_mask=None, *, cfg, max_new_tokens, greedy, stop_at_eos, capture_outputs,
+              pad_id, expert_activity="dense"):
   b, p = ids.shape
   t_new = max_new_tokens
   L, N, K = cfg.num_layers, cfg.num_heads, cfg.head_dim
@@ -145,9 +159,11 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
   cache = decoder.empty_cache(cfg, positions, valid, t_new, dtype)
   eos = jnp.asarray(cfg.eos_token_ids or (-1,), jnp.int32)
 
-  logits, cache, norms, heads = decoder.run(
+  moe_run = dict(expert_mask=expert_mask, expert_activity=expert_activity)
+  logits, cache, norms, heads, experts = decoder.run(
       model, ids, positions, valid, cache=cache, slot=0, head_mask=head_mask,
-      head_means=head_means, capture="last", capture_outputs=capture_outputs, logits_at="last")
+      head_means=head_means, capture="last", capture_outputs=capture_outputs, logits_at="last",
+      **moe_run)
   tok = select_token(logits[:, 0], jax.random.fold_in(key, 0), greedy, temperature, top_p)
   tokens = jnp.full((b, t_new), pad_id, jnp.int32).at[:, 0].set(tok)
   norm_buf = jnp.full((b, L, N, t_new), jnp.nan, jnp.float32).at[..., 0].set(norms[:, :, 0])
@@ -155,6 +171,10 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
   if capture_outputs:
     head_buf = jnp.full((b, L, N, t_new, K), jnp.nan, heads.dtype).at[:, :, :, 0].set(
         heads[:, :, 0])
+  expert_buf = None  # (B, L_moe, U, T) for MoE models
+  if experts is not None:
+    expert_buf = jnp.full(experts.shape[:2] + experts.shape[3:] + (t_new,), jnp.nan,
+                          jnp.float32).at[..., 0].set(experts[:, :, 0])
   done = jnp.isin(tok, eos) if stop_at_eos else jnp.zeros((b,), bool)
   length = jnp.ones((b,), jnp.int32)
 
@@ -164,11 +184,11 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
     return (more & ~jnp.all(done)) if stop_at_eos else more
 
   def body(state):
-    t, cache, prev, tokens, norm_buf, head_buf, length, done = state
-    logits, cache, norms, heads = decoder.run(
+    t, cache, prev, tokens, norm_buf, head_buf, expert_buf, length, done = state
+    logits, cache, norms, heads, experts = decoder.run(
         model, prev[:, None], (lens + t - 1)[:, None], jnp.ones((b, 1), bool), cache=cache,
         slot=p + t - 1, head_mask=head_mask, head_means=head_means, capture="all",
-        capture_outputs=capture_outputs, logits_at="all")
+        capture_outputs=capture_outputs, logits_at="all", **moe_run)
     tok = select_token(logits[:, 0], jax.random.fold_in(key, t), greedy, temperature, top_p)
     n = norms[:, :, 0]  # (B, L, N)
     if stop_at_eos:
@@ -182,16 +202,21 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
       if stop_at_eos:
         h = jnp.where(done[:, None, None, None], jnp.nan, h)
       head_buf = jax.lax.dynamic_update_slice(head_buf, h[:, :, :, None], _at(0, 0, 0, t, 0))
+    if expert_buf is not None:
+      e = experts[:, :, 0]  # (B, L_moe, U)
+      if stop_at_eos:
+        e = jnp.where(done[:, None, None], jnp.nan, e)
+      expert_buf = jax.lax.dynamic_update_slice(expert_buf, e[..., None], _at(0, 0, 0, t))
     if stop_at_eos:
       done = done | jnp.isin(tok, eos)
-    return (t + 1, cache, tok, tokens, norm_buf, head_buf, length, done)
+    return (t + 1, cache, tok, tokens, norm_buf, head_buf, expert_buf, length, done)
 
-  state = (jnp.int32(1), cache, tok, tokens, norm_buf, head_buf, length, done)
+  state = (jnp.int32(1), cache, tok, tokens, norm_buf, head_buf, expert_buf, length, done)
   state = jax.lax.while_loop(cond, body, state)
-  _, _, _, tokens, norm_buf, head_buf, length, _ = state
+  _, _, _, tokens, norm_buf, head_buf, expert_buf, length, _ = state
   if not stop_at_eos:
     length = jnp.full((b,), t_new, jnp.int32)
-  return tokens, norm_buf, head_buf, length
+  return tokens, norm_buf, head_buf, length, expert_buf
 
 
 def _place(x, mesh, axis):
@@ -204,7 +229,8 @@ def _place(x, mesh, axis):
 def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: int,
              greedy: bool = True, temperature: float = 1.0, top_p: float = 1.0, rng=None,
              head_mask=None, head_means=None, stop_at_eos: bool = False,
-             capture_outputs: bool = False, mesh=None, data_axis: str = "data") -> GenerateResult:
+             capture_outputs: bool = False, mesh=None, data_axis: str = "data",
+             expert_mask=None, expert_activity: str = "dense") -> GenerateResult:
   """Generates max_new_tokens tokens per prompt with per-head capture.
 
   input_ids (B, S) int with attention_mask (B, S) (either padding side; each row's real tokens
@@ -213,7 +239,9 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
   or an int seed; required). head_mask (L, H) scales each head's output (traced; 0 ablates);
   head_means (L, H, K) turns the removed part into mean ablation. capture_outputs also returns
   per-head output vectors. mesh: place the batch sharded over mesh axis `data_axis` (params
-  are used as placed, see sharding.shard_model). Returns a GenerateResult.
+  are used as placed, see sharding.shard_model). MoE models: expert_mask (L_moe, U) scales each
+  expert's contribution (traced; 0 ablates, routing unchanged) and expert_activity ("dense" or
+  "routed", module docstring) picks what expert_norms measures. Returns a GenerateResult.
   """
   cfg = model.config
   if int(max_new_tokens) < 1:
@@ -228,6 +256,7 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
   key = jax.random.PRNGKey(rng) if isinstance(rng, (int, np.integer)) else (
       rng if rng is not None else jax.random.PRNGKey(0))
   check_head_mask(cfg, head_mask, head_means)
+  _check_experts(cfg, expert_mask, expert_activity)
   pad = pad_id_of(cfg)
   _, _, lengths = right_align(input_ids, attention_mask, pad)
   longest = int(lengths.max())
@@ -237,24 +266,35 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
     if n + max_new_tokens > cfg.max_position_embeddings:
       raise ValueError(f"prompt {b}: {n} prompt tokens + max_new_tokens={max_new_tokens} exceed "
                        f"max_position_embeddings={cfg.max_position_embeddings}")
-  tokens, norms, heads, length = _generate(
+  tokens, norms, heads, length, experts = _generate(
       model.params, _place(ids, mesh, data_axis), _place(valid, mesh, data_axis), key,
-      jnp.float32(temperature), jnp.float32(top_p), head_mask, head_means, cfg=cfg,
+      jnp.float32(temperature), jnp.float32(top_p), head_mask, head_means, expert_mask, cfg=cfg,
       max_new_tokens=int(max_new_tokens), greedy=bool(greedy), stop_at_eos=bool(stop_at_eos),
-      capture_outputs=bool(capture_outputs), pad_id=pad)
+      capture_outputs=bool(capture_outputs), pad_id=pad, expert_activity=expert_activity)
   sequences = jnp.concatenate([jnp.asarray(ids[:, width - longest:]), tokens], axis=1)
   return GenerateResult(tokens=tokens, head_norms=norms, sequences=sequences,
-                        prompt_lengths=lengths, lengths=length, head_outputs=heads)
+                        prompt_lengths=lengths, lengths=length, head_outputs=heads,
+                        expert_norms=experts)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "t_new", "capture_outputs"))
-def _score(params, ids, valid, head_mask, head_means, *, cfg, t_new, capture_outputs):
+def _check_experts(cfg, expert_mask, expert_activity):
+  check_expert_mask(cfg, expert_mask)
+  if expert_activity not in decoder.EXPERT_ACTIVITY:
+    raise ValueError(f"expert_activity={expert_activity!r} is not known (known: "
+                     f"{decoder.EXPERT_ACTIVITY})")
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "t_new", "capture_outputs",
+                                             "expert_activity"))
+def _score(params, ids, valid, head_mask, head_means, expert_mask=None, *, cfg, t_new,
+           capture_outputs, expert_activity="dense"):
   s = ids.shape[1]
   positions = decoder.positions_from_mask(valid)
   model = Model(cfg, params)  # the module around the traced parameter state
-  logits, _, norms, heads = decoder.run(
+  logits, _, norms, heads, experts = decoder.run(
       model, ids, positions, valid, head_mask=head_mask, head_means=head_means,
-      capture="all", capture_outputs=capture_outputs)
+      capture="all", capture_outputs=capture_outputs, expert_mask=expert_mask,
+      expert_activity=expert_activity)
   first = s - t_new - 1  # the position whose logits produce continuation token 0
   logprobs = jax.nn.log_softmax(logits[:, first:s - 1], axis=-1)  # (B, T, V)
   targets = ids[:, s - t_new:]
@@ -262,17 +302,21 @@ def _score(params, ids, valid, head_mask, head_means, *, cfg, t_new, capture_out
   norms = jnp.moveaxis(norms[:, :, first:s - 1], 2, 3)  # (B, L, N, T)
   if capture_outputs:
     heads = jnp.moveaxis(heads[:, :, first:s - 1], 2, 3)  # (B, L, N, T, K)
-  return logprobs, token_lp, norms, heads
+  if experts is not None:
+    experts = jnp.moveaxis(experts[:, :, first:s - 1], 2, 3)  # (B, L_moe, U, T)
+  return logprobs, token_lp, norms, heads, experts
 
 
 def score(model: Model, tokens, prompt_lengths, *, head_mask=None, head_means=None,
           capture_outputs: bool = False, continuation_length: int | None = None, mesh=None,
-          data_axis: str = "data") -> ScoreResult:
+          data_axis: str = "data", expert_mask=None,
+          expert_activity: str = "dense") -> ScoreResult:
   """Teacher-forced next-token log-probabilities and head activity for a given continuation.
 
   tokens (B, P + T) int and prompt_lengths (B,) int in the layout of the module docstring
   (P = max(prompt_lengths); row b's first P - prompt_lengths[b] entries are ignored padding).
-  Returns a ScoreResult: logprobs (B, T, V), token_logprobs (B, T), head_norms (B, L, H, T).
+  Returns a ScoreResult: logprobs (B, T, V), token_logprobs (B, T), head_norms (B, L, H, T),
+  expert_norms (B, L_moe, U, T) for MoE models (expert_mask, expert_activity as in generate).
   For output of generate(..., stop_at_eos=True), entries past a row's `lengths` score the pad
   tokens; mask them with that row's length.
 
@@ -288,11 +332,13 @@ def score(model: Model, tokens, prompt_lengths, *, head_mask=None, head_means=No
       raise ValueError(f"continuation_length={t_new} must be in [1, {ids.shape[1] - 1}] for "
                        f"tokens with {ids.shape[1]} columns")
     check_head_mask(cfg, head_mask, head_means)
+    _check_experts(cfg, expert_mask, expert_activity)
     width = ids.shape[1] - t_new
     lens = jnp.asarray(prompt_lengths).astype(jnp.int32).reshape(-1)
     valid = jnp.arange(ids.shape[1])[None, :] >= (width - lens)[:, None]
-    out = _score(model.params, ids, valid, head_mask, head_means, cfg=cfg, t_new=t_new,
-                 capture_outputs=bool(capture_outputs))
+    out = _score(model.params, ids, valid, head_mask, head_means, expert_mask, cfg=cfg,
+                 t_new=t_new, capture_outputs=bool(capture_outputs),
+                 expert_activity=expert_activity)
     return ScoreResult(*out)
   ids = np.asarray(tokens)
   lens = np.asarray(prompt_lengths).astype(np.int64).reshape(-1)
@@ -308,14 +354,16 @@ def score(model: Model, tokens, prompt_lengths, *, head_mask=None, head_means=No
     raise ValueError(f"tokens has {ids.shape[1]} columns but the longest prompt has {p} tokens: "
                      "no continuation to score")
   check_head_mask(cfg, head_mask, head_means)
+  _check_experts(cfg, expert_mask, expert_activity)
   width = bucket(p)
   padded = np.full((ids.shape[0], width + t_new), pad_id_of(cfg), np.int32)
   padded[:, width - p:] = ids
   valid = np.zeros(padded.shape, bool)
   for b, n in enumerate(lens):
     valid[b, width - n:] = True
-  logprobs, token_lp, norms, heads = _score(
+  logprobs, token_lp, norms, heads, experts = _score(
       model.params, _place(padded, mesh, data_axis), _place(valid, mesh, data_axis), head_mask,
-      head_means, cfg=cfg, t_new=t_new, capture_outputs=bool(capture_outputs))
+      head_means, expert_mask, cfg=cfg, t_new=t_new, capture_outputs=bool(capture_outputs),
+      expert_activity=expert_activity)
   return ScoreResult(logprobs=logprobs, token_logprobs=token_lp, head_norms=norms,
-                     head_outputs=heads)
+                     head_outputs=heads, expert_norms=experts)

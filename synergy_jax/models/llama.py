@@ -108,19 +108,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
   mt = cfg.model_type
   arch = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
           "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[mt]
-  hf = {
-      "architectures": [arch], "model_type": mt, "vocab_size": cfg.vocab_size,
-      "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
-      "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
-      "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim,
-      "hidden_act": C.activation_to_hf(cfg.hidden_act), "rms_norm_eps": cfg.norm_eps,
-      "max_position_embeddings": cfg.max_position_embeddings,
-      "tie_word_embeddings": cfg.tie_word_embeddings,
-      "initializer_range": cfg.initializer_range, "bos_token_id": cfg.bos_token_id,
-      "eos_token_id": C.eos_to_hf(cfg.eos_token_ids),
-      "pad_token_id": cfg.pad_token_id, "attention_dropout": 0.0,
-      **C.rope_to_hf(cfg),
-  }
+  hf = common_to_hf(cfg, arch)
   windows = set(cfg.layer_windows) - {0}
   if len(windows) > 1:
     raise ValueError(f"{mt} cannot express several sliding windows {sorted(windows)}")
@@ -145,6 +133,25 @@ def config_to_hf(cfg: ModelConfig) -> dict:
     if mt == "qwen3":
       hf["attention_bias"] = cfg.qkv_bias
   return hf
+
+
+def common_to_hf(cfg: ModelConfig, arch: str) -> dict:
+  """The HF config fields every Llama-like decoder writes (sizes, norms, rope, token ids);
+  also used by the MoE families (mixtral.py, qwen_moe.py)."""
+  mt = cfg.model_type
+  return {
+      "architectures": [arch], "model_type": mt, "vocab_size": cfg.vocab_size,
+      "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
+      "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
+      "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim,
+      "hidden_act": C.activation_to_hf(cfg.hidden_act), "rms_norm_eps": cfg.norm_eps,
+      "max_position_embeddings": cfg.max_position_embeddings,
+      "tie_word_embeddings": cfg.tie_word_embeddings,
+      "initializer_range": cfg.initializer_range, "bos_token_id": cfg.bos_token_id,
+      "eos_token_id": C.eos_to_hf(cfg.eos_token_ids),
+      "pad_token_id": cfg.pad_token_id, "attention_dropout": 0.0,
+      **C.rope_to_hf(cfg),
+  }
 
 
 def weights(cfg: ModelConfig) -> list[cv.Weight]:

@@ -48,10 +48,10 @@ def _init_params(cfg: ModelConfig, key, dtype_name: str):
       x = jnp.zeros(shape, jnp.float32)
     else:
       raise ValueError(f"weight {w.hf}: unknown init {w.init!r}")
-    tensors[w.hf] = x
+    tensors[idx] = x  # by spec, not by name: one HF name pattern can serve several segments
   params: dict[str, Any] = {}
-  for w in convert.weights_of(cfg):
-    for k, leaf in zip(w.keys, w.to_params(tensors[w.hf])):
+  for idx, w in enumerate(convert.weights_of(cfg)):
+    for k, leaf in zip(w.keys, w.to_params(tensors[idx])):
       path = convert.leaf_path(w, k)
       dest = params
       for key in path[:-1]:
@@ -184,7 +184,7 @@ def logits_fn(config: ModelConfig, *, remat: bool = False):
     valid = (jnp.ones(ids.shape, bool) if attention_mask is None
              else jnp.asarray(attention_mask).astype(bool))
     positions = decoder.positions_from_mask(valid)
-    logits, _, _, _ = decoder.run(Model(config, params), ids, positions, valid,
+    logits, _, _, _, _ = decoder.run(Model(config, params), ids, positions, valid,
                                   head_mask=head_mask, remat=remat)
     return logits
 
@@ -194,7 +194,7 @@ def logits_fn(config: ModelConfig, *, remat: bool = False):
 @functools.partial(jax.jit, static_argnums=(0,))
 def _forward(cfg, params, ids, valid, head_mask, head_means):
   positions = decoder.positions_from_mask(valid)
-  logits, _, _, _ = decoder.run(Model(cfg, params), ids, positions, valid,
+  logits, _, _, _, _ = decoder.run(Model(cfg, params), ids, positions, valid,
                                 head_mask=head_mask, head_means=head_means)
   return logits
 

@@ -76,14 +76,17 @@ def _leaf_paths(tree, prefix=()):
 @dataclasses.dataclass(frozen=True)
 class ForwardResult:
   """logits (B, S, V) float32; head_norms (B, L, N, S) float32 ‖head output‖₂ at every
-  position (the capture definition of generation.py); head_outputs (B, L, N, S, K) or None."""
+  position (the capture definition of generation.py); head_outputs (B, L, N, S, K) or None;
+  expert_norms (B, L_moe, U, S) float32 expert activity of MoE models (None for dense ones)."""
   logits: Any
   head_norms: Any
   head_outputs: Any = None
+  expert_norms: Any = None
 
 
 jax.tree_util.register_dataclass(ForwardResult, data_fields=["logits", "head_norms",
-                                                             "head_outputs"], meta_fields=[])
+                                                             "head_outputs", "expert_norms"],
+                                 meta_fields=[])
 
 
 class Model(nnx.Module):
@@ -130,12 +133,15 @@ class Model(nnx.Module):
                  changes.get("dtype", self.dtype))
 
   def __call__(self, input_ids, attention_mask=None, *, head_mask=None, head_means=None,
-               capture_outputs: bool = False) -> ForwardResult:
-    """Logits and head activity for input_ids (B, S) int.
+               capture_outputs: bool = False, expert_mask=None,
+               expert_activity: str = "dense") -> ForwardResult:
+    """Logits and head (and, for MoE models, expert) activity for input_ids (B, S) int.
 
     attention_mask (B, S) 0/1 (either padding side; positions count real tokens only);
     head_mask (L, N) scales each head's output (traced, 0 ablates); head_means (L, N, K) turns
-    the removed part into mean ablation; capture_outputs also returns the head output vectors.
+    the removed part into mean ablation; capture_outputs also returns the head output vectors;
+    expert_mask (L_moe, U) scales each expert's contribution (traced; routing unchanged);
+    expert_activity "dense" or "routed" (generation.py).
     """
     ids = jnp.asarray(input_ids)
     if ids.ndim != 2:
@@ -145,12 +151,14 @@ class Model(nnx.Module):
     if valid.shape != ids.shape:
       raise ValueError(f"attention_mask shape {valid.shape} != input_ids shape {ids.shape}")
     check_head_mask(self.config, head_mask, head_means)
+    check_expert_mask(self.config, expert_mask)
     positions = decoder.positions_from_mask(valid)
-    logits, _, norms, heads = decoder.run(self, ids, positions, valid,
-                                          head_mask=head_mask, head_means=head_means,
-                                          capture="all", capture_outputs=capture_outputs)
+    logits, _, norms, heads, experts = decoder.run(
+        self, ids, positions, valid, head_mask=head_mask, head_means=head_means, capture="all",
+        capture_outputs=capture_outputs, expert_mask=expert_mask, expert_activity=expert_activity)
     return ForwardResult(logits, jnp.swapaxes(norms, 2, 3),  # (B, L, S, N) -> (B, L, N, S)
-                         None if heads is None else jnp.swapaxes(heads, 2, 3))
+                         None if heads is None else jnp.swapaxes(heads, 2, 3),
+                         None if experts is None else jnp.swapaxes(experts, 2, 3))
 
 
 def check_head_mask(cfg: ModelConfig, head_mask, head_means=None):
@@ -164,3 +172,16 @@ def check_head_mask(cfg: ModelConfig, head_mask, head_means=None):
     if tuple(np.shape(head_means)) != shape + (cfg.head_dim,):
       raise ValueError(f"head_means must have shape (layers, heads, head_dim) = "
                        f"{shape + (cfg.head_dim,)}, got {tuple(np.shape(head_means))}")
+
+
+def check_expert_mask(cfg: ModelConfig, expert_mask):
+  """expert_mask must be (MoE layers, routed + shared experts) for an MoE model, None otherwise."""
+  if expert_mask is None:
+    return
+  if cfg.moe is None:
+    raise ValueError(f"expert_mask given, but the {cfg.model_type} model has no experts "
+                     "(not a mixture-of-experts model)")
+  shape = (cfg.moe.num_moe_layers, cfg.moe.num_units)
+  if tuple(np.shape(expert_mask)) != shape:
+    raise ValueError(f"expert_mask must have shape (MoE layers, routed + shared experts) = "
+                     f"{shape}, got {tuple(np.shape(expert_mask))}")

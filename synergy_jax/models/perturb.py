@@ -1,9 +1,11 @@
 """Parameter interventions on chosen units, through the family's unit description.
 
 Heads are given either as unit indices (unit = layer * num_heads + head) or as (layer, head)
-pairs, or as an (L, H) boolean mask; `head_selection` turns any of these into the mask. Which
-parameter entries a unit owns is the family's business (Family.units, contract.UnitParam):
-nothing here names a leaf.
+pairs, or as an (L, H) boolean mask; `head_selection` turns any of these into the mask. Experts
+of MoE models likewise: (moe_layer, expert) pairs, indices moe_layer * U + expert, or an
+(L_moe, U) mask (U = E routed + S shared experts, routed first). Which parameter entries a unit
+owns is the family's business (Family.units, contract.UnitParam, each entry tagged with its kind
+of unit, `units="heads"` or `"experts"`): nothing here names a leaf.
 """
 from __future__ import annotations
 
@@ -17,48 +19,57 @@ from synergy_jax.models.config import FAMILIES, ModelConfig
 from synergy_jax.models.contract import ATTENTION_HEADS, UnitParam
 
 
-def head_selection(heads, num_layers: int, num_heads: int) -> np.ndarray:
+def head_selection(heads, num_layers: int, num_heads: int, units: str = "heads") -> np.ndarray:
   """(L, H) bool mask from unit indices, (layer, head) pairs, or an (L, H) mask.
 
+  units="experts" words the messages for experts ((MoE layer, expert) pairs, (L_moe, U) masks).
   Raises ValueError naming any out-of-range unit (with its layer/head) or pair.
   """
+  layer, one = ("MoE layer", "expert") if units == "experts" else ("layer", "head")
   sel = np.zeros((num_layers, num_heads), bool)
   arr = np.asarray(heads)
   if arr.dtype == bool:
     if arr.shape != sel.shape:
-      raise ValueError(f"head mask must have shape (layers, heads) = {sel.shape}, got {arr.shape}")
+      raise ValueError(f"{one} mask must have shape ({layer}s, {one}s) = {sel.shape}, got "
+                       f"{arr.shape}")
     return arr.copy()
   if arr.size == 0:
     return sel
   if arr.ndim == 1:
     for u in arr.tolist():
       if not 0 <= u < num_layers * num_heads:
-        raise ValueError(f"unit {u} (layer {u // num_heads}, head {u % num_heads}) is out of "
-                         f"range for {num_layers} layers x {num_heads} heads")
+        raise ValueError(f"unit {u} ({layer} {u // num_heads}, {one} {u % num_heads}) is out of "
+                         f"range for {num_layers} {layer}s x {num_heads} {one}s")
       sel[u // num_heads, u % num_heads] = True
     return sel
   if arr.ndim == 2 and arr.shape[1] == 2:
     for l, h in arr.tolist():
       if not (0 <= l < num_layers and 0 <= h < num_heads):
-        raise ValueError(f"(layer {l}, head {h}) is out of range for {num_layers} layers x "
-                         f"{num_heads} heads")
+        raise ValueError(f"({layer} {l}, {one} {h}) is out of range for {num_layers} {layer}s x "
+                         f"{num_heads} {one}s")
       sel[l, h] = True
     return sel
-  raise ValueError(f"heads must be unit indices (n,), (layer, head) pairs (n, 2) or an (L, H) "
-                   f"bool mask; got an array of shape {arr.shape}")
+  raise ValueError(f"{one}s must be unit indices (n,), ({layer}, {one}) pairs (n, 2) or an "
+                   f"(L, U) bool mask; got an array of shape {arr.shape}")
 
 
-def unit_params(params, config: ModelConfig | None = None):
-  """(params dict, the family's unit-parameter description restricted to leaves present).
+def unit_params(params, config: ModelConfig | None = None, units: str = "heads"):
+  """(params dict, the family's unit-parameter description of one kind of unit, restricted to
+  leaves present).
 
   params: a params dict or a Model (whose config is then used). config: the model's config;
   without one (a bare dict), the attention-head description shared by the dense families
-  (contract.attention_heads) is used, keeping only the leaves the dict has. Raises ValueError if
-  a weight leaf of the description is missing.
+  (contract.attention_heads) is used, keeping only the leaves the dict has. units: "heads" or
+  "experts" (MoE families). Raises ValueError if a weight leaf of the description is missing, or
+  if the family describes no unit of that kind.
   """
   if hasattr(params, "config") and hasattr(params, "params"):
     config, params = params.config, params.params
   desc = FAMILIES[config.family].units(config) if config is not None else ATTENTION_HEADS
+  desc = [u for u in desc if u.units == units]
+  if not any(u.kind == "weight" for u in desc):
+    raise ValueError(f"the {config.family if config else 'dense'} model has no {units} units "
+                     "(experts are units of mixture-of-experts models only)")
   have = []
   for up in desc:
     try:
@@ -77,21 +88,32 @@ def _leaf(params, path):
   return params
 
 
-def units_shape(params, *, config: ModelConfig | None = None) -> tuple[int, int]:
-  """(layers, units per layer) of a params dict or Model, read from its unit weights."""
-  params, desc = unit_params(params, config)
+def units_shape(params, *, config: ModelConfig | None = None,
+                units: str = "heads") -> tuple[int, int]:
+  """(layers, units per layer) of a params dict or Model, read from its unit weights
+  (units="experts": (MoE layers, routed + shared experts))."""
+  params, desc = unit_params(params, config, units)
   return _units_shape(params, desc)
 
 
 def _units_shape(params, desc) -> tuple[int, int]:
-  """(layers, units per layer) from the first weight leaf of the description."""
-  up = next(u for u in desc if u.kind == "weight")
-  shape = np.shape(_leaf(params, up.path))
-  return int(shape[up.layer_axis]), int(shape[up.unit_axis])
+  """(layers, units per layer) covered by the weight leaves of the description (several
+  segments, or routed and shared experts, each cover a block of it)."""
+  n_layers = n_units = 0
+  for up in desc:
+    if up.kind == "weight":
+      shape = np.shape(_leaf(params, up.path))
+      n_layers = max(n_layers, up.layer_start + int(shape[up.layer_axis]))
+      n_units = max(n_units, up.unit_start + int(shape[up.unit_axis]))
+  return n_layers, n_units
 
 
-def _spread(sel, ndim: int, up: UnitParam):
-  """sel (L, U) placed on the leaf's layer and unit axes, size 1 elsewhere (broadcastable)."""
+def _spread(sel, ndim: int, up: UnitParam, shape=None):
+  """sel (L, U) placed on the leaf's layer and unit axes, size 1 elsewhere (broadcastable);
+  with the leaf's shape, only the block of sel the leaf covers (UnitParam.layer_start/unit_start)."""
+  if shape is not None:
+    sel = sel[up.layer_start:up.layer_start + shape[up.layer_axis],
+              up.unit_start:up.unit_start + shape[up.unit_axis]]
   lead, other = (up.layer_axis, up.unit_axis) if up.layer_axis < up.unit_axis else (
       up.unit_axis, up.layer_axis)
   x = sel if up.layer_axis < up.unit_axis else sel.T
@@ -107,8 +129,9 @@ def _set(params, path, value):
   return {**params, path[0]: _set(params[path[0]], path[1:], value)}
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def perturb_selected(params, selected, sigma, rng, *, config: ModelConfig | None = None):
+@functools.partial(jax.jit, static_argnames=("config", "units"))
+def perturb_selected(params, selected, sigma, rng, *, config: ModelConfig | None = None,
+                     units: str = "heads"):
   """Adds N(0, sigma²) noise to the weights of the selected units (the family's unit
   description, e.g. a head's query-projection rows and output-projection columns).
 
@@ -117,15 +140,17 @@ def perturb_selected(params, selected, sigma, rng, *, config: ModelConfig | None
   params["layers"]["attn"]["q"][l, :, h, :] (the HF q_proj rows h*K .. h*K+K-1) and
   params["layers"]["attn"]["o"][l, h, :, :] (the HF o_proj columns h*K .. h*K+K-1). Other parameters are
   returned unchanged. One key per weight leaf, split from rng in description order.
+  units="experts": selected (L_moe, U) over MoE layers and experts; an expert's gate, up and
+  down weights get the noise (the router and the shared-expert gate belong to no expert).
   """
-  params, desc = unit_params(params, config)
+  params, desc = unit_params(params, config, units)
   weights = [u for u in desc if u.kind == "weight"]
   keys = jax.random.split(rng, len(weights))
   sel = jnp.asarray(selected, jnp.float32)
   out = params
   for key, up in zip(keys, weights):
     w = _leaf(params, up.path)
-    noise = jax.random.normal(key, w.shape, jnp.float32) * _spread(sel, w.ndim, up)
+    noise = jax.random.normal(key, w.shape, jnp.float32) * _spread(sel, w.ndim, up, w.shape)
     out = _set(out, up.path, (w.astype(jnp.float32) + sigma * noise).astype(w.dtype))
   return out
 
@@ -139,13 +164,31 @@ def perturb_heads(params, heads, sigma: float, rng, *, config: ModelConfig | Non
   (L, D, H, K) for the dense families). rng: a jax PRNG key or an int seed. params may be a
   Model (its family's unit description is used) or a dict (with `config=`, or the dense one).
   """
+  if config is None and hasattr(params, "config") and hasattr(params, "params"):
+    config = params.config
   params, desc = unit_params(params, config)
   sel = head_selection(heads, *_units_shape(params, desc))
   key = jax.random.PRNGKey(rng) if isinstance(rng, (int, np.integer)) else rng
   return perturb_selected(params, sel, jnp.float32(sigma), key, config=config)
 
 
-def head_parameter_mask(params, heads, *, config: ModelConfig | None = None):
+def perturb_experts(params, experts, sigma: float, rng, *, config: ModelConfig | None = None):
+  """Gaussian noise (std `sigma`) into every weight of the chosen experts of an MoE model
+  (routed expert e of MoE layer m: its gate, up and down matrices; shared experts likewise);
+  returns new params. experts: (moe_layer, expert) pairs, indices moe_layer * U + expert, or an
+  (L_moe, U) bool mask (U = E routed + S shared, routed first). params: a Model, or a dict with
+  `config=`. Routing is unchanged (the router weights are not touched)."""
+  if config is None and not hasattr(params, "config"):
+    raise ValueError("perturb_experts needs the model config (pass a Model or config=)")
+  config = config if config is not None else params.config
+  params, desc = unit_params(params, config, "experts")
+  sel = head_selection(experts, *_units_shape(params, desc), units="experts")
+  key = jax.random.PRNGKey(rng) if isinstance(rng, (int, np.integer)) else rng
+  return perturb_selected(params, sel, jnp.float32(sigma), key, config=config, units="experts")
+
+
+def head_parameter_mask(params, heads, *, config: ModelConfig | None = None,
+                        units: str = "heads"):
   """Which parameter entries belong to the chosen heads: a pytree like ``params`` whose leaves
   are bool arrays of each leaf's shape.
 
@@ -155,23 +198,27 @@ def head_parameter_mask(params, heads, *, config: ModelConfig | None = None):
   (shared by query groups under GQA), norms, MLPs, embeddings and the output bias belong to no
   head and are False everywhere.
   heads: unit indices, (layer, head) pairs or an (L, H) bool mask, as in ``head_selection``.
+  units="experts": the same for experts of an MoE model ((L_moe, U) selection; an expert owns
+  its gate, up and down weights).
   """
-  params, desc = unit_params(params, config)
-  sel = head_selection(heads, *_units_shape(params, desc))
+  params, desc = unit_params(params, config, units)
+  sel = head_selection(heads, *_units_shape(params, desc), units=units)
   owned = {up.path: up for up in desc}
 
   def leaf_mask(path, leaf):
     names = tuple(getattr(k, "key", None) for k in path)
     if names in owned:
-      return np.broadcast_to(_spread(sel, np.ndim(leaf), owned[names]), np.shape(leaf)).copy()
+      return np.broadcast_to(_spread(sel, np.ndim(leaf), owned[names], np.shape(leaf)),
+                             np.shape(leaf)).copy()
     return np.zeros(np.shape(leaf), bool)
   return jax.tree_util.tree_map_with_path(leaf_mask, params)
 
 
-def unit_weight_rms(params, *, config: ModelConfig | None = None) -> float:
-  """Root mean square (float64) over every unit weight entry (for heads: all q and o entries);
-  the scale of relative perturbation noise."""
-  params, desc = unit_params(params, config)
+def unit_weight_rms(params, *, config: ModelConfig | None = None, units: str = "heads") -> float:
+  """Root mean square (float64) over every unit weight entry (for heads: all q and o entries;
+  units="experts": every expert's gate, up and down entries); the scale of relative
+  perturbation noise."""
+  params, desc = unit_params(params, config, units)
   total, count = 0.0, 0
   for up in desc:
     if up.kind == "weight":

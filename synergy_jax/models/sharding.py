@@ -22,7 +22,12 @@ MODEL = "model"  # the logical axis name in parameter annotations
 def annotation(path: str, ndim: int, cfg: ModelConfig) -> tuple:
   """The sharding annotation of the parameter at `path` ("layers/attn/q", "embed"): MODEL on the family's
   split axis, None elsewhere."""
-  axis = FAMILIES[cfg.family].shard_axes.get(path)
+  fam = FAMILIES[cfg.family]
+  axis = fam.shard_axes.get(path)
+  head, _, rest = path.partition("/")
+  if axis is None and rest and fam.segments is not None and head in {
+      s.key for s in fam.segments_of(cfg)}:
+    axis = fam.shard_axes.get("layers/" + rest)  # one table entry serves every layer segment
   if axis is None:
     return (None,) * ndim
   if not 0 <= axis < ndim:

@@ -98,8 +98,8 @@ def forward_with_activity(model, inputs, *, series_len: int, rows: int = 0):
   ids = jnp.asarray(inputs)
   valid = jnp.ones(ids.shape, bool)
   positions = decoder.positions_from_mask(valid)
-  logits, _, _, heads = decoder.run(model, ids, positions, valid, capture="all",
-                                    capture_outputs=True)
+  logits, _, _, heads, _ = decoder.run(model, ids, positions, valid, capture="all",
+                                       capture_outputs=True)
   heads = heads[:rows] if rows else heads                                   # (B', L, T, N, K)
   norms = safe_norm(heads[:, :, :series_len])                               # (B', L, T', N)
   b, l, t, n = norms.shape

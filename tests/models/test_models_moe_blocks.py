@@ -184,10 +184,10 @@ def test_group_limited_top_k_differs_from_greedy_and_stays_in_groups():
   spec = moe.moe_from_hf(R.config("deepseek_v2_group").to_dict())
   logits = jax.random.normal(jax.random.key(0), (4, 16, spec.moe.num_experts)) * 2.0
   grouped = moe.route(logits, spec)
-  greedy_spec = dataclasses.replace(spec, routing=dataclasses.replace(
-      spec.routing, topk_method="greedy", n_group=1, topk_group=1))
+  greedy_spec = dataclasses.replace(spec, moe=dataclasses.replace(
+      spec.moe, topk_method="greedy", n_group=1, topk_group=1))
   greedy = moe.route(logits, greedy_spec)
-  r = spec.routing
+  r = spec.moe
   groups = np.asarray(grouped.indices) // (spec.moe.num_experts // r.n_group)
   assert max(len(set(row)) for row in groups.reshape(-1, groups.shape[-1])) <= r.topk_group
   assert (np.sort(np.asarray(grouped.indices), -1) != np.sort(np.asarray(greedy.indices), -1)).any()

@@ -185,7 +185,7 @@ def test_full_size_configs_are_read_and_sized_without_memory(name):
   hf = FULL[name]
   spec = moe.moe_from_hf(hf)
   d, e, f = hf["hidden_size"], spec.moe.num_experts, spec.moe.expert_intermediate_size
-  h, fs = spec.moe.num_shared_experts, spec.routing.shared_expert_intermediate_size
+  h, fs = spec.moe.num_shared_experts, spec.moe.shared_expert_intermediate_size
   layer = nnx.eval_shape(lambda: moe.MoEFeedForward(spec, rngs=nnx.Rngs(0)))
   count = _size(layer)
   # router + routed experts + shared experts (+ Qwen2-MoE's shared gate), from the config alone

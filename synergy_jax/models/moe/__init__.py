@@ -1,7 +1,7 @@
 """Mixture-of-experts and multi-head latent attention building blocks (flax.nnx), family
 independent, for the `mixtral`, `qwen2_moe`, `qwen3_moe` and `deepseek_v2` families.
 
-  config.py          MoESpec / RoutingConfig from (and to) HF configs, strict; which layers are MoE
+  config.py          MoESpec (MoEConfig + sizes) from (and to) HF configs, strict; which layers are MoE
   mla_config.py      MLAConfig from (and to) a deepseek_v2 HF config, strict
   router.py          softmax -> (group-limited) top-k -> renormalise / scale; dense gates
   experts.py         E expert MLPs stacked on an expert axis, evaluated as one einsum
@@ -18,7 +18,7 @@ from synergy_jax.models.moe.block import ACTIVITY_KINDS, MoEFeedForward, MoEOutp
 from synergy_jax.models.moe.checkpoint import (assign, moe_weights_from_hf, moe_weights_to_hf,
                                                stack_experts, unstack_experts)
 from synergy_jax.models.moe.checkpoint_mla import mla_weights_from_hf, mla_weights_to_hf
-from synergy_jax.models.moe.config import (MoESpec, RoutingConfig, check_moe_keys, moe_from_hf,
+from synergy_jax.models.moe.config import (MoESpec, check_moe_keys, moe_from_hf,
                                            moe_layers, moe_to_hf)
 from synergy_jax.models.moe.mla import MLAOutput, MultiHeadLatentAttention
 from synergy_jax.models.moe.mla_config import MLAConfig, mla_from_hf, mla_to_hf
@@ -26,7 +26,7 @@ from synergy_jax.models.moe.perturb import perturb_expert, perturb_unit_weights,
 from synergy_jax.models.moe.router import Router, Routing, route
 
 __all__ = ["ACTIVITY_KINDS", "MLAConfig", "MLAOutput", "MoEFeedForward", "MoEOutput", "MoESpec",
-           "MultiHeadLatentAttention", "Router", "Routing", "RoutingConfig", "assign",
+           "MultiHeadLatentAttention", "Router", "Routing", "assign",
            "check_moe_keys", "mla_from_hf", "mla_to_hf", "mla_weights_from_hf", "mla_weights_to_hf",
            "moe_from_hf", "moe_layers", "moe_to_hf", "moe_weights_from_hf", "moe_weights_to_hf",
            "perturb_expert", "perturb_unit_weights", "route", "stack_experts", "unit_weight_rms",

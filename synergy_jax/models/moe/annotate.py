@@ -28,3 +28,24 @@ def param(value, path: str) -> nnx.Param:
   axis = SHARD_AXES.get(path)
   annot = tuple(MODEL if i == axis else None for i in range(ndim))
   return nnx.Param(value, out_sharding=annot, eager_sharding=False)
+
+
+class RandomMaker:
+  """A stand-in for modules.ParamMaker that draws N(0, std²) values (for a module built on its
+  own, outside a model: block tests, `nnx.eval_shape` sizing); annotated by SHARD_AXES.
+
+  The MoE modules declare their weights through `maker.param(name, shape)` and
+  `maker.child(name)`, so the same module code runs inside a model (ParamMaker: values from the
+  params dict, a leading layer axis, the family's sharding table) and standalone (this class).
+  """
+
+  def __init__(self, rngs: nnx.Rngs, dtype, std: float = 0.02, prefix: tuple[str, ...] = ()):
+    self.rngs, self.dtype, self.std, self.prefix = rngs, dtype, std, prefix
+
+  def child(self, name: str) -> "RandomMaker":
+    return RandomMaker(self.rngs, self.dtype, self.std, self.prefix + (name,))
+
+  def param(self, name: str, shape: tuple[int, ...]) -> nnx.Param:
+    import jax
+    value = self.std * jax.random.normal(self.rngs.params(), tuple(shape), self.dtype)
+    return param(value, "/".join(self.prefix + (name,)))

@@ -55,20 +55,25 @@ class MoEFeedForward(nnx.Module):
   """router (Router), experts (StackedExperts, E), shared (StackedExperts, H) or None,
   shared_gate (D,) nnx.Param or None (Qwen2-MoE's shared_expert_gate)."""
 
-  def __init__(self, spec: MoESpec, *, rngs: nnx.Rngs, dtype=jnp.float32, std: float = 0.02):
+  def __init__(self, spec: MoESpec, maker=None, *, rngs: nnx.Rngs | None = None,
+               dtype=jnp.float32, std: float = 0.02):
+    """maker: the modules.ParamMaker of this module inside a model (a family's Block passes
+    `maker.child("moe")`; weights get the leading layer axis and come from the params dict).
+    Without one, the weights are drawn N(0, std²) from `rngs` (a standalone module)."""
     self.spec = spec
-    m, r = spec.moe, spec.routing
-    self.router = Router(spec, rngs=rngs, dtype=dtype, std=std)
-    self.experts = StackedExperts(m.num_experts, spec.hidden_size, m.expert_intermediate_size,
-                                  spec.hidden_act, rngs=rngs, dtype=dtype, std=std)
-    self.shared = (StackedExperts(m.num_shared_experts, spec.hidden_size,
-                                  r.shared_expert_intermediate_size, spec.hidden_act,
-                                  rngs=rngs, dtype=dtype, std=std, name="shared")
+    m = spec.moe
+    if maker is None:
+      if rngs is None:
+        raise ValueError("MoEFeedForward needs a maker (inside a model) or rngs (standalone)")
+      maker = annotate.RandomMaker(rngs, dtype, std)
+    self.router = Router(spec, maker.child("router"))
+    self.experts = StackedExperts(maker.child("experts"), m.num_experts, spec.hidden_size,
+                                  m.expert_intermediate_size, spec.hidden_act)
+    self.shared = (StackedExperts(maker.child("shared"), m.num_shared_experts, spec.hidden_size,
+                                  m.shared_expert_intermediate_size, spec.hidden_act)
                    if m.num_shared_experts else None)
-    self.shared_gate = (annotate.param(std * jax.random.normal(rngs.params(),
-                                                               (spec.hidden_size,), dtype),
-                                       "shared_gate")
-                        if r.shared_expert_gate else None)
+    self.shared_gate = (maker.param("shared_gate", (spec.hidden_size,))
+                        if m.shared_expert_gate else None)
 
   def __call__(self, x, expert_mask=None) -> MoEOutput:
     """x (B, S, D) (the post-attention-normed residual); expert_mask (U,) or None (all 1)."""

@@ -88,7 +88,7 @@ def moe_weights_from_hf(tensors: Mapping[str, Any], prefix: str, model_type: str
   shapes are checked against `spec`.
   """
   names = _names(model_type)
-  m, r = spec.moe, spec.routing
+  m = spec.moe
   e, d, f = m.num_experts, spec.hidden_size, m.expert_intermediate_size
   used: set[str] = set()
 
@@ -120,14 +120,14 @@ def moe_weights_from_hf(tensors: Mapping[str, Any], prefix: str, model_type: str
                          f"{a.shape[1:]}, expected {want[1:]}")
       w["experts"] = {**w.get("experts", {}), ours[hf_name]: a.transpose(0, 2, 1)}
   if m.num_shared_experts:
-    h, fs = m.num_shared_experts, r.shared_expert_intermediate_size
+    h, fs = m.num_shared_experts, m.shared_expert_intermediate_size
     sp = f"{prefix}.{SHARED_PREFIX[model_type]}"
     gate = take(f"{sp}.gate_proj.weight", (h * fs, d)).reshape(h, fs, d)
     up = take(f"{sp}.up_proj.weight", (h * fs, d)).reshape(h, fs, d)
     down = take(f"{sp}.down_proj.weight", (d, h * fs)).reshape(d, h, fs)
     w["shared"] = {"gate": gate.transpose(0, 2, 1), "up": up.transpose(0, 2, 1),
                    "down": down.transpose(1, 2, 0)}
-  if r.shared_expert_gate:
+  if m.shared_expert_gate:
     w["shared_gate"] = take(f"{prefix}.shared_expert_gate.weight", (1, d))[0]
   left = sorted(k for k in tensors if k.startswith(prefix + ".") and k not in used)
   if left:

@@ -2,8 +2,7 @@
 `qwen3_moe`, `deepseek_v2`.
 
 `moe_from_hf(hf)` returns an `MoESpec`: the shared typed `synergy_jax.models.config.MoEConfig`
-plus `RoutingConfig`, the few settings MoEConfig does not (yet) hold (top-k method, expert groups,
-shared-expert width and gate). The lead should fold RoutingConfig's fields into MoEConfig.
+(routing and shared-expert settings included) plus the hidden size and activation.
 
 Strictness: `check_moe_keys(hf)` raises naming every HF field that neither the MoE/MLA readers
 here nor the dense decoder reader of the family (listed in `_DENSE_KEYS`, read by the family file
@@ -26,7 +25,7 @@ from synergy_jax.models import config as C
 from synergy_jax.models.config import MoEConfig
 
 MODEL_TYPES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2")
-TOPK_METHODS = ("greedy", "group_limited_greedy")
+TOPK_METHODS = C.TOPK_METHODS
 
 # Dense-decoder fields each family's own reader consumes (attention, norms, rope, embeddings).
 _BASE = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
@@ -37,8 +36,10 @@ _DENSE_KEYS = {
     "mixtral": _BASE | {"sliding_window"},
     "qwen2_moe": _BASE | {"use_sliding_window", "sliding_window", "max_window_layers",
                           "layer_types", "qkv_bias"},
+    # transformers' Qwen3-MoE has no layer_types (one window for every layer, if any);
+    # max_window_layers appears in released config.json files and is read by nothing.
     "qwen3_moe": _BASE | {"attention_bias", "use_sliding_window", "sliding_window",
-                          "max_window_layers", "layer_types"},
+                          "max_window_layers"},
     "deepseek_v2": _BASE | {"attention_bias", "mlp_bias"},
 }
 # Training-only fields (auxiliary load-balancing loss, router logits output): no effect on the
@@ -67,59 +68,24 @@ MLA_KEYS = {"q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim
 
 
 @dataclasses.dataclass(frozen=True)
-class RoutingConfig:
-  """Router and shared-expert settings MoEConfig lacks (fold into MoEConfig when wiring in).
-
-  topk_method: "greedy" (top-k over all experts) or "group_limited_greedy" (DeepSeek-V2: the
-    experts form n_group equal groups; only experts in the topk_group groups with the largest
-    per-group maximum score compete for the top k).
-  shared_expert_intermediate_size: width F_s of ONE shared expert (0 without shared experts).
-  shared_expert_gate: the shared experts' output is multiplied by sigmoid(x · w_gate) (Qwen2-MoE).
-  """
-  topk_method: str = "greedy"
-  n_group: int = 1
-  topk_group: int = 1
-  shared_expert_intermediate_size: int = 0
-  shared_expert_gate: bool = False
-
-  def __post_init__(self):
-    if self.topk_method not in TOPK_METHODS:
-      raise ValueError(f"RoutingConfig.topk_method={self.topk_method!r} is not implemented "
-                       f"(implemented: {list(TOPK_METHODS)})")
-    if self.n_group <= 0 or not 0 < self.topk_group <= self.n_group:
-      raise ValueError(f"RoutingConfig needs 0 < topk_group <= n_group, got n_group="
-                       f"{self.n_group}, topk_group={self.topk_group}")
-    if self.shared_expert_intermediate_size < 0:
-      raise ValueError(f"RoutingConfig.shared_expert_intermediate_size must be >= 0, got "
-                       f"{self.shared_expert_intermediate_size}")
-
-
-@dataclasses.dataclass(frozen=True)
 class MoESpec:
-  """Everything the MoE feed-forward needs: sizes, routing, activation (our name, e.g. "silu")."""
+  """What the MoE feed-forward module needs: the hidden size, the typed MoE config
+  (`models.config.MoEConfig`, routing and shared-expert settings included) and the activation
+  (our name, e.g. "silu"). `MoESpec.of(model_config)` for a model's config."""
   hidden_size: int
   moe: MoEConfig
-  routing: RoutingConfig
   hidden_act: str = "silu"
 
-  def __post_init__(self):
-    m, r = self.moe, self.routing
-    if r.topk_method == "group_limited_greedy":
-      if m.num_experts % r.n_group:
-        raise ValueError(f"num_experts={m.num_experts} is not a multiple of n_group={r.n_group}")
-      if m.experts_per_token > r.topk_group * (m.num_experts // r.n_group):
-        raise ValueError(f"experts_per_token={m.experts_per_token} exceeds the "
-                         f"{r.topk_group} groups x {m.num_experts // r.n_group} experts allowed")
-    if m.num_shared_experts and r.shared_expert_intermediate_size <= 0:
-      raise ValueError(f"num_shared_experts={m.num_shared_experts} needs a positive "
-                       "shared_expert_intermediate_size")
-    if r.shared_expert_gate and not m.num_shared_experts:
-      raise ValueError("shared_expert_gate needs at least one shared expert")
+  @classmethod
+  def of(cls, cfg) -> "MoESpec":
+    if cfg.moe is None:
+      raise ValueError(f"{cfg.model_type} config has no mixture-of-experts settings (moe=None)")
+    return cls(cfg.hidden_size, cfg.moe, cfg.hidden_act)
 
   @property
   def num_units(self) -> int:
     """Experts that are units at one MoE layer: E routed then S shared."""
-    return self.moe.num_experts + self.moe.num_shared_experts
+    return self.moe.num_units
 
 
 def check_moe_keys(hf: Mapping[str, Any]) -> None:
@@ -171,17 +137,16 @@ def moe_from_hf(hf: Mapping[str, Any]) -> MoESpec:
                     experts_per_token=_int(hf, "num_experts_per_tok", mt),
                     expert_intermediate_size=_int(hf, "intermediate_size", mt),
                     moe_layers=layers, norm_topk_prob=True)
-    return MoESpec(_int(hf, "hidden_size", mt), moe, RoutingConfig(), act)
+    return MoESpec(_int(hf, "hidden_size", mt), moe, act)
   if mt in ("qwen2_moe", "qwen3_moe"):
     shared = int(hf.get("shared_expert_intermediate_size") or 0) if mt == "qwen2_moe" else 0
     moe = MoEConfig(num_experts=_num_experts(hf, mt),
                     experts_per_token=_int(hf, "num_experts_per_tok", mt),
                     expert_intermediate_size=_int(hf, "moe_intermediate_size", mt),
                     moe_layers=layers, num_shared_experts=1 if shared else 0,
-                    norm_topk_prob=bool(hf.get("norm_topk_prob", False)))
-    routing = RoutingConfig(shared_expert_intermediate_size=shared,
-                            shared_expert_gate=bool(shared))
-    return MoESpec(_int(hf, "hidden_size", mt), moe, routing, act)
+                    norm_topk_prob=bool(hf.get("norm_topk_prob", False)),
+                    shared_expert_intermediate_size=shared, shared_expert_gate=bool(shared))
+    return MoESpec(_int(hf, "hidden_size", mt), moe, act)
   return _deepseek(hf, layers, act)
 
 
@@ -207,16 +172,16 @@ def _deepseek(hf, layers, act) -> MoESpec:
   topk_group = _int(hf, "topk_group", mt) if group else 1
   width = _int(hf, "moe_intermediate_size", mt)
   n_shared = int(hf.get("n_shared_experts") or 0)
+  # HF (and DeepSeek) build the shared experts as ONE MLP of width n_shared * F; we split it into
+  # n_shared units of width F (their outputs sum to the fused MLP's output exactly).
   moe = MoEConfig(num_experts=_int(hf, "n_routed_experts", mt),
                   experts_per_token=_int(hf, "num_experts_per_tok", mt),
                   expert_intermediate_size=width, moe_layers=layers,
                   num_shared_experts=n_shared, norm_topk_prob=False,
-                  routed_scaling_factor=float(hf.get("routed_scaling_factor", 1.0)))
-  # HF (and DeepSeek) build the shared experts as ONE MLP of width n_shared * F; we split it into
-  # n_shared units of width F (their outputs sum to the fused MLP's output exactly).
-  routing = RoutingConfig(topk_method=method, n_group=n_group, topk_group=topk_group,
-                          shared_expert_intermediate_size=width if n_shared else 0)
-  return MoESpec(_int(hf, "hidden_size", mt), moe, routing, act)
+                  routed_scaling_factor=float(hf.get("routed_scaling_factor", 1.0)),
+                  topk_method=method, n_group=n_group, topk_group=topk_group,
+                  shared_expert_intermediate_size=width if n_shared else 0)
+  return MoESpec(_int(hf, "hidden_size", mt), moe, act)
 
 
 def _model_type(hf: Mapping[str, Any]) -> str:
@@ -249,41 +214,42 @@ def _int(hf, key, mt) -> int:
 def moe_to_hf(spec: MoESpec, model_type: str, num_layers: int) -> dict[str, Any]:
   """The MoE fields of the HF config of `model_type` (inverse of moe_from_hf on those fields;
   the dense fields are the family's). Raises if the spec cannot be written in that format."""
-  m, r = spec.moe, spec.routing
+  m = spec.moe
   layers = tuple(m.moe_layers)
   if any(l >= num_layers for l in layers):
     raise ValueError(f"MoE layers {layers} exceed num_layers={num_layers}")
   if model_type == "mixtral":
     if layers != tuple(range(num_layers)) or m.num_shared_experts or not m.norm_topk_prob \
-        or m.routed_scaling_factor != 1.0 or r != RoutingConfig():
+        or m.routed_scaling_factor != 1.0 or m.topk_method != "greedy" or m.n_group != 1 \
+        or m.topk_group != 1:
       raise ValueError(f"mixtral cannot express {spec} (all layers MoE, renormalised top-k, "
                        "no shared experts, greedy routing only)")
     return {"num_local_experts": m.num_experts, "num_experts_per_tok": m.experts_per_token,
             "intermediate_size": m.expert_intermediate_size}
   if model_type in ("qwen2_moe", "qwen3_moe"):
-    shared_ok = ((m.num_shared_experts == 1 and r.shared_expert_gate) if model_type == "qwen2_moe"
+    shared_ok = ((m.num_shared_experts == 1 and m.shared_expert_gate) if model_type == "qwen2_moe"
                  else m.num_shared_experts == 0)
-    if not shared_ok or m.routed_scaling_factor != 1.0 or r.topk_method != "greedy":
+    if not shared_ok or m.routed_scaling_factor != 1.0 or m.topk_method != "greedy":
       raise ValueError(f"{model_type} cannot express {spec}")
     out = {"num_experts": m.num_experts, "num_experts_per_tok": m.experts_per_token,
            "moe_intermediate_size": m.expert_intermediate_size,
            "norm_topk_prob": m.norm_topk_prob, "decoder_sparse_step": 1,
            "mlp_only_layers": [i for i in range(num_layers) if i not in layers]}
     if model_type == "qwen2_moe":
-      out["shared_expert_intermediate_size"] = r.shared_expert_intermediate_size
+      out["shared_expert_intermediate_size"] = m.shared_expert_intermediate_size
     return out
   if model_type == "deepseek_v2":
     first = layers[0] if layers else num_layers
-    if layers != tuple(range(first, num_layers)) or m.norm_topk_prob or r.shared_expert_gate \
-        or (m.num_shared_experts and r.shared_expert_intermediate_size
+    if layers != tuple(range(first, num_layers)) or m.norm_topk_prob or m.shared_expert_gate \
+        or (m.num_shared_experts and m.shared_expert_intermediate_size
             != m.expert_intermediate_size):
       raise ValueError(f"deepseek_v2 cannot express {spec} (dense layers then MoE layers, no "
                        "renormalisation, ungated shared experts of the routed width)")
     return {"n_routed_experts": m.num_experts, "num_experts_per_tok": m.experts_per_token,
             "moe_intermediate_size": m.expert_intermediate_size,
             "n_shared_experts": m.num_shared_experts, "norm_topk_prob": False,
-            "routed_scaling_factor": m.routed_scaling_factor, "topk_method": r.topk_method,
-            "n_group": r.n_group, "topk_group": r.topk_group, "scoring_func": "softmax",
+            "routed_scaling_factor": m.routed_scaling_factor, "topk_method": m.topk_method,
+            "n_group": m.n_group, "topk_group": m.topk_group, "scoring_func": "softmax",
             "first_k_dense_replace": first, "moe_layer_freq": 1}
   raise ValueError(f"model_type={model_type!r} is not a mixture-of-experts type we write "
                    f"(known: {list(MODEL_TYPES)})")

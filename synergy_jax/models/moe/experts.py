@@ -10,12 +10,10 @@ transposes; Mixtral calls them w1, w3, w2).
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from synergy_jax.models import ops
-from synergy_jax.models.moe import annotate
 
 def _einsum(spec, a, b):
   """float32 accumulation; full precision for float32 inputs (parity path)."""
@@ -33,18 +31,14 @@ def expert_outputs(x, gate, up, down, act: str):
 class StackedExperts(nnx.Module):
   """E gated MLPs of width F stacked on axis 0: gate, up (E, D, F), down (E, F, D)."""
 
-  def __init__(self, num_experts: int, hidden_size: int, width: int, act: str, *,
-               rngs: nnx.Rngs, dtype=jnp.float32, std: float = 0.02, name: str = "experts"):
-    """name: "experts" or "shared" (selects the sharding annotation, annotate.SHARD_AXES)."""
+  def __init__(self, maker, num_experts: int, hidden_size: int, width: int, act: str):
+    """maker: a modules.ParamMaker (inside a model; leading layer axis) or an
+    annotate.RandomMaker (standalone) at this module's path ("experts" or "shared")."""
     self.act = act
     e, d, f = num_experts, hidden_size, width
-
-    def init(leaf, shape):
-      return annotate.param(std * jax.random.normal(rngs.params(), shape, dtype), f"{name}/{leaf}")
-
-    self.gate = init("gate", (e, d, f))
-    self.up = init("up", (e, d, f))
-    self.down = init("down", (e, f, d))
+    self.gate = maker.param("gate", (e, d, f))
+    self.up = maker.param("up", (e, d, f))
+    self.down = maker.param("down", (e, f, d))
 
   @property
   def num_experts(self) -> int:

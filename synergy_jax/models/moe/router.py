@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from synergy_jax.models.moe import annotate
 from synergy_jax.models.moe.config import MoESpec
 
 
@@ -41,15 +40,15 @@ jax.tree_util.register_dataclass(Routing, data_fields=["logits", "gates", "indic
 
 def route(logits, spec: MoESpec) -> Routing:
   """Top-k routing of router logits (B, S, E) (any float dtype; computed in float32)."""
-  m, r = spec.moe, spec.routing
+  m = spec.moe
   logits = logits.astype(jnp.float32)
   probs = jax.nn.softmax(logits, axis=-1)  # (B, S, E)
   scores = probs
-  if r.topk_method == "group_limited_greedy":
+  if m.topk_method == "group_limited_greedy":
     b, s, e = probs.shape
-    grouped = probs.reshape(b, s, r.n_group, e // r.n_group)  # (B, S, G, J)
-    _, top_groups = jax.lax.top_k(jnp.max(grouped, axis=-1), r.topk_group)  # (B, S, topk_group)
-    keep = jnp.sum(jax.nn.one_hot(top_groups, r.n_group, dtype=jnp.float32), axis=-2) > 0
+    grouped = probs.reshape(b, s, m.n_group, e // m.n_group)  # (B, S, G, J)
+    _, top_groups = jax.lax.top_k(jnp.max(grouped, axis=-1), m.topk_group)  # (B, S, topk_group)
+    keep = jnp.sum(jax.nn.one_hot(top_groups, m.n_group, dtype=jnp.float32), axis=-2) > 0
     scores = jnp.where(keep[..., None], grouped, 0.0).reshape(b, s, e)
   weights, indices = jax.lax.top_k(scores, m.experts_per_token)  # (B, S, K)
   if m.norm_topk_prob:
@@ -63,10 +62,10 @@ def route(logits, spec: MoESpec) -> Routing:
 class Router(nnx.Module):
   """Router weight w (D, E) (HF `gate.weight` is its transpose, (E, D))."""
 
-  def __init__(self, spec: MoESpec, *, rngs: nnx.Rngs, dtype=jnp.float32, std: float = 0.02):
+  def __init__(self, spec: MoESpec, maker):
+    """maker: a modules.ParamMaker (inside a model) or annotate.RandomMaker (standalone)."""
     self.spec = spec
-    shape = (spec.hidden_size, spec.moe.num_experts)
-    self.w = annotate.param(std * jax.random.normal(rngs.params(), shape, dtype), "router/w")
+    self.w = maker.param("w", (spec.hidden_size, spec.moe.num_experts))
 
   def __call__(self, x) -> Routing:
     """x (B, S, D) -> Routing; the logits are computed in float32 (transformers keeps the
