@@ -110,7 +110,9 @@ def test_cache_holds_the_latent_and_rope_key_not_kv(pair):
   cache = decoder.empty_cache(c, pos, valid, 5, jnp.float32)
   assert {k: v.shape for k, v in cache.entries.items()} == {
       "latent": (3, 2, 12, 16), "rope_key": (3, 2, 12, 4)}  # (L, B, C, per slot)
-  _, new, _, _ = decoder.run(m, jnp.asarray(ids), pos, valid, cache=cache)
+  run = jax.jit(lambda m, ids, cache: decoder.run(m, ids, pos, valid, cache=cache,
+                                                   logits_at="none")[1])
+  new = run(m, jnp.asarray(ids), cache)
   latents = []
   hooks = [layer.self_attn.kv_a_layernorm.register_forward_hook(
       lambda mod, a, out: latents.append(out.detach().numpy())) for layer in tm.model.layers]
@@ -205,37 +207,62 @@ def test_full_size_deepseek_v2_lite_loads_abstractly():
   assert cfg.mla.softmax_scale == pytest.approx(192 ** -0.5 * (0.1 * 0.707 * np.log(40) + 1) ** 2)
 
 
-def test_moe_layers_expert_activity_matches_torch_experts(pair):
-  """Each MoE layer of the loaded model (its stacked weights sliced at that layer), run on the
-  input torch's MoE module receives (pre-hook): dense activity == ‖expert_e(x)‖ from torch's
-  own expert modules for every expert, routed == |gate| · that, shared units == ‖shared(x)‖."""
-  from flax import nnx
-  tm, m, _ = pair("group")
-  c = m.config
-  ids = np.random.RandomState(6).randint(3, F.VOCAB - 3, size=(2, 11))
+
+def torch_expert_norms(tm, ids, moe_layers):
+  """From torch's own modules, for ids (B, S): the input x each MoE layer receives (pre-hook),
+  (B*S, D) numpy, and per MoE layer the dense ‖E_u(x)‖ and routed |g_u| ‖E_u(x)‖ norms of every
+  unit u (E routed experts from the Experts module, then each shared expert's slice of the
+  fused shared MLP), (B*S, E + S) each."""
   inputs = {}
   hooks = [tm.model.layers[i].mlp.register_forward_pre_hook(
-      lambda mod, a, i=i: inputs.update({i: a[0].detach()})) for i in c.moe.moe_layers]
+      lambda mod, a, i=i: inputs.update({i: a[0].detach()})) for i in moe_layers]
   try:
     torch_logits(tm, ids)
   finally:
     for h in hooks:
       h.remove()
-  graphdef, state = nnx.split(m.moe_layers)
-  first = c.moe.moe_layers[0]
-  for i in c.moe.moe_layers:
-    block = nnx.merge(graphdef, jax.tree.map(lambda x: x[i - first], state))
-    res = block.mlp(jnp.asarray(inputs[i].numpy()))
-    x2d = inputs[i].reshape(-1, c.hidden_size)
+  out = []
+  f = tm.config.moe_intermediate_size
+  for i in moe_layers:
     mlp = tm.model.layers[i].mlp
+    x2d = inputs[i].reshape(-1, inputs[i].shape[-1])
     norms = np.linalg.norm(R.every_expert_output(mlp.experts, x2d), axis=-1)  # (T, E)
     gates = R.dense_gates(mlp.gate, x2d)
+    se = mlp.shared_experts
     with torch.no_grad():
-      shared = np.linalg.norm(R.np32(mlp.shared_experts(x2d)), axis=-1)[:, None]  # S = 1
-    units = c.moe.num_experts + c.moe.num_shared_experts
-    np.testing.assert_allclose(np.asarray(res.dense).reshape(-1, units),
-                               np.concatenate([norms, shared], -1), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(np.asarray(res.routed).reshape(-1, units),
-                               np.concatenate([np.abs(gates) * norms, shared], -1), atol=1e-4,
-                               rtol=0)
-    assert (gates > 0).sum(-1).tolist() == [3] * x2d.shape[0]  # top-3 of 8
+      act = se.act_fn(se.gate_proj(x2d)) * se.up_proj(x2d)  # (T, S * F)
+      shared = np.stack([np.linalg.norm(R.np32(
+          act[:, h * f:(h + 1) * f] @ se.down_proj.weight[:, h * f:(h + 1) * f].T), axis=-1)
+          for h in range(tm.config.n_shared_experts)], -1)  # (T, S)
+      fused = np.linalg.norm(R.np32(se(x2d)), axis=-1)
+    if shared.shape[1] == 1:  # one shared expert: its slice is the whole fused MLP
+      np.testing.assert_allclose(shared[:, 0], fused, rtol=1e-5)
+    out.append((x2d.numpy(), np.concatenate([norms, shared], -1),
+                np.concatenate([np.abs(gates) * norms, shared], -1)))
+  return out
+
+
+@pytest.mark.parametrize("name", ["group", "greedy"])
+def test_moe_layers_expert_activity_matches_torch_experts(pair, name):
+  """Each MoE layer of the loaded model (its stacked weights sliced at that layer), run on the
+  input torch's MoE module receives: dense activity == ‖expert_u(x)‖ from torch's own modules
+  for every routed and shared unit, routed == |gate| · that (shared experts are ungated)."""
+  from flax import nnx
+  tm, m, _ = pair(name)
+  c = m.config
+  ids = np.random.RandomState(6).randint(3, F.VOCAB - 3, size=(2, 11))
+  graphdef, state = nnx.split(m.moe_layers)
+  first = c.moe.moe_layers[0]
+
+  @jax.jit
+  def moe_layer(state, j, x):  # the MoE feed-forward of stacked layer j
+    return nnx.merge(graphdef, jax.tree.map(lambda a: a[j], state)).mlp(x)
+
+  units = c.moe.num_experts + c.moe.num_shared_experts
+  for i, (x, dense, routed) in zip(c.moe.moe_layers, torch_expert_norms(tm, ids,
+                                                                        c.moe.moe_layers)):
+    res = moe_layer(state, i - first, jnp.asarray(x)[None])
+    np.testing.assert_allclose(np.asarray(res.dense)[0], dense, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(res.routed)[0], routed, atol=1e-4, rtol=0)
+    assert np.asarray(res.dense).shape == (1, x.shape[0], units)
+    assert ((routed[:, :c.moe.num_experts] > 0).sum(-1) == 3).all()  # top-3 of 8
