@@ -48,10 +48,10 @@ def _init_params(cfg: ModelConfig, key, dtype_name: str):
       x = jnp.zeros(shape, jnp.float32)
     else:
       raise ValueError(f"weight {w.hf}: unknown init {w.init!r}")
-    tensors[w.hf] = x
+    tensors[idx] = x  # by position: segments share HF name templates ("model.layers.{i}.…")
   params: dict[str, Any] = {}
-  for w in convert.weights_of(cfg):
-    for k, leaf in zip(w.keys, w.to_params(tensors[w.hf])):
+  for idx, w in enumerate(convert.weights_of(cfg)):
+    for k, leaf in zip(w.keys, w.to_params(tensors[idx])):
       path = convert.leaf_path(w, k)
       dest = params
       for key in path[:-1]:

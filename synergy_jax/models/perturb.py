@@ -83,11 +83,22 @@ def units_shape(params, *, config: ModelConfig | None = None) -> tuple[int, int]
   return _units_shape(params, desc)
 
 
+def _one_segment(desc) -> list[UnitParam]:
+  """The weight entries of desc; raises if they lie in several layer segments (their layer axes
+  would then count different layers; e.g. deepseek_v2: dense layers, then MoE layers)."""
+  weights = [u for u in desc if u.kind == "weight"]
+  segments = sorted({u.path[0] for u in weights})
+  if len(segments) > 1:
+    raise ValueError(f"unit weights span the layer segments {segments}: per-unit "
+                     "interventions across several segments are not implemented")
+  return weights
+
+
 def _units_shape(params, desc) -> tuple[int, int]:
   """(layers, units per layer) from the first weight leaf of the description."""
-  up = next(u for u in desc if u.kind == "weight")
-  shape = np.shape(_leaf(params, up.path))
-  return int(shape[up.layer_axis]), int(shape[up.unit_axis])
+  weights = _one_segment(desc)
+  shape = np.shape(_leaf(params, weights[0].path))
+  return int(shape[weights[0].layer_axis]), int(shape[weights[0].unit_axis])
 
 
 def _spread(sel, ndim: int, up: UnitParam):
@@ -119,7 +130,7 @@ def perturb_selected(params, selected, sigma, rng, *, config: ModelConfig | None
   returned unchanged. One key per weight leaf, split from rng in description order.
   """
   params, desc = unit_params(params, config)
-  weights = [u for u in desc if u.kind == "weight"]
+  weights = _one_segment(desc)
   keys = jax.random.split(rng, len(weights))
   sel = jnp.asarray(selected, jnp.float32)
   out = params

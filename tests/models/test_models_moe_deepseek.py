@@ -266,3 +266,29 @@ def test_moe_layers_expert_activity_matches_torch_experts(pair, name):
     np.testing.assert_allclose(np.asarray(res.routed)[0], routed, atol=1e-4, rtol=0)
     assert np.asarray(res.dense).shape == (1, x.shape[0], units)
     assert ((routed[:, :c.moe.num_experts] > 0).sum(-1) == 3).all()  # top-3 of 8
+
+
+def test_head_interventions_across_segments_raise_instead_of_misplacing(pair):
+  """Heads live in two segments (dense_layers, moe_layers): the per-unit parameter tools refuse
+  rather than count layers within one segment (not implemented across segments yet)."""
+  m = pair("group")[1]
+  with pytest.raises(ValueError, match=r"segments \['dense_layers', 'moe_layers'\]"):
+    M.units_shape(m)
+  with pytest.raises(ValueError, match=r"segments \['dense_layers', 'moe_layers'\]"):
+    M.perturb_selected(m.params, np.ones((3, 4), bool), 0.1, jax.random.PRNGKey(0),
+                       config=m.config)
+  units = M.FAMILIES["deepseek_v2"].units(m.config)
+  assert [u.path for u in units] == [("dense_layers", "attn", "q_b"), ("dense_layers", "attn", "o"),
+                                     ("moe_layers", "attn", "q_b"), ("moe_layers", "attn", "o")]
+
+
+def test_init_builds_every_segment(pair):
+  """models.init fills each segment from the shared HF name templates (layer counts differ)."""
+  c = pair("plain")[1].config
+  m = M.init(c, 0)
+  assert m.params["dense_layers"]["attn_norm"]["weight"].shape == (2, 32)
+  assert m.params["moe_layers"]["attn_norm"]["weight"].shape == (2, 32)
+  q = M.init(pair("group")[1].config, 0).params
+  assert q["dense_layers"]["attn"]["kv_b"].shape == (1, 16, 4, 14)
+  assert q["moe_layers"]["mlp"]["experts"]["up"].shape == (2, 8, 32, 12)
+  assert float(np.std(np.asarray(q["moe_layers"]["mlp"]["experts"]["up"]))) > 0
