@@ -201,7 +201,22 @@ def test_full_size_deepseek_v2_lite_loads_abstractly():
   assert jax.tree_util.tree_structure(converted) == jax.tree_util.tree_structure(p)
   for a, b in zip(jax.tree_util.tree_leaves(converted), jax.tree_util.tree_leaves(p)):
     assert a.shape == b.shape
-  # The latent cache: 512 + 64 numbers per token and layer instead of 2 * 16 * 192 for K/V.
+  # Model parallelism over 8 (simulated) devices: routed experts split on the expert axis,
+  # attention on heads, shared experts and the dense MLP on their width, embeddings on the vocab.
+  from jax.sharding import Mesh, PartitionSpec as P
+  from synergy_jax.models import sharding
+  mesh = Mesh(np.array(jax.devices()[:8]).reshape(1, 8), ("data", "model"))
+  specs = sharding.param_specs(p, mesh, config=cfg)
+  assert specs["moe_layers"]["mlp"]["experts"]["gate"] == P(None, "model", None, None)
+  assert specs["moe_layers"]["mlp"]["experts"]["down"] == P(None, "model", None, None)
+  assert specs["moe_layers"]["mlp"]["shared"]["up"] == P(None, None, None, "model")
+  assert specs["moe_layers"]["mlp"]["router"]["w"] == P()
+  assert specs["moe_layers"]["attn"]["kv_b"] == P(None, None, "model", None)
+  assert specs["dense_layers"]["attn"]["q"] == P(None, None, "model", None)
+  assert specs["dense_layers"]["attn"]["o"] == P(None, "model", None, None)
+  assert specs["dense_layers"]["mlp"]["down"] == P(None, "model", None)
+  assert specs["embed"] == P("model", None)
+  # The latent cache: 512 + 64 numbers per token and layer instead of 16 * (192 + 128) for K/V.
   layout = M.FAMILIES["deepseek_v2"].cache_layout(cfg)
   assert sum(int(np.prod(s)) for s in layout.values()) == 576
   assert cfg.mla.softmax_scale == pytest.approx(192 ** -0.5 * (0.1 * 0.707 * np.log(40) + 1) ** 2)
@@ -283,12 +298,39 @@ def test_head_interventions_across_segments_raise_instead_of_misplacing(pair):
 
 
 def test_init_builds_every_segment(pair):
-  """models.init fills each segment from the shared HF name templates (layer counts differ)."""
-  c = pair("plain")[1].config
-  m = M.init(c, 0)
-  assert m.params["dense_layers"]["attn_norm"]["weight"].shape == (2, 32)
-  assert m.params["moe_layers"]["attn_norm"]["weight"].shape == (2, 32)
-  q = M.init(pair("group")[1].config, 0).params
-  assert q["dense_layers"]["attn"]["kv_b"].shape == (1, 16, 4, 14)
-  assert q["moe_layers"]["mlp"]["experts"]["up"].shape == (2, 8, 32, 12)
-  assert float(np.std(np.asarray(q["moe_layers"]["mlp"]["experts"]["up"]))) > 0
+  """models.init's tensors fill each segment from the shared HF name templates although the
+  segments have different numbers of layers (abstractly: models.param_shapes)."""
+  shapes = M.param_shapes(pair("group")[1].config)
+  assert shapes["dense_layers"]["attn_norm"]["weight"].shape == (1, 32)
+  assert shapes["moe_layers"]["attn_norm"]["weight"].shape == (2, 32)
+  assert shapes["dense_layers"]["attn"]["kv_b"].shape == (1, 16, 4, 14)
+  assert shapes["moe_layers"]["mlp"]["experts"]["up"].shape == (2, 8, 32, 12)
+  M.Model(pair("group")[1].config, shapes)  # every leaf where the modules expect it
+
+
+def test_attend_cache_checks_the_layout_and_the_order(pair):
+  """decoder.Attend.cache writes exactly the family's layout, per-slot shapes checked; core()
+  with a cache refuses to run before the block wrote its entries."""
+  c = pair("group")[1].config
+  valid = jnp.ones((1, 2), bool)
+  pos = decoder.positions_from_mask(valid)
+  cache = decoder.empty_cache(c, pos, valid, 2, jnp.float32)
+
+  def attend():
+    return decoder.Attend(c, pos, valid, {}, 0, 0, cache.entries, (cache.pos, cache.valid), 0,
+                          None, None)
+
+  with pytest.raises(ValueError, match=r"writes cache entries \['k', 'v'\], its cache layout "
+                                       r"has \['latent', 'rope_key'\]"):
+    attend().cache({"k": jnp.zeros((1, 2, 4, 6)), "v": jnp.zeros((1, 2, 4, 6))})
+  with pytest.raises(ValueError, match=r"cache entry 'latent' per slot has shape \(15,\)"):
+    attend().cache({"latent": jnp.zeros((1, 2, 15)), "rope_key": jnp.zeros((1, 2, 4))})
+  with pytest.raises(ValueError, match=r"attends before writing its cache entries"):
+    attend().core(jnp.zeros((1, 2, 4, 12)), jnp.zeros((1, 4, 4, 12)), jnp.zeros((1, 4, 4, 6)),
+                  scale=1.0)
+  a = attend()
+  lat = jnp.arange(2 * 16, dtype=jnp.float32).reshape(1, 2, 16)
+  full = a.cache({"latent": lat, "rope_key": jnp.ones((1, 2, 4))})
+  assert full["latent"].shape == (1, 4, 16)  # every slot: 2 prompt + 2 future
+  np.testing.assert_array_equal(np.asarray(full["latent"][:, :2]), np.asarray(lat))
+  assert a.new_kv["latent"].shape == (3, 1, 4, 16) and not np.asarray(a.new_kv["latent"][1:]).any()
