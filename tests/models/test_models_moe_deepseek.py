@@ -334,3 +334,38 @@ def test_attend_cache_checks_the_layout_and_the_order(pair):
   assert full["latent"].shape == (1, 4, 16)  # every slot: 2 prompt + 2 future
   np.testing.assert_array_equal(np.asarray(full["latent"][:, :2]), np.asarray(lat))
   assert a.new_kv["latent"].shape == (3, 1, 4, 16) and not np.asarray(a.new_kv["latent"][1:]).any()
+
+
+def test_head_mask_ablation_matches_zeroing_the_head_in_torch(pair):
+  """head_mask[l, n] = 0 equals zeroing head n's slice of o_proj's input in torch (pre-hook),
+  here in a MoE layer (2) and the dense layer (0); the ablated heads read 0 in head_norms."""
+  tm, m, _ = pair("group")
+  c = m.config
+  v = c.head_dim  # v_head_dim: the width of one head's slice of o_proj's input
+  ablate = [(0, 1), (2, 3)]
+
+  def zero(n):
+    def hook(mod, args):
+      x = args[0].clone()
+      x[..., n * v:(n + 1) * v] = 0
+      return (x,)
+    return hook
+
+  hooks = [tm.model.layers[l].self_attn.o_proj.register_forward_pre_hook(zero(n))
+           for l, n in ablate]
+  ids = np.random.RandomState(8).randint(3, F.VOCAB - 3, size=(2, 10))
+  try:
+    ref = torch_logits(tm, ids)
+  finally:
+    for h in hooks:
+      h.remove()
+  mask = np.ones((c.num_layers, c.num_heads), np.float32)
+  for l, n in ablate:
+    mask[l, n] = 0
+  out = m(jnp.asarray(ids), head_mask=jnp.asarray(mask))
+  np.testing.assert_allclose(np.asarray(out.logits), ref, atol=1e-4, rtol=0)
+  assert np.abs(ref - torch_logits(tm, ids)).max() > 1e-2  # the ablation matters
+  norms = np.asarray(out.head_norms)  # (B, L, N, S)
+  for l, n in ablate:
+    assert not norms[:, l, n].any()
+  assert (norms[:, 1] > 0).all()
