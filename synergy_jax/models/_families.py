@@ -5,3 +5,4 @@ from synergy_jax.models import gpt2  # noqa: F401
 from synergy_jax.models import gpt_neox  # noqa: F401
 from synergy_jax.models import mixtral  # noqa: F401
 from synergy_jax.models import qwen_moe  # noqa: F401
+from synergy_jax.models import deepseek_v2  # noqa: F401

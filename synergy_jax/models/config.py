@@ -161,6 +161,8 @@ class ModelConfig:
     with `cfg.option(name, default)`; for small scalar switches only. Structured settings get a
     typed sub-config instead (`moe`).
   moe: the mixture-of-experts sub-config, or None for a dense model.
+  mla: the multi-head latent attention sub-config (moe.mla_config.MLAConfig) of deepseek_v2, or
+    None.
 
   Values are range-checked here (positive sizes, rope_theta > 0, norm_eps > 0, ...), so a
   config that would silently give NaN logits is rejected when it is built.
@@ -192,6 +194,7 @@ class ModelConfig:
   pad_token_id: int | None = None
   options: tuple[tuple[str, Any], ...] = ()
   moe: MoEConfig | None = None
+  mla: Any = None
 
   def __post_init__(self):
     if self.family not in FAMILIES:

@@ -60,14 +60,25 @@ def empty_cache(cfg: ModelConfig, positions, valid, max_new_tokens: int, dtype) 
 
 
 class Attend:
-  """Handed to a family's Block call: rotary embedding and the attention core for one layer.
+  """Handed to a family's Block call: rotary embedding, the layer's cache and the attention core.
 
   `attend.rope(x, table="default")` rotates q or k (B, S, heads, K) to the current positions;
-  `attend.layer` (traced int) and `attend.window` (traced int, 0 = full attention) describe the
-  current layer, for families whose layers differ (e.g. local/global rope tables);
-  `attend(q, k, v)` writes k, v (B, S, M, K) into the cache (if any), attends, applies the head
-  mask and returns the per-head outputs (B, S, N, K) that enter the output projection. Those
-  outputs are what `head_norms` measures.
+  `attend.positions` (B, S) are those positions; `attend.layer` (traced int) and
+  `attend.window` (traced int, 0 = full attention) describe the current layer, for families
+  whose layers differ (e.g. local/global rope tables).
+
+  Dense attention: `attend(q, k, v)` writes k, v (B, S, M, K) into the cache (if any), attends,
+  applies the head mask and returns the per-head outputs (B, S, N, K) that enter the output
+  projection. Those outputs are what `head_norms` measures.
+
+  Families with another cache layout (Family.cache_layout; e.g. deepseek_v2 caches a latent and
+  a rope key, not K/V) use the two halves of that call:
+    full = attend.cache({name: (B, S, *slot shape)})  writes the current tokens' entries and
+      returns every slot of this layer, name -> (B, C, *slot shape) (without a cache, the
+      entries themselves, C = S);
+    attend.core(q, keys, values, scale=...)  attends q (B, S, N, K) over keys (B, C, M, K) and
+      values (B, C, M, Kv) built from `full`, with the cache's positions and validity, applies
+      the head mask and returns the per-head outputs (B, S, N, Kv).
 
   Mixture-of-experts layers: `attend.expert_mask` is this MoE layer's row (U,) of the traced
   expert mask (or None: all experts on); the Block calls `res = self.moe(h,
@@ -78,12 +89,13 @@ class Attend:
   def __init__(self, cfg, positions, valid, tables, layer, window, cache, cache_keys, slot,
                mask_row, mean_row):
     self.cfg, self.positions, self.valid = cfg, positions, valid
+    self.entries = cache  # name -> (L, B, C, *slot shape): the whole cache, or None
     self.cache_keys = cache_keys  # (pos (B, C), valid (B, C)) of the cache slots, or None
     self.tables = tables  # name -> (cos, sin), each (B, S, R)
-    self.layer, self.window, self.cache, self.slot = layer, window, cache, slot
+    self.layer, self.window, self.slot = layer, window, slot
     self.mask_row, self.mean_row = mask_row, mean_row
-    self.heads = None  # set by __call__: (B, S, N, K)
-    self.new_kv = None  # set by __call__ when caching: the updated cache entries
+    self.heads = None  # set by core(): (B, S, N, Kv)
+    self.new_kv = None  # set by cache() when caching: the updated cache entries
     self.expert_mask = None  # MoE layers: (U,) traced row of the expert mask, set by run()
     self.experts = None  # set by record_experts: the layer's moe.MoEOutput
 
@@ -98,19 +110,40 @@ class Attend:
       raise ValueError(f"family {self.cfg.family!r}: record_experts called twice in one layer")
     self.experts = res
 
-  def __call__(self, q, k, v, *, scale: float | None = None, softcap: float | None = None):
-    cfg = self.cfg
-    scale = cfg.head_dim ** -0.5 if scale is None else scale
-    if self.cache is None:
-      keys, values, k_pos, k_valid = k, v, self.positions, self.valid
-    else:
-      ck, cv = self.cache["k"], self.cache["v"]
+  def cache(self, entries: dict) -> dict:
+    """Writes this layer's cache entries for the current tokens (slots slot .. slot+S-1) and
+    returns the layer's full entries: name -> (B, C, *slot shape) (see the class docstring).
+
+    entries: name -> (B, S, *slot shape), exactly the names of the family's cache layout.
+    """
+    if self.entries is None:
+      return dict(entries)
+    if set(entries) != set(self.entries):
+      raise ValueError(f"family {self.cfg.family!r}: the block writes cache entries "
+                       f"{sorted(entries)}, its cache layout has {sorted(self.entries)}")
+    new = {}
+    for name, x in entries.items():
+      full = self.entries[name]  # (L, B, C, *slot shape)
+      if tuple(x.shape[2:]) != tuple(full.shape[3:]):
+        raise ValueError(f"family {self.cfg.family!r}: cache entry {name!r} per slot has shape "
+                         f"{tuple(x.shape[2:])}, the cache layout says {tuple(full.shape[3:])}")
       # int32 indices whatever jax_enable_x64 says (dynamic_update_slice needs one index type)
-      start = tuple(jnp.asarray(i, jnp.int32) for i in (self.layer, 0, self.slot, 0, 0))
-      ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), start)
-      cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), start)
-      self.new_kv = {**self.cache, "k": ck, "v": cv}
-      keys, values = ck[self.layer], cv[self.layer]  # (B, C, M, K)
+      start = tuple(jnp.asarray(i, jnp.int32)
+                    for i in (self.layer, 0, self.slot) + (0,) * (x.ndim - 2))
+      new[name] = jax.lax.dynamic_update_slice(full, x[None].astype(full.dtype), start)
+    self.new_kv = {**self.entries, **new}
+    return {name: a[self.layer] for name, a in new.items()}
+
+  def core(self, q, keys, values, *, scale: float, softcap: float | None = None):
+    """Per-head outputs (B, S, N, Kv) of q (B, S, N, K) over keys (B, C, M, K) and values
+    (B, C, M, Kv) of every cache slot (after `cache`), or of the current tokens without a
+    cache; masked by causality, validity and the layer's window; head mask applied."""
+    if self.entries is None:
+      k_pos, k_valid = self.positions, self.valid
+    else:
+      if self.new_kv is None:
+        raise ValueError(f"family {self.cfg.family!r}: the block attends before writing its "
+                         "cache entries (call attend.cache(...) first)")
       k_pos, k_valid = self.cache_keys
     mask = ops.attention_mask(self.positions, k_pos, k_valid, self.window)
     heads = ops.attend(q, keys, values, mask, scale=scale, softcap=softcap)
@@ -121,6 +154,11 @@ class Attend:
         heads = heads + (1 - scale_h) * self.mean_row.astype(heads.dtype)[None, None]
     self.heads = heads
     return heads
+
+  def __call__(self, q, k, v, *, scale: float | None = None, softcap: float | None = None):
+    scale = self.cfg.head_dim ** -0.5 if scale is None else scale
+    full = self.cache({"k": k, "v": v})  # (B, C, M, K) each
+    return self.core(q, full["k"], full["v"], scale=scale, softcap=softcap)
 
 
 def positions_from_mask(valid):

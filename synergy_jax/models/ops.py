@@ -133,7 +133,8 @@ def attention_mask(q_pos, k_pos, k_valid, window):
 def attend(q, k, v, mask, *, scale: float, softcap: float | None = None):
   """Per-head attention outputs softmax(q kᵀ * scale) v, before any output projection.
 
-  q (B, S, N, K); k, v (B, C, M, K); mask (B, S, C) bool -> (B, S, N, K) in v's dtype.
+  q (B, S, N, K); k (B, C, M, K); v (B, C, M, Kv); mask (B, S, C) bool -> (B, S, N, Kv) in v's
+  dtype (Kv = K except for multi-head latent attention).
   Scores and softmax in float32; optional tanh soft-capping of the scores (Gemma 2).
   """
   b, s, n, kd = q.shape
@@ -145,7 +146,7 @@ def attend(q, k, v, mask, *, scale: float, softcap: float | None = None):
   scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1)
   out = einsum("BMGSC,BCMK->BSMGK", probs.astype(v.dtype), v, out_dtype=v.dtype)
-  return out.reshape(b, s, n, kd)
+  return out.reshape(b, s, n, v.shape[-1])  # the value head dim (MLA: != q's)
 
 
 def head_norm(heads):

@@ -22,10 +22,11 @@ that DeepSeek's original code instead de-interleaves the pairs and applies rotat
 lays the rotated dims out as [evens | odds]: the attention scores are identical (q and k are
 permuted alike), only the stored layout of the rotated key differs.
 
-Cache (not implemented here): MLA should cache, per token, the normed latent ĉ (C,) and the
-rotated shared rope key k_R (R,), i.e. C + R numbers per token per layer instead of
-2 N K for full K/V (what transformers 5 caches too); `MLAOutput.latent` and `.rope_key` are
-those entries.
+Cache: the deepseek_v2 family (models/deepseek_v2.py) caches, per token, the normed latent ĉ (C,)
+and the rotated shared rope key k_R (R,), i.e. C + R numbers per token per layer instead of
+2 N K for full K/V (what transformers 5 caches too), and recomputes k_nope and v from the cached
+latents through kv_b (`LatentWeights.expand`); `MLAOutput.latent` and `.rope_key` are those
+entries. `LatentWeights` holds the projections both paths share.
 """
 from __future__ import annotations
 
@@ -86,62 +87,103 @@ def _normal(rngs, shape, dtype, std, path):
   return annotate.param(std * jax.random.normal(rngs.params(), shape, dtype), path)
 
 
-class MultiHeadLatentAttention(nnx.Module):
-  """Weights (module layout; HF names in checkpoint_mla): q (D, N, H) or q_a (D, Q), q_a_norm
-  (Q,), q_b (Q, N, H); kv_a (D, C + R), kv_a_norm (C,), kv_b (C, N, P + V), o (N, V, D); with
-  attention_bias also q_a_bias (Q,) (when q_lora_rank is set), kv_a_bias (C + R,), o_bias (D,)."""
+def rope_angles(cfg: MLAConfig, positions):
+  """cos, sin (B, S, R/2) float32 of the rope parts at integer positions (B, S), already
+  multiplied by YaRN's attention factor (1 for the default rope)."""
+  inv_freq, factor = rope_tables(cfg)
+  ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # (B, S, R/2)
+  return jnp.cos(ang) * factor, jnp.sin(ang) * factor
+
+
+def declare(module: nnx.Module, cfg: MLAConfig, make) -> None:
+  """Sets the MLA weights on `module` (layout of LatentWeights) with make(name, shape, init) ->
+  nnx.Param, init one of "normal", "ones", "zeros" (the HF initialisation of the tensor)."""
+  module.cfg = cfg
+  d, n, h = cfg.hidden_size, cfg.num_heads, cfg.qk_head_dim
+  c, r, p, v = cfg.kv_lora_rank, cfg.qk_rope_head_dim, cfg.qk_nope_head_dim, cfg.v_head_dim
+  if cfg.q_lora_rank is None:
+    module.q = make("q", (d, n, h), "normal")
+  else:
+    module.q_a = make("q_a", (d, cfg.q_lora_rank), "normal")
+    module.q_a_norm = make("q_a_norm", (cfg.q_lora_rank,), "ones")
+    module.q_b = make("q_b", (cfg.q_lora_rank, n, h), "normal")
+    if cfg.attention_bias:
+      module.q_a_bias = make("q_a_bias", (cfg.q_lora_rank,), "zeros")
+  module.kv_a = make("kv_a", (d, c + r), "normal")
+  if cfg.attention_bias:
+    module.kv_a_bias = make("kv_a_bias", (c + r,), "zeros")
+  module.kv_a_norm = make("kv_a_norm", (c,), "ones")
+  module.kv_b = make("kv_b", (c, n, p + v), "normal")
+  module.o = make("o", (n, v, d), "normal")
+  if cfg.attention_bias:
+    module.o_bias = make("o_bias", (d,), "zeros")
+
+
+class LatentWeights(nnx.Module):
+  """The MLA weights and the projections around the attention core, shared by the standalone
+  module below and the deepseek_v2 family's decoder Block (which attends through the
+  decoder's latent cache). Weights (module layout; HF names in checkpoint_mla): q (D, N, H) or
+  q_a (D, Q), q_a_norm (Q,), q_b (Q, N, H); kv_a (D, C + R), kv_a_norm (C,), kv_b (C, N, P + V),
+  o (N, V, D); with attention_bias also q_a_bias (Q,) (when q_lora_rank is set), kv_a_bias
+  (C + R,), o_bias (D,). Subclasses set them with `declare`."""
+
+  def queries(self, x):
+    """x (B, S, D) -> q (B, S, N, H), before rope."""
+    cfg = self.cfg
+    if cfg.q_lora_rank is None:
+      return _einsum("BSD,DNH->BSNH", x, self.q[...])
+    qa = _einsum("BSD,DQ->BSQ", x, self.q_a[...])
+    if cfg.attention_bias:
+      qa = qa + self.q_a_bias[...]
+    qa = ops.rms_norm(qa, self.q_a_norm[...], cfg.latent_norm_eps)
+    return _einsum("BSQ,QNH->BSNH", qa, self.q_b[...])
+
+  def compress(self, x):
+    """x (B, S, D) -> (normed latent ĉ (B, S, C), rope key k_R (B, S, R) before rope)."""
+    cfg = self.cfg
+    c = cfg.kv_lora_rank
+    ckv = _einsum("BSD,DX->BSX", x, self.kv_a[...])  # X = C + R
+    if cfg.attention_bias:
+      ckv = ckv + self.kv_a_bias[...]
+    return ops.rms_norm(ckv[..., :c], self.kv_a_norm[...], cfg.latent_norm_eps), ckv[..., c:]
+
+  def expand(self, latent):
+    """Normed latent (B, T, C) -> (k_nope (B, T, N, P), v (B, T, N, V)) through kv_b."""
+    kv = _einsum("BTC,CNW->BTNW", latent, self.kv_b[...])
+    return kv[..., :self.cfg.qk_nope_head_dim], kv[..., self.cfg.qk_nope_head_dim:]
+
+  def output(self, heads):
+    """Per-head outputs (B, S, N, V) -> (B, S, D) through o (+ o_bias)."""
+    out = _einsum("BSNV,NVD->BSD", heads, self.o[...])
+    return out + self.o_bias[...] if self.cfg.attention_bias else out
+
+
+class MultiHeadLatentAttention(LatentWeights):
+  """Standalone MLA over a full sequence (no cache), random weights at construction."""
 
   def __init__(self, cfg: MLAConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, std: float = 0.02):
-    self.cfg = cfg
-    d, n, h = cfg.hidden_size, cfg.num_heads, cfg.qk_head_dim
-    c, r, p, v = cfg.kv_lora_rank, cfg.qk_rope_head_dim, cfg.qk_nope_head_dim, cfg.v_head_dim
-    if cfg.q_lora_rank is None:
-      self.q = _normal(rngs, (d, n, h), dtype, std, "q")
-    else:
-      self.q_a = _normal(rngs, (d, cfg.q_lora_rank), dtype, std, "q_a")
-      self.q_a_norm = annotate.param(jnp.ones((cfg.q_lora_rank,), dtype), "q_a_norm")
-      self.q_b = _normal(rngs, (cfg.q_lora_rank, n, h), dtype, std, "q_b")
-      if cfg.attention_bias:
-        self.q_a_bias = annotate.param(jnp.zeros((cfg.q_lora_rank,), dtype), "q_a_bias")
-    self.kv_a = _normal(rngs, (d, c + r), dtype, std, "kv_a")
-    if cfg.attention_bias:
-      self.kv_a_bias = annotate.param(jnp.zeros((c + r,), dtype), "kv_a_bias")
-    self.kv_a_norm = annotate.param(jnp.ones((c,), dtype), "kv_a_norm")
-    self.kv_b = _normal(rngs, (c, n, p + v), dtype, std, "kv_b")
-    self.o = _normal(rngs, (n, v, d), dtype, std, "o")
-    if cfg.attention_bias:
-      self.o_bias = annotate.param(jnp.zeros((d,), dtype), "o_bias")
+    def make(name, shape, init):
+      if init == "normal":
+        return _normal(rngs, shape, dtype, std, name)
+      return annotate.param((jnp.ones if init == "ones" else jnp.zeros)(shape, dtype), name)
+    declare(self, cfg, make)
 
   def __call__(self, x, positions=None, valid=None, *, head_mask=None) -> MLAOutput:
     """x (B, S, D); positions (B, S) int (default 0 .. S-1); valid (B, S) bool (False =
     padding; default all True); head_mask (N,) scales each head's output (0 ablates)."""
     cfg = self.cfg
     b, s, _ = x.shape
-    p, r, c = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.kv_lora_rank
+    p = cfg.qk_nope_head_dim
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
     if valid is None:
       valid = jnp.ones((b, s), bool)
-    if cfg.q_lora_rank is None:
-      q = _einsum("BSD,DNH->BSNH", x, self.q[...])
-    else:
-      qa = _einsum("BSD,DQ->BSQ", x, self.q_a[...])
-      if cfg.attention_bias:
-        qa = qa + self.q_a_bias[...]
-      qa = ops.rms_norm(qa, self.q_a_norm[...], cfg.latent_norm_eps)
-      q = _einsum("BSQ,QNH->BSNH", qa, self.q_b[...])
-    ckv = _einsum("BSD,DX->BSX", x, self.kv_a[...])  # X = C + R
-    if cfg.attention_bias:
-      ckv = ckv + self.kv_a_bias[...]
-    latent = ops.rms_norm(ckv[..., :c], self.kv_a_norm[...], cfg.latent_norm_eps)  # (B,S,C)
-    kv = _einsum("BSC,CNW->BSNW", latent, self.kv_b[...])
-    k_nope, v = kv[..., :p], kv[..., p:]  # (B, S, N, P), (B, S, N, V)
-
-    inv_freq, factor = rope_tables(cfg)
-    ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # (B, S, R/2)
-    cos, sin = jnp.cos(ang) * factor, jnp.sin(ang) * factor
+    q = self.queries(x)  # (B, S, N, H)
+    latent, k_rope = self.compress(x)  # (B, S, C), (B, S, R)
+    k_nope, v = self.expand(latent)  # (B, S, N, P), (B, S, N, V)
+    cos, sin = rope_angles(cfg, positions)
     q_rope = rope_interleaved(q[..., p:], cos, sin)  # (B, S, N, R)
-    k_rope = rope_interleaved(ckv[..., c:], cos, sin)  # (B, S, R)
+    k_rope = rope_interleaved(k_rope, cos, sin)  # (B, S, R)
 
     scores = (jnp.einsum("BSNP,BTNP->BNST", q[..., :p], k_nope,
                          precision=ops.precision_for(x.dtype),
@@ -159,7 +201,4 @@ class MultiHeadLatentAttention(nnx.Module):
         raise ValueError(f"head_mask must have shape (heads,) = ({cfg.num_heads},), got "
                          f"{hm.shape}")
       heads = heads * hm.astype(heads.dtype)[None, None, :, None]
-    out = _einsum("BSNV,NVD->BSD", heads, self.o[...])
-    if cfg.attention_bias:
-      out = out + self.o_bias[...]
-    return MLAOutput(out, heads, latent, k_rope)
+    return MLAOutput(self.output(heads), heads, latent, k_rope)
