@@ -45,6 +45,9 @@ flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Weight dtypes (both sides)
 flags.DEFINE_integer("new_tokens", 100, "New tokens per prompt.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions per side (median reported).")
 flags.DEFINE_integer("max_batch", 256, "Largest batch the 'auto' sweep tries.")
+flags.DEFINE_integer("torch_threads", 0, "PyTorch intra-op threads (0: its default, one per core). "
+                     "Its OpenMP workers spin-wait, so on a machine loaded by other jobs it "
+                     "slows far more than XLA's pool; 1 is then the fairer baseline.")
 flags.DEFINE_bool("quick", False, "A fast check: random20m, batch 8, float32, 32 new tokens, "
                   "2 repeats (overrides those flags).")
 flags.DEFINE_integer("bandwidth_mib", 512, "Buffer size (MiB) of the read-bandwidth measurement; "
@@ -78,6 +81,17 @@ def _prompts(vocab, n, seed=0):
     ids[i, width - l:] = np.concatenate([[1], rs.randint(3, vocab, size=l - 1)])
     mask[i, width - l:] = 1
   return ids, mask
+
+
+def _machine() -> str:
+  name = platform.processor()
+  try:
+    with open("/proc/cpuinfo") as f:
+      name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                  name)
+  except OSError:
+    pass
+  return f"{platform.machine()} {os.cpu_count()} CPUs ({name or 'unknown CPU'})"
 
 
 def _load1():
@@ -130,6 +144,8 @@ class TorchSide:
   def __init__(self, directory, dtype):
     import torch
     import transformers
+    if FLAGS.torch_threads:
+      torch.set_num_threads(FLAGS.torch_threads)
     self.torch = torch
     self.tm = transformers.AutoModelForCausalLM.from_pretrained(
         directory, attn_implementation="eager", dtype=getattr(torch, dtype)).eval()
@@ -244,7 +260,7 @@ def main(argv):
     models, batches, dtypes = FLAGS.models, FLAGS.batches, FLAGS.dtypes
     new_tokens, repeats = FLAGS.new_tokens, FLAGS.repeats
   bw = measure_bandwidth(FLAGS.bandwidth_mib * 2 ** 20)
-  figures = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.processor()}",
+  figures = {"machine": _machine(),
              "backend": jax.default_backend(), "date_utc": time.strftime("%Y-%m-%d %H:%M",
                                                                           time.gmtime()),
              "new_tokens": new_tokens, "repeats": repeats, "bandwidth": bw, "rows": []}
