@@ -251,6 +251,25 @@ def _line(name, dtype, jx, pt, r):
           f"| load {r['load_1min_before']} -> {r['load_1min_after']}")
 
 
+def _check_flags(batches, dtypes, new_tokens, repeats):
+  """Raises absl's UsageError (one line, no traceback) naming the first bad flag value.
+  (experiments.common.UserError would import the experiments' shared flags, which clash with
+  this script's --out.)"""
+  UserError = app.UsageError  # noqa: N806
+  for b in batches:
+    if b != "auto" and not (b.isdigit() and int(b) > 0):
+      raise UserError(f"--batches entry {b!r} is neither a positive integer nor 'auto'")
+  for d in dtypes:
+    if d not in ("float32", "bfloat16"):
+      raise UserError(f"--dtypes entry {d!r} is not 'float32' or 'bfloat16'")
+  for name, value in (("--new_tokens", new_tokens), ("--repeats", repeats),
+                      ("--bandwidth_mib", FLAGS.bandwidth_mib), ("--max_batch", FLAGS.max_batch)):
+    if value < 1:
+      raise UserError(f"{name}={value} must be >= 1")
+  if FLAGS.torch_threads < 0:
+    raise UserError(f"--torch_threads={FLAGS.torch_threads} must be >= 0 (0: PyTorch's default)")
+
+
 def main(argv):
   del argv
   import jax
@@ -259,6 +278,7 @@ def main(argv):
   else:
     models, batches, dtypes = FLAGS.models, FLAGS.batches, FLAGS.dtypes
     new_tokens, repeats = FLAGS.new_tokens, FLAGS.repeats
+  _check_flags(batches, dtypes, new_tokens, repeats)
   bw = measure_bandwidth(FLAGS.bandwidth_mib * 2 ** 20)
   figures = {"machine": _machine(),
              "backend": jax.default_backend(), "date_utc": time.strftime("%Y-%m-%d %H:%M",
@@ -267,6 +287,11 @@ def main(argv):
   print(f"read bandwidth: {bw['gb_per_s']:.1f} GB/s (NumPy 1 thread {bw['numpy_gb_per_s']:.1f}, "
         f"JAX {bw['jax_gb_per_s']:.1f}; {bw['buffer_bytes'] >> 20} MiB buffer) | load "
         f"{_load1()} | {figures['machine']}", flush=True)
+  if _load1() > 0.5 * (os.cpu_count() or 1):
+    print(f"warning: 1-minute load {_load1()} on {os.cpu_count()} CPUs: other jobs share the "
+          "machine; PyTorch's spin-waiting threads slow far more than XLA's under load, so the "
+          "ratios overstate the idle case (try --torch_threads=1, or re-measure when idle)",
+          flush=True)
   with tempfile.TemporaryDirectory() as tmp:
     for name in models:
       if name == "stories260k":
