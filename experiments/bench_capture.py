@@ -1,13 +1,28 @@
 """Speed of generation with per-head capture: synergy_jax vs transformers (PyTorch, eager).
 
-  python -m experiments.bench_capture [--models=stories260k,random20m] [--prompts=8]
-      [--new_tokens=100] [--repeats=3] [--out=runs/bench_capture.json]
+  python -m experiments.bench_capture [--models=stories260k,random20m] [--batches=8,64]
+      [--dtypes=float32,bfloat16] [--new_tokens=100] [--repeats=3] [--quick]
+      [--out=runs/bench_capture.json]
 
-For each model, both implementations greedily generate --new_tokens tokens for the same
---prompts left-padded prompts with the per-head output norms captured at every generated token
-(PyTorch: forward pre-hooks on every o_proj). Same weights, same machine, same process. Reports
-tokens/s (steady state, median over --repeats), JAX compile time separately, the fraction of
-identical tokens and the largest difference between the two sets of head norms.
+For each model, dtype and batch size, both implementations greedily generate --new_tokens tokens
+for the same left-padded prompts with the per-head output norms captured at every generated
+token (PyTorch: forward pre-hooks on every o_proj). Same weights, same machine, same process.
+The two sides' timed repetitions alternate (JAX, PyTorch, JAX, ...) so that a change in the
+machine's load hits both alike; each reports tokens/s (median over --repeats, compile and
+warm-up excluded; JAX compile time separately), the fraction of identical tokens and the largest
+head-norm difference.
+
+Memory-bandwidth limit: at small batches a decode step is bound by reading every weight once.
+The benchmark measures the machine's read bandwidth (a sum over a buffer far larger than the
+caches, NumPy on one thread and jitted JAX on all threads; the faster counts) and prints
+  limit tok/s = batch × bandwidth / weight bytes,  fraction = tok/s / limit
+(weight bytes: every parameter, in its dtype, read once per step; the key/value cache reads come
+on top, so a fraction near 1 is the best possible, not a bug). `--batches=auto` lets the benchmark
+pick the JAX batch size with the highest throughput among powers of two up to --max_batch
+(a short sweep) and compares at that size.
+
+The lines printed are self-describing (batch, dtype, tok/s each side, ratio, bandwidth fraction,
+tokens identical, 1-minute load before and after); --out writes them as JSON.
 """
 from __future__ import annotations
 
@@ -24,10 +39,19 @@ from absl import flags
 
 flags.DEFINE_list("models", ["stories260k", "random20m"],
                   "Models: stories260k (../shared/models/stories260k), random20m (a seeded random "
-                  "~20M-parameter Llama) or a local HF directory.")
-flags.DEFINE_integer("prompts", 8, "Prompts per batch.")
+                  "~21M-parameter Llama) or a local HF directory.")
+flags.DEFINE_list("batches", ["8", "64"], "Prompts per batch (one row each), or 'auto'.")
+flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Weight dtypes (both sides).")
 flags.DEFINE_integer("new_tokens", 100, "New tokens per prompt.")
-flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
+flags.DEFINE_integer("repeats", 3, "Timed repetitions per side (median reported).")
+flags.DEFINE_integer("max_batch", 256, "Largest batch the 'auto' sweep tries.")
+flags.DEFINE_integer("torch_threads", 0, "PyTorch intra-op threads (0: its default, one per core). "
+                     "Its OpenMP workers spin-wait, so on a machine loaded by other jobs it "
+                     "slows far more than XLA's pool; 1 is then the fairer baseline.")
+flags.DEFINE_bool("quick", False, "A fast check: random20m, batch 8, float32, 32 new tokens, "
+                  "2 repeats (overrides those flags).")
+flags.DEFINE_integer("bandwidth_mib", 512, "Buffer size (MiB) of the read-bandwidth measurement; "
+                     "keep it far above the last-level cache.")
 flags.DEFINE_string("out", None, "Optional JSON file for the figures (written atomically).")
 FLAGS = flags.FLAGS
 
@@ -59,82 +83,217 @@ def _prompts(vocab, n, seed=0):
   return ids, mask
 
 
-def bench_jax(directory, ids, mask, new_tokens, repeats):
+def _machine() -> str:
+  name = platform.processor()
+  try:
+    with open("/proc/cpuinfo") as f:
+      name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                  name)
+  except OSError:
+    pass
+  return f"{platform.machine()} {os.cpu_count()} CPUs ({name or 'unknown CPU'})"
+
+
+def _load1():
+  return round(os.getloadavg()[0], 2)
+
+
+def measure_bandwidth(nbytes: int, repeats: int = 5) -> dict:
+  """Read bandwidth (GB/s, 1e9 bytes) of a sum over an nbytes float32 buffer, best of repeats:
+  NumPy (one thread) and jitted JAX (XLA's thread pool); `gb_per_s` is the larger."""
   import jax
+  import jax.numpy as jnp
   import numpy as np
-  from synergy_jax import models as M
-  model = M.load(directory)
-
-  def run():
-    r = M.generate(model, ids, mask, max_new_tokens=new_tokens)
-    jax.block_until_ready((r.tokens, r.head_norms))
-    return r
-
-  t0 = time.perf_counter()
-  result = run()
-  first = time.perf_counter() - t0
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    result = run()
-    times.append(time.perf_counter() - t0)
-  steady = statistics.median(times)
-  n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(model.params))
-  return {"seconds": steady, "first_call_seconds": first, "compile_seconds": first - steady,
-          "tokens_per_s": ids.shape[0] * new_tokens / steady, "params": n_params,
-          "backend": jax.default_backend()}, np.asarray(result.tokens), np.asarray(
-              result.head_norms)
+  buf = np.ones(nbytes // 4, np.float32)
+  best = {}
+  for name, fn, arg in (("numpy", np.sum, buf), ("jax", jax.jit(jnp.sum), jnp.asarray(buf))):
+    jax.block_until_ready(fn(arg))
+    times = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(arg))
+      times.append(time.perf_counter() - t0)
+    best[name] = nbytes / min(times) / 1e9
+  return {"numpy_gb_per_s": best["numpy"], "jax_gb_per_s": best["jax"],
+          "gb_per_s": max(best.values()), "buffer_bytes": nbytes}
 
 
-def bench_torch(directory, ids, mask, new_tokens, repeats):
-  import torch
-  import transformers
-  tm = transformers.AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager",
-                                                         dtype=torch.float32).eval()
-  n = tm.config.num_attention_heads
-  k = tm.model.layers[0].self_attn.head_dim
-  captured = [[] for _ in tm.model.layers]
+class JaxSide:
+  """synergy_jax generation with capture, one model in one dtype."""
 
-  def hook_for(layer):
-    def hook(module, args):
-      # the head outputs at the position whose logits give the next token (the last one)
-      captured[layer].append(args[0][:, -1].reshape(-1, n, k).norm(dim=-1))
-    return hook
+  def __init__(self, directory, dtype):
+    import jax
+    import numpy as np
+    from synergy_jax import models as M
+    self.M, self.jax = M, jax
+    self.model = M.load(directory, dtype=dtype)
+    leaves = jax.tree_util.tree_leaves(self.model.params)
+    self.params = sum(int(np.prod(x.shape)) for x in leaves)
+    self.weight_bytes = sum(int(x.size) * x.dtype.itemsize for x in leaves)
 
-  hooks = [layer.self_attn.o_proj.register_forward_pre_hook(hook_for(i))
-           for i, layer in enumerate(tm.model.layers)]
+  def run(self, ids, mask, new_tokens):
+    import numpy as np
+    r = self.M.generate(self.model, ids, mask, max_new_tokens=new_tokens)
+    self.jax.block_until_ready((r.tokens, r.head_norms))
+    return np.asarray(r.tokens), np.asarray(r.head_norms, np.float32)
 
-  def run():
-    for c in captured:
+
+class TorchSide:
+  """transformers generation (eager attention) with o_proj pre-hooks capturing head norms."""
+
+  def __init__(self, directory, dtype):
+    import torch
+    import transformers
+    if FLAGS.torch_threads:
+      torch.set_num_threads(FLAGS.torch_threads)
+    self.torch = torch
+    self.tm = transformers.AutoModelForCausalLM.from_pretrained(
+        directory, attn_implementation="eager", dtype=getattr(torch, dtype)).eval()
+    n = self.tm.config.num_attention_heads
+    k = self.tm.model.layers[0].self_attn.head_dim
+    self.captured = [[] for _ in self.tm.model.layers]
+
+    def hook_for(layer):
+      def hook(module, args):
+        # the head outputs at the position whose logits give the next token (the last one)
+        self.captured[layer].append(args[0][:, -1].reshape(-1, n, k).float().norm(dim=-1))
+      return hook
+
+    self.hooks = [layer.self_attn.o_proj.register_forward_pre_hook(hook_for(i))
+                  for i, layer in enumerate(self.tm.model.layers)]
+    self.threads = torch.get_num_threads()
+
+  def run(self, ids, mask, new_tokens):
+    torch = self.torch
+    for c in self.captured:
       c.clear()
     with torch.no_grad():
-      out = tm.generate(torch.tensor(ids), attention_mask=torch.tensor(mask),
-                        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                        pad_token_id=0, eos_token_id=None)
-      norms = torch.stack([torch.stack(c, dim=-1) for c in captured], dim=1)  # (B, L, N, T)
+      out = self.tm.generate(torch.tensor(ids), attention_mask=torch.tensor(mask),
+                             max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             do_sample=False, pad_token_id=0, eos_token_id=None)
+      norms = torch.stack([torch.stack(c, dim=-1) for c in self.captured], dim=1)  # (B, L, N, T)
     return out[:, ids.shape[1]:].numpy(), norms.numpy()
 
-  run()  # warm-up
-  times = []
+  def close(self):
+    for h in self.hooks:
+      h.remove()
+
+
+def _timed(fn, *args):
+  t0 = time.perf_counter()
+  out = fn(*args)
+  return time.perf_counter() - t0, out
+
+
+def pick_batch(jx: JaxSide, vocab: int, max_batch: int, new_tokens: int) -> tuple[int, dict]:
+  """The JAX batch size (a power of two, 8..max_batch) with the highest tokens/s in a short
+  sweep (one warm and one timed run of min(new_tokens, 32) tokens each); stops early once
+  doubling the batch gains under 10%."""
+  steps = min(new_tokens, 32)
+  rates, best = {}, 8
+  b = 8
+  while b <= max_batch:
+    ids, mask = _prompts(vocab, b)
+    jx.run(ids, mask, steps)
+    seconds, _ = _timed(jx.run, ids, mask, steps)
+    rates[b] = b * steps / seconds
+    if rates[b] > rates[best]:
+      gain, best = rates[b] / rates[best], b
+      if gain < 1.10:
+        break
+    elif b > best:
+      break
+    b *= 2
+  return best, rates
+
+
+def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int, repeats: int,
+            bandwidth: float) -> dict:
+  """One row: both sides on the same prompts, timed repetitions alternating."""
+  import numpy as np
+  ids, mask = _prompts(vocab, batch)
+  load_before = _load1()
+  first, _ = _timed(jx.run, ids, mask, new_tokens)  # compiles
+  pt.run(ids, mask, new_tokens)  # warm-up
+  jt, pt_times = [], []
   for _ in range(repeats):
-    t0 = time.perf_counter()
-    tokens, norms = run()
-    times.append(time.perf_counter() - t0)
-  for h in hooks:
-    h.remove()
-  steady = statistics.median(times)
-  return {"seconds": steady, "tokens_per_s": ids.shape[0] * new_tokens / steady,
-          "torch_threads": torch.get_num_threads()}, tokens, norms
+    s, (j_tokens, j_norms) = _timed(jx.run, ids, mask, new_tokens)
+    jt.append(s)
+    s, (t_tokens, t_norms) = _timed(pt.run, ids, mask, new_tokens)
+    pt_times.append(s)
+  j_s, t_s = statistics.median(jt), statistics.median(pt_times)
+  same = j_tokens == t_tokens
+  # compare norms only up to each row's first disagreement (the sequences differ after it)
+  upto = [int(np.argmin(row)) if not row.all() else len(row) for row in same]
+  diff = max((float(np.abs(j_norms[b, ..., :u] - t_norms[b, ..., :u]).max()) for b, u in
+              enumerate(upto) if u > 0), default=float("nan"))
+  j_rate, t_rate = batch * new_tokens / j_s, batch * new_tokens / t_s
+  limit = batch * bandwidth * 1e9 / jx.weight_bytes
+  return {"batch": batch, "new_tokens": new_tokens, "jax_tokens_per_s": j_rate,
+          "torch_tokens_per_s": t_rate, "ratio": j_rate / t_rate, "jax_seconds": j_s,
+          "torch_seconds": t_s, "jax_compile_seconds": max(first - j_s, 0.0),
+          "bandwidth_limit_tokens_per_s": limit, "jax_bandwidth_fraction": j_rate / limit,
+          "torch_bandwidth_fraction": t_rate / limit,
+          "identical_token_fraction": float(same.mean()), "tokens_identical": bool(same.all()),
+          "max_head_norm_diff": diff, "load_1min_before": load_before,
+          "load_1min_after": _load1(), "jax_times": jt, "torch_times": pt_times}
+
+
+def _line(name, dtype, jx, pt, r):
+  return (f"{name} {dtype} batch {r['batch']}: {jx.params / 1e6:.2f}M params, "
+          f"{jx.weight_bytes / 1e6:.0f} MB | JAX {r['jax_tokens_per_s']:.0f} tok/s "
+          f"(compile {r['jax_compile_seconds']:.1f}s) | PyTorch eager "
+          f"{r['torch_tokens_per_s']:.0f} tok/s ({pt.threads} threads) | ratio {r['ratio']:.2f}x "
+          f"| bandwidth limit {r['bandwidth_limit_tokens_per_s']:.0f} tok/s: JAX at "
+          f"{r['jax_bandwidth_fraction']:.2f}, PyTorch at {r['torch_bandwidth_fraction']:.2f} | "
+          f"tokens identical {'yes' if r['tokens_identical'] else 'no'} "
+          f"({r['identical_token_fraction']:.3f}) | max |norm diff| {r['max_head_norm_diff']:.1e} "
+          f"| load {r['load_1min_before']} -> {r['load_1min_after']}")
+
+
+def _check_flags(batches, dtypes, new_tokens, repeats):
+  """Raises absl's UsageError (one line, no traceback) naming the first bad flag value.
+  (experiments.common.UserError would import the experiments' shared flags, which clash with
+  this script's --out.)"""
+  UserError = app.UsageError  # noqa: N806
+  for b in batches:
+    if b != "auto" and not (b.isdigit() and int(b) > 0):
+      raise UserError(f"--batches entry {b!r} is neither a positive integer nor 'auto'")
+  for d in dtypes:
+    if d not in ("float32", "bfloat16"):
+      raise UserError(f"--dtypes entry {d!r} is not 'float32' or 'bfloat16'")
+  for name, value in (("--new_tokens", new_tokens), ("--repeats", repeats),
+                      ("--bandwidth_mib", FLAGS.bandwidth_mib), ("--max_batch", FLAGS.max_batch)):
+    if value < 1:
+      raise UserError(f"{name}={value} must be >= 1")
+  if FLAGS.torch_threads < 0:
+    raise UserError(f"--torch_threads={FLAGS.torch_threads} must be >= 0 (0: PyTorch's default)")
 
 
 def main(argv):
   del argv
-  import numpy as np
-  figures = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs", "date_utc":
-             time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "prompts": FLAGS.prompts,
-             "new_tokens": FLAGS.new_tokens, "models": {}}
+  import jax
+  if FLAGS.quick:
+    models, batches, dtypes, new_tokens, repeats = ["random20m"], ["8"], ["float32"], 32, 2
+  else:
+    models, batches, dtypes = FLAGS.models, FLAGS.batches, FLAGS.dtypes
+    new_tokens, repeats = FLAGS.new_tokens, FLAGS.repeats
+  _check_flags(batches, dtypes, new_tokens, repeats)
+  bw = measure_bandwidth(FLAGS.bandwidth_mib * 2 ** 20)
+  figures = {"machine": _machine(),
+             "backend": jax.default_backend(), "date_utc": time.strftime("%Y-%m-%d %H:%M",
+                                                                          time.gmtime()),
+             "new_tokens": new_tokens, "repeats": repeats, "bandwidth": bw, "rows": []}
+  print(f"read bandwidth: {bw['gb_per_s']:.1f} GB/s (NumPy 1 thread {bw['numpy_gb_per_s']:.1f}, "
+        f"JAX {bw['jax_gb_per_s']:.1f}; {bw['buffer_bytes'] >> 20} MiB buffer) | load "
+        f"{_load1()} | {figures['machine']}", flush=True)
+  if _load1() > 0.5 * (os.cpu_count() or 1):
+    print(f"warning: 1-minute load {_load1()} on {os.cpu_count()} CPUs: other jobs share the "
+          "machine; PyTorch's spin-waiting threads slow far more than XLA's under load, so the "
+          "ratios overstate the idle case (try --torch_threads=1, or re-measure when idle)",
+          flush=True)
   with tempfile.TemporaryDirectory() as tmp:
-    for name in FLAGS.models:
+    for name in models:
       if name == "stories260k":
         if not STORIES.exists():
           print(f"skipping stories260k: {STORIES} is absent")
@@ -146,27 +305,25 @@ def main(argv):
         directory = name
       with open(os.path.join(directory, "config.json")) as f:
         vocab = json.load(f)["vocab_size"]
-      ids, mask = _prompts(vocab, FLAGS.prompts)
-      jx, jt, jn = bench_jax(directory, ids, mask, FLAGS.new_tokens, FLAGS.repeats)
-      pt, tt, tn = bench_torch(directory, ids, mask, FLAGS.new_tokens, FLAGS.repeats)
-      same = jt == tt
-      # compare norms only up to each row's first disagreement (the sequences differ after it)
-      upto = [int(np.argmin(row)) if not row.all() else len(row) for row in same]
-      diff = max((float(np.abs(jn[b, ..., :u] - tn[b, ..., :u]).max()) for b, u in
-                  enumerate(upto) if u > 0), default=float("nan"))
-      row = {"jax": jx, "torch": pt, "speedup": jx["tokens_per_s"] / pt["tokens_per_s"],
-             "identical_token_fraction": float(same.mean()),
-             "max_head_norm_diff": diff}
-      figures["models"][name] = row
-      print(f"{name}: {jx['params'] / 1e6:.2f}M params | JAX {jx['tokens_per_s']:.0f} tok/s "
-            f"(compile {jx['compile_seconds']:.1f}s, backend {jx['backend']}) | PyTorch eager "
-            f"{pt['tokens_per_s']:.0f} tok/s ({pt['torch_threads']} threads) | speedup "
-            f"{row['speedup']:.2f}x | identical tokens {row['identical_token_fraction']:.3f} | "
-            f"max |norm diff| {diff:.2e}")
+      for dtype in dtypes:
+        jx, pt = JaxSide(directory, dtype), TorchSide(directory, dtype)
+        for batch in batches:
+          sweep = None
+          if batch == "auto":
+            b, sweep = pick_batch(jx, vocab, FLAGS.max_batch, new_tokens)
+            print(f"{name} {dtype}: auto batch {b} (JAX tok/s by batch: "
+                  f"{ {k: round(v) for k, v in sweep.items()} })", flush=True)
+          else:
+            b = int(batch)
+          row = compare(jx, pt, vocab, b, new_tokens, repeats, bw["gb_per_s"])
+          row.update(model=name, dtype=dtype, params=jx.params, weight_bytes=jx.weight_bytes,
+                     torch_threads=pt.threads, auto_sweep=sweep)
+          figures["rows"].append(row)
+          print(_line(name, dtype, jx, pt, row), flush=True)
+        pt.close()
   if FLAGS.out:
     from synergy_jax import results
     results.write_json(FLAGS.out, figures)
-  print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -28,11 +28,16 @@ def test_bench_phiid_toy():
 
 def test_bench_capture_toy(tmp_path, stories260k_dir):
   figures = tmp_path / "figures.json"
-  out = run(["experiments.bench_capture", "--models=stories260k", "--prompts=2",
-             "--new_tokens=8", "--repeats=1", f"--out={figures}"])
-  assert "tok" in out.lower()
-  fig = json.loads(figures.read_text())["models"]["stories260k"]
+  out = run(["experiments.bench_capture", "--models=stories260k", "--batches=2",
+             "--dtypes=float32", "--new_tokens=8", "--repeats=1", "--bandwidth_mib=64",
+             f"--out={figures}"])
+  assert "tok/s" in out and "bandwidth" in out
+  fig = json.loads(figures.read_text())
+  assert fig["bandwidth"]["gb_per_s"] > 0
+  (row,) = fig["rows"]
+  assert (row["model"], row["dtype"], row["batch"]) == ("stories260k", "float32", 2)
   # Same tokens and the same captured norms as the PyTorch baseline measured in the same run.
-  assert fig["identical_token_fraction"] == 1.0
-  assert fig["max_head_norm_diff"] < 1e-4
-  assert fig["jax"]["tokens_per_s"] > 0 and fig["torch"]["tokens_per_s"] > 0
+  assert row["tokens_identical"] and row["identical_token_fraction"] == 1.0
+  assert row["max_head_norm_diff"] < 1e-4
+  assert row["jax_tokens_per_s"] > 0 and row["torch_tokens_per_s"] > 0
+  assert 0 < row["jax_bandwidth_fraction"] < float("inf")
