@@ -300,3 +300,18 @@ def test_an_moe_block_that_does_not_record_its_experts_is_an_error(saved):
   with pytest.raises(ValueError, match="'mixtral_silent_test'.*never called "
                                        r"attend\.record_experts\(\) in an MoE layer"):
     silent(np.array([[3, 4, 5]]))
+
+
+@pytest.mark.parametrize("name", ["mixtral", "qwen2_moe"])
+def test_bfloat16_weights_run_on_cpu_and_stay_close_to_float32(saved, name):
+  """bfloat16 MoE models compile and run on XLA:CPU (its batched bf16 dots have no f32 output,
+  moe/experts._einsum) and their log-probabilities and expert norms stay close to float32's."""
+  d, model = saved(name)
+  low = models.load(d, dtype="bfloat16")
+  tokens, lens = _tokens()
+  ref, got = models.score(model, tokens, lens), models.score(low, tokens, lens)
+  for field in ("token_logprobs", "expert_norms", "head_norms"):
+    a, b = np.asarray(getattr(ref, field)), np.asarray(getattr(got, field), np.float32)
+    assert np.isfinite(b).all(), field
+    scale = np.abs(a).max()
+    assert scale > 0 and np.abs(b - a).max() <= 0.05 * scale, (field, np.abs(b - a).max(), scale)

@@ -16,9 +16,12 @@ from flax import nnx
 from synergy_jax.models import ops
 
 def _einsum(spec, a, b):
-  """float32 accumulation; full precision for float32 inputs (parity path)."""
+  """Full precision for float32 inputs (parity path). Lower-precision inputs give their own
+  dtype out: XLA:CPU has no batched bf16 x bf16 -> f32 dot ("Unsupported element type for
+  DotThunk"), which the per-expert down projection is; GPU/TPU accumulate in f32 regardless."""
+  out_type = jnp.float32 if a.dtype == jnp.float32 else None
   return jnp.einsum(spec, a, b, precision=ops.precision_for(a.dtype),
-                    preferred_element_type=jnp.float32).astype(a.dtype)
+                    preferred_element_type=out_type).astype(a.dtype)
 
 
 def expert_outputs(x, gate, up, down, act: str):
