@@ -1,6 +1,6 @@
 """One process per host: a global mesh over every host's devices, prompts split between hosts.
 
-Axis legend: P prompts (all hosts), P_h the prompts one process holds, N units, T time steps.
+Axis legend: P prompts (all hosts), P_h the prompts one process holds, U units, T time steps.
 
 A TPU pod slice or a multi-GPU cluster runs one Python process per host; each process sees only
 its own devices and holds only its share of the prompts. Under pool="mean" every ΦID estimator
@@ -8,15 +8,15 @@ here is a mean over prompts of per-prompt lattice values, and the atoms are line
 (Möbius inversion), so the per-prompt sums are sufficient statistics: every device computes the
 atoms of its own prompts with the single-process kernel (``phiid.pairs.all_pairs_core``), the
 sums weighted by prompt counts are added over the global mesh (one ``psum``), and every process
-gets the same (N, N, 16) atoms as one process holding all prompts (up to the order of the
+gets the same (U, U, 16) atoms as one process holding all prompts (up to the order of the
 additions). A unit that is degenerate in any prompt, or a pair singular in any prompt, is not
 finite in the sum: `all_pairs` raises naming those pairs (or returns them as NaN with
 on_degenerate="mask", as ``phiid.all_pairs`` does).
 
   initialize(coordinator_address, num_processes, process_id, cpu_devices=None)
   prompt_mesh()                                the global 1-D mesh ("prompts") over all devices
-  global_prompts(local, mesh)                  this process's (P_h, N, T) → a global (P, N, T)
-  all_pairs(acts, config=..., acts_y=...)      global acts → (N, N, 16) atoms on every process
+  global_prompts(local, mesh)                  this process's (P_h, U, T) → a global (P, U, T)
+  all_pairs(acts, config=..., acts_y=...)      global acts → (U, U, 16) atoms on every process
   null_moments(local_acts, obs, design, ...)   the surrogate null (any design): activity gathered,
                                                surrogates split over the global mesh
 
@@ -68,7 +68,7 @@ def prompt_mesh() -> jax.sharding.Mesh:
 
 
 def global_prompts(local: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
-  """This process's prompts (P_h, N, T) → the global (P, N, T) array, prompts split over the
+  """This process's prompts (P_h, U, T) → the global (P, U, T) array, prompts split over the
   mesh; process h's prompts come after those of processes 0 … h − 1.
 
   Every process must hold the same P_h, a multiple of its local device count (each device gets
@@ -88,7 +88,7 @@ def global_prompts(local: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("config", "mesh", "same", "block", "dtype"))
 def _summed_atoms(acts, acts_y, *, config, mesh, same, block, dtype):
-  """Prompt-weighted mean over the mesh of every device's all-pairs atoms: (N, N, 16)."""
+  """Prompt-weighted mean over the mesh of every device's all-pairs atoms: (U, U, 16)."""
   total = acts.shape[0]
 
   def local(a, ay):
@@ -107,7 +107,7 @@ def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
   """ΦID atoms of every ordered pair from prompts spread over all processes.
 
   Args:
-    acts: global (P, N, T) array from ``global_prompts`` (or any array sharded over ``mesh``'s
+    acts: global (P, U, T) array from ``global_prompts`` (or any array sharded over ``mesh``'s
       "prompts" axis). acts_y: the same for source y (e.g. surrogates), as ``phiid.all_pairs``.
     config: ``phiid.PhiidConfig`` with pool="mean" (pooled estimates need global
       standardisation first; not implemented across processes).
@@ -117,7 +117,7 @@ def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
       prompt); "mask": return them as NaN. The checks happen in-graph, so the prompt is not
       known here: call ``phiid.degenerate`` on each process's own prompts to name it.
   Returns:
-    (N, N, 16) float atoms (nats) on every process.
+    (U, U, 16) float atoms (nats) on every process.
   """
   if on_degenerate not in ("raise", "mask"):
     raise ValueError(f"on_degenerate must be 'raise' or 'mask', got {on_degenerate!r}")
@@ -156,9 +156,9 @@ def null_moments(local_acts: np.ndarray, observed_pairs: np.ndarray, design, con
                  mesh: jax.sharding.Mesh | None = None, atoms=("sts", "rtr"), dtype=None):
   """``analysis.nulls.null_moments`` with the prompts spread over processes, any design.
 
-  local_acts: this process's (P_h, N, T) (as ``global_prompts``); design: the ``NullDesign`` of
+  local_acts: this process's (P_h, U, T) (as ``global_prompts``); design: the ``NullDesign`` of
   all P prompts, the same on every process (e.g. drawn from the same seed); observed_pairs the
-  (N, N, K) observed values, the same on every process. The activations are small (P·N·T
+  (U, U, K) observed values, the same on every process. The activations are small (P·U·T
   floats), so they are gathered onto every device inside the program and the *surrogates* are
   split over the global mesh (``analysis.nulls_sharded``): each device runs the compiled kernel
   of ``nulls`` (or the estimator, where the kernel does not apply) on its rows of the design,

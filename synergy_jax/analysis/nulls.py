@@ -36,7 +36,7 @@ The same scan (``scan_moments``) runs on every device of a mesh, each on its sha
 surrogates, in ``analysis.nulls_sharded`` (one or many processes; ``distributed.null_moments``).
 
 Speed, and why "100 surrogates in ≤ 5 × one all_pairs call" is out of reach for pool="mean"
-(2-core CPU, load ≈ 2, N = 256, P = 60, T = 100, float32, 2026-12-01): one ``all_pairs`` call
+(2-core CPU, load ≈ 2, U = 256, P = 60, T = 100, float32, 2026-12-01): one ``all_pairs`` call
 0.096 s; 100 trial surrogates through this kernel 2.4 s (25×), against 100 calls of
 ``all_pairs(acts, acts_y=...)``. The floor is arithmetic: under pool="mean" each atom is a mean
 of per-prompt nonlinear functions of that prompt's correlations, so every surrogate needs fresh
@@ -48,7 +48,7 @@ all_pairs-equivalents. FFTs over lags do not help: a surrogate uses one lag per 
 lags. Only pooled estimates (pool="concat") would allow it (sums over prompts of cross-products
 at all rotations by one FFT over the prompt or time axis); not implemented.
 
-Axis legend: S surrogates, P prompts, N x-side units, M y-side units, L lagged samples (T − τ),
+Axis legend: S surrogates, P prompts, U x-side units, M y-side units, L lagged samples (T − τ),
 K tested atoms, A the 17 MMI arguments.
 """
 from __future__ import annotations
@@ -69,12 +69,12 @@ from synergy_jax.phiid.config import PhiidConfig
 # The estimator's own preparation of every unit (problem checks, filler for bad units,
 # standardised lags), shared with phiid.all_pairs so the kernel cannot drift from it.
 def _bad_units(a, tau):
-  """(P, N, T) → (N,) bool: units the Gaussian estimator cannot use in some prompt (in-graph)."""
+  """(P, U, T) → (U,) bool: units the Gaussian estimator cannot use in some prompt (in-graph)."""
   return _units.prepared(a, PhiidConfig(tau=tau), a.dtype)[4]
 
 
 def _lags(a, tau, pool, bad=None):
-  """(P, N, T) → standardised (past, future), each (P, N, S), as phiid.all_pairs prepares them;
+  """(P, U, T) → standardised (past, future), each (P, U, S), as phiid.all_pairs prepares them;
   problem units hold a harmless filler (their rows and columns are masked with ``bad``)."""
   past, future, *_ = _units.prepared(a, PhiidConfig(tau=tau, pool=pool), a.dtype)
   return past, future
@@ -151,7 +151,7 @@ def _paired_shifts(n_surrogates: int, n_prompts: int, length: int, min_shift: in
 
 def draw_design(method: str, n_surrogates: int, n_prompts: int, num_steps: int, *, tau: int = 1,
                 seed: int = 0, min_shift: int | None = None) -> NullDesign:
-  """A reproducible surrogate plan for (P, N, T) activity (see module docstring)."""
+  """A reproducible surrogate plan for (P, U, T) activity (see module docstring)."""
   if method not in NULLS:
     raise ValueError(f"null must be one of {NULLS}, got {method!r}")
   if n_surrogates < 2:
@@ -171,9 +171,9 @@ def draw_design(method: str, n_surrogates: int, n_prompts: int, num_steps: int, 
 
 def circular_shift(acts: np.ndarray, shifts: np.ndarray) -> np.ndarray:
   """Rolls each prompt's series along the last axis: out[p, n, t] = acts[p, n, (t − shifts[p])
-  mod T]. acts (P, N, T) (numpy or jax), shifts (P,) integers; same shift for all units."""
+  mod T]. acts (P, U, T) (numpy or jax), shifts (P,) integers; same shift for all units."""
   if acts.ndim != 3 or np.shape(shifts) != (acts.shape[0],):
-    raise ValueError(f"circular_shift: acts (P, N, T) and shifts (P,) expected, got {acts.shape}, "
+    raise ValueError(f"circular_shift: acts (P, U, T) and shifts (P,) expected, got {acts.shape}, "
                      f"{np.shape(shifts)}")
   xp = jnp if isinstance(acts, jax.Array) else np
   t = acts.shape[-1]
@@ -182,7 +182,7 @@ def circular_shift(acts: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 
 
 def surrogate_acts(acts: np.ndarray, design: NullDesign, s: int) -> np.ndarray:
-  """The (P, N, T) y-series of surrogate s as a raw series (trial and circular only)."""
+  """The (P, U, T) y-series of surrogate s as a raw series (trial and circular only)."""
   if design.method == "pair_shift":
     raise ValueError("null='pair_shift' shifts lagged pairs, which no raw series represents; it "
                      "needs the Gaussian MMI kernel (kind='gaussian', preprocess='none')")
@@ -209,7 +209,7 @@ def fast_path_applies(config) -> bool:
 
 
 def _atoms_from_corrs(a, b, c, d, e, f, weights):
-  """(N, M, K) requested atoms (nats) from the six correlations of ``phiid.gaussian``.
+  """(U, M, K) requested atoms (nats) from the six correlations of ``phiid.gaussian``.
 
   weights: static (K, A) integers in {−1, 0, 1}; atom k = ½ (log Π_{w=+1} arg − log Π_{w=−1} arg).
   """
@@ -227,7 +227,7 @@ def _atoms_from_corrs(a, b, c, d, e, f, weights):
 
 
 def _pair_atoms(xs, ys, pool, weights):
-  """(N, M, K) atoms averaged over prompts (pool="mean") or of the pooled correlations.
+  """(U, M, K) atoms averaged over prompts (pool="mean") or of the pooled correlations.
 
   xs = (x_p, x_f), ys = (y_p, y_f), each (P, ·, L), standardised as ``_lags``.
   """
@@ -272,7 +272,7 @@ def _surrogate_lags(acts, xs, bad, perm, shift, *, method, tau, pool):
 
 
 def _accumulate(carry, v, obs):
-  """Adds one surrogate's (N, N, K) values (NaN = missing) to the running moments."""
+  """Adds one surrogate's (U, U, K) values (NaN = missing) to the running moments."""
   s1, s2, cnt, ge = carry
   ok = jnp.isfinite(v)
   vz = jnp.where(ok, v, 0.0)
@@ -280,7 +280,7 @@ def _accumulate(carry, v, obs):
 
 
 def null_head_means(v, xp=np):
-  """(N, M, K) surrogate grid of swap-symmetric atoms → (M, K) null head statistics.
+  """(U, M, K) surrogate grid of swap-symmetric atoms → (M, K) null head statistics.
 
   The observed head statistic of unit j averages its two roles, m[i, j] and m[j, i], which come
   from the same data (for sts and rtr they are equal). In a surrogate only the y-side series was
@@ -297,9 +297,9 @@ def null_head_means(v, xp=np):
 
 
 def fast_grid(acts, *, method, tau, pool, weights):
-  """The compiled Gaussian MMI kernel's surrogate grid for (P, N, T) ``acts`` (in-graph).
+  """The compiled Gaussian MMI kernel's surrogate grid for (P, U, T) ``acts`` (in-graph).
 
-  Returns grid(perm, shift) → (v, h): v the (N, N, K) requested atoms of the surrogate with
+  Returns grid(perm, shift) → (v, h): v the (U, U, K) requested atoms of the surrogate with
   y-side prompt map ``perm`` (P,) and shifts ``shift`` (P,) (NaN: degenerate units, diagonal);
   h = v, the grid ``null_head_means`` reads (the atoms are swap-symmetric).
   """
@@ -318,7 +318,7 @@ def fast_grid(acts, *, method, tau, pool, weights):
 
 
 def scan_moments(grid, obs, prompt_map, shifts, valid, *, paired):
-  """Scan over surrogates: per-pair moments (N, N, K) ×4 and per-surrogate head means (S, N, K).
+  """Scan over surrogates: per-pair moments (U, U, K) ×4 and per-surrogate head means (S, U, K).
 
   grid(perm, shift) → (v, h) as ``fast_grid``. valid (S,) bool: rows that count; a row that does
   not (padding) adds nothing and its head means are NaN. paired: rows 2m, 2m + 1 are inverse
@@ -377,7 +377,7 @@ def kernel_weights(atoms: Sequence[str]) -> tuple:
 @dataclasses.dataclass(frozen=True)
 class NullMoments:
   """Reduced surrogate values of K atoms: s1, s2 (sums of values and squares), cnt (finite
-  surrogates), ge (surrogates ≥ observed), each (N, N, K); null_head (S, N, K) null head
+  surrogates), ge (surrogates ≥ observed), each (U, U, K); null_head (S, U, K) null head
   statistics (``null_head_means``)."""
   s1: np.ndarray
   s2: np.ndarray
@@ -392,11 +392,11 @@ def null_moments(acts: np.ndarray, observed_pairs: np.ndarray, design: NullDesig
   """All surrogates of ``design`` reduced to moments (see ``NullMoments``).
 
   Args:
-    acts: (P, N, T) activity the observed atoms came from.
-    observed_pairs: (N, N, K) observed values of ``atoms`` (diagonal NaN).
+    acts: (P, U, T) activity the observed atoms came from.
+    observed_pairs: (U, U, K) observed values of ``atoms`` (diagonal NaN).
     config: the ``phiid.PhiidConfig`` of the observed atoms.
     dtype: compute dtype (default float64 under x64, else float32), as ``phiid.all_pairs``.
-    estimator: ``f(acts, acts_y) -> (N, N, 16)`` used instead of ``phiid.all_pairs`` (slow path).
+    estimator: ``f(acts, acts_y) -> (U, U, 16)`` used instead of ``phiid.all_pairs`` (slow path).
     force_slow: use one ``phiid.all_pairs`` call per surrogate even where the kernel applies.
   """
   from synergy_jax import phiid

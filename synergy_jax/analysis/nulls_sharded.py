@@ -1,15 +1,15 @@
 """The surrogate null with its surrogates split over the devices of a mesh (one or many processes).
 
 Axis legend: S surrogates (S' padded to fill the devices), D devices of the mesh, P prompts,
-N units, T time steps, K tested atoms.
+U units, T time steps, K tested atoms.
 
-Each device holds every prompt's activity (the activations are small: P·N·T floats; a global
+Each device holds every prompt's activity (the activations are small: P·U·T floats; a global
 array sharded over prompts, e.g. ``distributed.global_prompts``, is all-gathered once inside the
 program) and the rows of the ``NullDesign`` that fall to it, a contiguous block of whole inverse
 pairs. It reduces its surrogates with the same scan as the single-device kernel
 (``nulls.scan_moments``); the sums s1, s2 and the counts cnt, ge are then added over the mesh (one
 ``psum``: the counts are integers, exact; the sums change only in the order of the additions) and
-the (S, N, K) null head statistics are gathered in design order. So the result equals
+the (S, U, K) null head statistics are gathered in design order. So the result equals
 ``nulls.null_moments`` of one process holding everything, to rounding, for every design.
 
 Grids per surrogate: the compiled Gaussian MMI kernel (``nulls.fast_grid``) where it applies,
@@ -38,7 +38,7 @@ from synergy_jax.phiid.grid import SWAP_XY
 
 @dataclasses.dataclass(frozen=True)
 class _EstimatorGrid:
-  """grid(perm, shift) → (v, h) from the estimator on the raw surrogate series: v (N, N, K) the
+  """grid(perm, shift) → (v, h) from the estimator on the raw surrogate series: v (U, U, K) the
   atoms ``idx`` (diagonal and degenerate NaN), h the mean of v and its x↔y mirror atoms
   (unit j's two roles in the moved data, as ``nulls.null_moments``'s slow path)."""
   method: str
@@ -119,9 +119,9 @@ def null_moments(acts, observed_pairs: np.ndarray, design: "nulls.NullDesign", c
   """``nulls.null_moments`` with the surrogates split over ``mesh``'s devices.
 
   Args:
-    acts: (P, N, T) activity: a host array (the same on every process) or a global
+    acts: (P, U, T) activity: a host array (the same on every process) or a global
       ``jax.Array`` on ``mesh`` in any layout (e.g. prompts split over processes).
-    observed_pairs: (N, N, K) observed values of ``atoms`` (diagonal NaN), the same everywhere.
+    observed_pairs: (U, U, K) observed values of ``atoms`` (diagonal NaN), the same everywhere.
     design: the ``nulls.NullDesign`` of all P prompts, the same on every process.
     config: the ``phiid.PhiidConfig`` of the observed atoms.
     mesh: devices to split the surrogates over (any shape; all axes are used).

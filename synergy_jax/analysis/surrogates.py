@@ -47,13 +47,13 @@ def normal_sf(z: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SurrogateResult:
-  """Null-model statistics for the atoms in ``atoms`` (k names), N units, S surrogates.
+  """Null-model statistics for the atoms in ``atoms`` (k names), U units, S surrogates.
 
-  pair_z, pair_p, pair_q, pair_significant: (N, N, k); diagonal NaN / False.
-  head_observed, head_z, head_p, head_q, head_significant: (N, k).
-  null_head: (S, N, k) per-head partner means of each surrogate.
-  null_pair_mean, null_pair_sd: (N, N, k).  design: the ``nulls.NullDesign`` used.
-  Excess atoms: ``pair_excess`` (N, N, k) = observed − null mean; ``head_excess`` (N, k) its
+  pair_z, pair_p, pair_q, pair_significant: (U, U, k); diagonal NaN / False.
+  head_observed, head_z, head_p, head_q, head_significant: (U, k).
+  null_head: (S, U, k) per-head partner means of each surrogate.
+  null_pair_mean, null_pair_sd: (U, U, k).  design: the ``nulls.NullDesign`` used.
+  Excess atoms: ``pair_excess`` (U, U, k) = observed − null mean; ``head_excess`` (U, k) its
   partner mean (nats).
   """
   atoms: tuple[str, ...]
@@ -131,15 +131,15 @@ def surrogate_test(acts: np.ndarray, observed: np.ndarray, *, n_surrogates: int 
   """Surrogate null for the observed atoms (see module docstring and ``analysis.nulls``).
 
   Args:
-    acts: (P, N, T) activations the observed atoms were computed from.
-    observed: (N, N, 16) observed atoms, e.g. ``phiid.all_pairs(acts, config=config)``.
+    acts: (P, U, T) activations the observed atoms were computed from.
+    observed: (U, U, 16) observed atoms, e.g. ``phiid.all_pairs(acts, config=config)``.
     n_surrogates: number of surrogates S (>= 100 recommended: the smallest attainable p is 1/(S+1)).
     seed: RNG seed of the design. null: one of ``nulls.NULLS``. min_shift: smallest shift of the
       shift nulls (default ``default_min_shift``).
     tau: the estimator's lag when no ``config`` is given.
     config: the ``phiid.PhiidConfig`` of the observed atoms (default: PhiidConfig(tau=tau, ...)).
     atoms: atom names to test. fdr_q: BH false discovery rate. pvalue: "empirical" or "gaussian".
-    estimator: ``f(acts, *, acts_y, tau, **kw) -> (N, N, 16)`` instead of ``phiid.all_pairs``.
+    estimator: ``f(acts, *, acts_y, tau, **kw) -> (U, U, 16)`` instead of ``phiid.all_pairs``.
     progress: optional wrapper of the surrogate iterable (slow path).
     dtype, mesh: compute dtype and device mesh of the estimator.
     estimator_kwargs: passed to a custom ``estimator``.
@@ -150,7 +150,7 @@ def surrogate_test(acts: np.ndarray, observed: np.ndarray, *, n_surrogates: int 
   acts = np.asarray(acts)
   obs = check_atoms(observed)
   if acts.ndim != 3:
-    raise ValueError(f"acts must be (P, N, T), got {acts.shape}")
+    raise ValueError(f"acts must be (P, U, T), got {acts.shape}")
   p_, n, t = acts.shape
   if obs.shape[0] != n:
     raise ValueError(f"observed atoms are for {obs.shape[0]} units but acts has {n}")
@@ -172,7 +172,7 @@ def surrogate_test(acts: np.ndarray, observed: np.ndarray, *, n_surrogates: int 
 
 
 def observed_pairs(observed: np.ndarray, atoms: Sequence[str] = ("sts", "rtr")) -> np.ndarray:
-  """(N, N, 16) atoms → (N, N, K) values of ``atoms`` with the diagonal NaN."""
+  """(U, U, 16) atoms → (U, U, K) values of ``atoms`` with the diagonal NaN."""
   obs = check_atoms(observed)
   for a in atoms:
     if a not in ATOM_INDEX:
@@ -186,12 +186,12 @@ def surrogate_statistics(obs_pair: np.ndarray, design: "nulls.NullDesign",
                          fdr_q: float = 0.05, pvalue: str = "empirical") -> SurrogateResult:
   """z-scores, p-values and BH decisions from reduced surrogate values (``nulls.null_moments``).
 
-  obs_pair: (N, N, K) observed values of ``atoms`` (``observed_pairs``).
+  obs_pair: (U, U, K) observed values of ``atoms`` (``observed_pairs``).
   """
   if pvalue not in ("empirical", "gaussian"):
     raise ValueError(f"pvalue must be 'empirical' or 'gaussian', got {pvalue!r}")
   k = len(atoms)
-  obs_head = np.stack([partner_mean(obs_pair[:, :, a]) for a in range(k)], -1)  # (N, k)
+  obs_head = np.stack([partner_mean(obs_pair[:, :, a]) for a in range(k)], -1)  # (U, k)
   s1, s2, cnt, ge = moments.s1, moments.s2, moments.cnt, moments.ge
   null_head = moments.null_head
 
@@ -213,7 +213,7 @@ def surrogate_statistics(obs_pair: np.ndarray, design: "nulls.NullDesign",
   if pvalue == "gaussian":
     pair_p, head_p = normal_sf(pair_z), normal_sf(head_z)
   head_rej, head_q = zip(*(benjamini_hochberg(head_p[:, a], fdr_q) for a in range(k)))
-  # All N(N−1) ordered pairs form one BH family per atom: (i, j) and (j, i) are different
+  # All U(U−1) ordered pairs form one BH family per atom: (i, j) and (j, i) are different
   # comparisons (which unit's series is replaced).
   pair_rej, pair_q = zip(*(benjamini_hochberg(pair_p[:, :, a], fdr_q) for a in range(k)))
   return SurrogateResult(tuple(atoms), pair_z, pair_p, np.stack(pair_q, -1),

@@ -1,14 +1,14 @@
-"""Per-unit partner sums of every pair's ΦID atoms, streamed: the N × N grid is never held.
+"""Per-unit partner sums of every pair's ΦID atoms, streamed: the U × U grid is never held.
 
-Axis legend: P prompts, N units (padded to Npad, a multiple of the block), B rows per block, W the
+Axis legend: P prompts, U units (padded to Upad, a multiple of the block), B rows per block, W the
 block's window of partner columns, C the 16 atoms.
 
 What the study reports per unit is a mean over its partners (``analysis.ranking.partner_mean``
 of sts and rtr, then ranks). Those need only per-unit sums, so the pair grid is evaluated in row
 blocks exactly as ``phiid.all_pairs`` does it (same prepared units, same block function, same
 half-grid band: each unordered pair once, its mirror [j, i] being [i, j] with x and y exchanged)
-and every block is reduced at once to per-unit sums over partners: O(N · 16) memory instead of
-O(N² · 16) (17 GB at N = 16384 in float32). With a mesh the blocks are split over its devices
+and every block is reduced at once to per-unit sums over partners: O(U · 16) memory instead of
+O(U² · 16) (17 GB at U = 16384 in float32). With a mesh the blocks are split over its devices
 and the per-device sums are added with one ``psum``.
 
 Excluded, and counted in ``UnitMeans.masked``: the diagonal (not counted), pairs with a
@@ -38,12 +38,12 @@ _STS, _RTR = lattice.ATOMS.index("sts"), lattice.ATOMS.index("rtr")
 
 @dataclasses.dataclass(frozen=True)
 class UnitMeans:
-  """Per-unit reductions over partners j ≠ i of the (N, N, 16) atoms m (nats), float64.
+  """Per-unit reductions over partners j ≠ i of the (U, U, 16) atoms m (nats), float64.
 
-  sums (N, 16): Σ_j m[i, j, :] over the finite pairs (unit i as source x).
-  count (N,): partners with a finite estimate. masked (N,): partners excluded (NaN in
-    ``phiid.all_pairs(on_degenerate="mask")``). bad (N,) bool: the unit is degenerate itself.
-  balance_sum, balance_count (N,): Σ and number of partners of ``ranking.pair_balance`` (clip
+  sums (U, 16): Σ_j m[i, j, :] over the finite pairs (unit i as source x).
+  count (U,): partners with a finite estimate. masked (U,): partners excluded (NaN in
+    ``phiid.all_pairs(on_degenerate="mask")``). bad (U,) bool: the unit is degenerate itself.
+  balance_sum, balance_count (U,): Σ and number of partners of ``ranking.pair_balance`` (clip
     rule) where it is defined.
   """
   sums: np.ndarray
@@ -58,16 +58,16 @@ class UnitMeans:
       return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
   def as_x(self) -> np.ndarray:
-    """(N, 16) mean over partners of m[i, j, :] (unit i as source x)."""
+    """(U, 16) mean over partners of m[i, j, :] (unit i as source x)."""
     return self._mean(self.sums, self.count[:, None])
 
   def as_y(self) -> np.ndarray:
-    """(N, 16) mean over partners of m[j, i, :] (unit i as source y): m[j, i, a] is
+    """(U, 16) mean over partners of m[j, i, :] (unit i as source y): m[j, i, a] is
     m[i, j, a'] with a' the atom with x and y exchanged."""
     return self.as_x()[:, grid.SWAP_XY]
 
   def partner_mean(self, atom: str) -> np.ndarray:
-    """(N,) ``ranking.partner_mean`` of the atom's (N, N) matrix: both roles averaged."""
+    """(U,) ``ranking.partner_mean`` of the atom's (U, U) matrix: both roles averaged."""
     a = lattice.ATOMS.index(atom)
     return 0.5 * (self.as_x()[:, a] + self.as_y()[:, a])
 
@@ -81,7 +81,7 @@ class UnitMeans:
                               self._mean(self.balance_sum, self.balance_count), excluded)
 
 
-def _block_sums(atoms, ok, masked, start, npad):
+def _block_sums(atoms, ok, masked, start, upad):
   """One block's contributions: (B + W) unit indices, their (·, 16) sums, counts, masked
   counts, balance sums and balance counts. atoms (B, W, 16); ok, masked (B, W) bool."""
   b, w = ok.shape
@@ -91,7 +91,7 @@ def _block_sums(atoms, ok, masked, start, npad):
   has_bal = ok & (tot > 0)
   bal = jnp.where(has_bal, s / jnp.where(has_bal, tot, 1.0), 0.0)
   swap = [int(k) for k in grid.SWAP_XY]
-  idx = jnp.concatenate([start + jnp.arange(b), (start + jnp.arange(w)) % npad])
+  idx = jnp.concatenate([start + jnp.arange(b), (start + jnp.arange(w)) % upad])
   # Rows: pair (i, j) as stored; columns: its mirror (j, i), the atoms with x and y exchanged.
   sums = jnp.concatenate([v.sum(1), jnp.stack([v[..., k] for k in swap], -1).sum(0)])
   cnt = jnp.concatenate([ok.sum(1), ok.sum(0)])
@@ -103,7 +103,7 @@ def _block_sums(atoms, ok, masked, start, npad):
 
 @functools.partial(jax.jit, static_argnames=("config", "mesh", "block", "dtype"))
 def unit_sums(acts, *, config, mesh, block, dtype):
-  """(P, N, T) → per-unit (sums (N, 16), count, masked, balance_sum, balance_count, bad).
+  """(P, U, T) → per-unit (sums (U, 16), count, masked, balance_sum, balance_count, bad).
 
   Counts come back in ``dtype`` (exact integers below 2^24 in float32).
   """
@@ -113,15 +113,15 @@ def unit_sums(acts, *, config, mesh, block, dtype):
   xs = kind.encode(past, future, config, dtype)
   starts, num_blocks = grid.block_starts(n, block, mesh)
   live = jnp.arange(starts.shape[0]) < num_blocks  # padding copies of block 0 add nothing
-  npad = num_blocks * block
-  half = npad // 2
+  upad = num_blocks * block
+  half = upad // 2
   width = block + half
-  xs = tuple(grid.pad_rows(v, npad) for v in xs)
+  xs = tuple(grid.pad_rows(v, upad) for v in xs)
   ys = tuple(jnp.concatenate([v, v[:, :half]], axis=1) for v in xs)  # cyclic window source
-  usable = jnp.concatenate([~bad, jnp.zeros((npad - n,), bool)])  # padding units are no one
-  real = jnp.arange(npad) < n
-  # Row i meets column j = i + off (mod npad) at window position k = i − start + off. Offsets
-  # 1 … half hold every unordered pair once, except off = npad / 2 (even npad), met from both
+  usable = jnp.concatenate([~bad, jnp.zeros((upad - n,), bool)])  # padding units are no one
+  real = jnp.arange(upad) < n
+  # Row i meets column j = i + off (mod upad) at window position k = i − start + off. Offsets
+  # 1 … half hold every unordered pair once, except off = upad / 2 (even upad), met from both
   # ends: kept only from the row without wrap-around.
   off = jnp.arange(width)[None, :] - jnp.arange(block)[:, None]  # (B, W)
 
@@ -132,15 +132,15 @@ def unit_sums(acts, *, config, mesh, block, dtype):
     vals, first = kind.block(rows, win, config)  # (B, W, 16), (B, W)
     atoms = lattice.atoms_from_lattice_values(vals)
     i = start + jnp.arange(block)[:, None]
-    j = (start + jnp.arange(width)[None, :]) % npad
-    use = (alive & (off >= 1) & (off <= half) & ((2 * off < npad) | (i + off < npad))
+    j = (start + jnp.arange(width)[None, :]) % upad
+    use = (alive & (off >= 1) & (off <= half) & ((2 * off < upad) | (i + off < upad))
            & real[i] & real[j])
     ok = use & usable[i] & usable[j] & (first < 0) & jnp.all(jnp.isfinite(atoms), -1)
-    idx, *parts = _block_sums(atoms, ok, use & ~ok, start, npad)
+    idx, *parts = _block_sums(atoms, ok, use & ~ok, start, upad)
     return tuple(c.at[idx].add(p.astype(c.dtype)) for c, p in zip(carry, parts)), None
 
   def run(st, al):
-    zero = (jnp.zeros((npad, 16), dtype),) + tuple(jnp.zeros((npad,), dtype) for _ in range(4))
+    zero = (jnp.zeros((upad, 16), dtype),) + tuple(jnp.zeros((upad,), dtype) for _ in range(4))
     out, _ = lax.scan(one_block, zero, (st, al))
     if mesh is not None:
       out = tuple(lax.psum(v, tuple(mesh.axis_names)) for v in out)
@@ -157,10 +157,10 @@ def unit_sums(acts, *, config, mesh, block, dtype):
 
 def unit_means(acts, *, config=None, mesh=None, block_size: int | None = None, dtype=None,
                memory_bytes: int = 2 ** 31) -> UnitMeans:
-  """Per-unit partner sums and means of the all-pairs atoms, without the (N, N, 16) grid.
+  """Per-unit partner sums and means of the all-pairs atoms, without the (U, U, 16) grid.
 
   Args:
-    acts: (P, N, T) activity, as ``phiid.all_pairs``.
+    acts: (P, U, T) activity, as ``phiid.all_pairs``.
     config: ``phiid.PhiidConfig`` (any kind, redundancy, pooling).
     mesh: None, "auto" or a ``jax.sharding.Mesh``: row blocks split over its devices.
     block_size, dtype, memory_bytes: as ``phiid.all_pairs`` (float64 under x64, else float32).
