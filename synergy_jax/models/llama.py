@@ -194,15 +194,20 @@ def ignorable(name: str) -> bool:
   return name.endswith("rotary_emb.inv_freq")
 
 
+def attention(maker: modules.ParamMaker, cfg: ModelConfig) -> modules.Attention:
+  """Llama-style attention at maker's "attn": q/k/v and o biases and q/k norms as the config
+  says (also the attention of the Llama-like MoE families, moe/layers.py)."""
+  return modules.Attention(maker.child("attn"), cfg, qkv_bias=cfg.qkv_bias, o_bias=cfg.o_bias,
+                           qk_norm=modules.RMSNorm if cfg.qk_norm else None)
+
+
 class Block(nnx.Module):
   """One pre-norm layer: x + attn(attn_norm(x)), then + mlp(mlp_norm(x)); (B, S, D) -> (B, S, D)."""
 
   def __init__(self, maker: modules.ParamMaker, cfg: ModelConfig):
     d = cfg.hidden_size
     self.attn_norm = modules.RMSNorm(maker.child("attn_norm"), d, cfg.norm_eps)
-    self.attn = modules.Attention(maker.child("attn"), cfg, qkv_bias=cfg.qkv_bias,
-                                  o_bias=cfg.o_bias,
-                                  qk_norm=modules.RMSNorm if cfg.qk_norm else None)
+    self.attn = attention(maker, cfg)
     self.mlp_norm = modules.RMSNorm(maker.child("mlp_norm"), d, cfg.norm_eps)
     self.mlp = modules.GatedMLP(maker.child("mlp"), cfg, bias=cfg.mlp_bias)
 

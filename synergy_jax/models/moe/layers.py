@@ -39,9 +39,7 @@ class MoEBlock(nnx.Module):
   def __init__(self, maker: modules.ParamMaker, cfg: ModelConfig):
     d = cfg.hidden_size
     self.attn_norm = modules.RMSNorm(maker.child("attn_norm"), d, cfg.norm_eps)
-    self.attn = modules.Attention(maker.child("attn"), cfg, qkv_bias=cfg.qkv_bias,
-                                  o_bias=cfg.o_bias,
-                                  qk_norm=modules.RMSNorm if cfg.qk_norm else None)
+    self.attn = llama.attention(maker, cfg)
     self.mlp_norm = modules.RMSNorm(maker.child("mlp_norm"), d, cfg.norm_eps)
     self.moe = MoEFeedForward(MoESpec.of(cfg), maker.child("moe"))
 
