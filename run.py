@@ -9,8 +9,6 @@ defines its flags), then hands the whole command line to absl and runs ``main`` 
 ``experiments.common.run_main`` (flag validation, one-line user errors, run status).
 """
 import importlib
-import logging
-import os
 import sys
 
 from absl import app
@@ -55,16 +53,8 @@ flags.DEFINE_enum("experiment", "profile", list(EXPERIMENTS), "Which experiment 
                   flag_values=_CHOOSER)
 
 
-def quiet_startup() -> None:
-  """Silences two harmless start-up messages: JAX's INFO line that no TPU backend could be
-  initialised (shown under absl's logging on every machine without a TPU) and transformers'
-  advice that PyTorch is absent (synergy_jax needs only its configs and tokenizers)."""
-  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-  os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-
-
 def main_entry(argv=None):
-  quiet_startup()
+  common.quiet_startup()
   argv = list(sys.argv if argv is None else argv)
   try:
     _CHOOSER(argv, known_only=True)

@@ -304,6 +304,16 @@ def validate_flags(name: str, experiment: Experiment) -> None:
       raise FileNotFoundError(f"--model={FLAGS.model}: {e}") from e
 
 
+def quiet_startup() -> None:
+  """Silences two harmless start-up messages: JAX's INFO line that no TPU backend could be
+  initialised (shown under absl's logging on every machine without a TPU) and transformers'
+  advice that PyTorch is absent (synergy_jax needs only its configs and tokenizers). Called by
+  every user-facing entry point (run.py, experiments.multihost) before JAX starts."""
+  import logging
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
 def _one_line(err: BaseException) -> str:
   return " ".join(str(err).split()) or type(err).__name__
 

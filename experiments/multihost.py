@@ -92,4 +92,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  common.quiet_startup()
   app.run(main)
