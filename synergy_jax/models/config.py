@@ -345,6 +345,14 @@ def require(hf: Mapping[str, Any], key: str, allowed, model_type: str):
                      f"(implemented: {list(allowed)})")
 
 
+def require_no_attention_dropout(hf: Mapping[str, Any], model_type: str) -> None:
+  """Raises naming attention_dropout when it is set non-zero (inference-only models)."""
+  dropout = hf.get("attention_dropout", 0.0)
+  if dropout:
+    raise ValueError(f"{model_type} config field attention_dropout={dropout} is not implemented "
+                     "(inference-only models; must be 0)")
+
+
 def activation_from_hf(name: Any, model_type: str, key: str = "hidden_act") -> str:
   if name not in _HF_ACT:
     raise ValueError(f"{model_type} config field {key}={name!r} is not implemented "

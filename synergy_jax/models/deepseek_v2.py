@@ -69,9 +69,7 @@ def config_from_hf(hf: dict) -> ModelConfig:
   MoE and MLA ones) and raises naming any we do not implement; mla_from_hf the MLA values."""
   spec = moe_from_hf(hf)  # check_moe_keys: the whole key set
   att = mla_from_hf(hf)
-  if hf.get("attention_dropout"):
-    raise ValueError(f"{MODEL_TYPE} config field attention_dropout={hf['attention_dropout']} is "
-                     "not implemented (inference-only models; must be 0)")
+  C.require_no_attention_dropout(hf, MODEL_TYPE)
   return ModelConfig(
       family=MODEL_TYPE,
       model_type=MODEL_TYPE,

@@ -147,10 +147,7 @@ def config_from_hf(hf: dict) -> ModelConfig:
   C.check_keys(hf, _HANDLED[mt], mt)
   C.require(hf, "attention_bias", (False, None), mt)
   C.require(hf, "use_bidirectional_attention", (False, None), mt)
-  dropout = hf.get("attention_dropout", 0.0)
-  if dropout:
-    raise ValueError(f"{mt} config field attention_dropout={dropout} is not implemented "
-                     "(inference-only models; must be 0)")
+  C.require_no_attention_dropout(hf, mt)
   n_layers = int(hf["num_hidden_layers"])
   n_heads = int(hf["num_attention_heads"])
   head_dim = int(hf.get("head_dim") or int(hf["hidden_size"]) // n_heads)

@@ -65,10 +65,7 @@ def config_from_hf(hf: dict) -> ModelConfig:
   C.check_keys(hf, _HANDLED[mt], mt)
   C.require(hf, "rope_interleaved", (False, None), mt)  # SmolLM configs state it explicitly
   C.require(hf, "use_mrope", (False, None), mt)
-  dropout = hf.get("attention_dropout", 0.0)
-  if dropout:
-    raise ValueError(f"{mt} config field attention_dropout={dropout} is not implemented "
-                     "(inference-only models; must be 0)")
+  C.require_no_attention_dropout(hf, mt)
   theta, rope_type, scaling = C.rope_from_hf(hf, mt)
   n_layers = int(hf["num_hidden_layers"])
   n_heads = int(hf["num_attention_heads"])

@@ -152,10 +152,7 @@ def config_from_hf(hf: dict, family: str, *, qkv_bias: bool, o_bias: bool, qk_no
   fields are read as llama.py reads them, the MoE fields by moe_from_hf."""
   mt = hf["model_type"]
   spec = moe_from_hf(hf)  # check_moe_keys first: every unknown field raises, named
-  dropout = hf.get("attention_dropout", 0.0)
-  if dropout:
-    raise ValueError(f"{mt} config field attention_dropout={dropout} is not implemented "
-                     "(inference-only models; must be 0)")
+  C.require_no_attention_dropout(hf, mt)
   theta, rope_type, scaling = C.rope_from_hf(hf, mt)
   n_heads = int(hf["num_attention_heads"])
   return ModelConfig(
