@@ -35,6 +35,13 @@ flags.DEFINE_string("prompts", None,
                     "JSONL file of prompts, one object per line: text, optional category and "
                     "difficulty (phase_sweep needs a difficulty on every line). Default: the "
                     "built-in prompts of the experiment.")
+flags.DEFINE_enum("units", "heads", ["heads", "experts", "heads+experts"],
+                  "Which units to profile: attention heads, the experts of a mixture-of-experts "
+                  "model (routed then shared, per MoE layer), or both (heads first).")
+flags.DEFINE_enum("expert_activity", "dense", ["dense", "routed"],
+                  "Activity of an expert unit: 'dense' = norm of the expert's output at every "
+                  "token (evaluated even where the router did not pick it); 'routed' = norm of "
+                  "its router-weighted contribution (0 where not picked).")
 flags.DEFINE_integer("max_new_tokens", 100, "Tokens generated per prompt (samples per series).")
 flags.DEFINE_integer("batch_size", 8, "Prompts per generation batch.")
 flags.DEFINE_integer("tau", 1, "ΦID lag in tokens.")

@@ -100,3 +100,43 @@ def test_matched_baseline_sees_identical_tokens(tiny, tmp_path):
     bad = gen.tokens.copy()
     bad[1, 0] = 10 ** 6
     capture.score_activity(other, tok, PROMPTS, bad)
+
+
+@pytest.fixture(scope="module")
+def tiny_moe(tmp_path_factory):
+  import moe_dirs
+  path = moe_dirs.write_tiny_moe(tmp_path_factory.mktemp("moe"))
+  return models.load(path), models.load_tokenizer(path)
+
+
+def test_expert_units_follow_the_unit_table(tiny_moe):
+  """units=experts / heads+experts: the series are generate's expert_norms (B, L_moe, E+S, T) and
+  head_norms (B, L, H, T) laid out in the unit table's order."""
+  import moe_dirs
+  model, tok = tiny_moe
+  both = capture.collect_activity(model, tok, PROMPTS[:2], max_new_tokens=5, batch_size=2,
+                                  units="heads+experts")
+  experts = capture.collect_activity(model, tok, PROMPTS[:2], max_new_tokens=5, batch_size=2,
+                                     units="experts")
+  batch = batching.left_pad(capture.encode_prompts(tok, PROMPTS[:2]), model.config)
+  out = models.generate(model, batch.ids, batch.mask, max_new_tokens=5)
+  heads, exp = np.asarray(out.head_norms), np.asarray(out.expert_norms)
+  n_heads = moe_dirs.NUM_LAYERS * moe_dirs.NUM_HEADS
+  per = moe_dirs.NUM_EXPERTS + moe_dirs.NUM_SHARED
+  assert both.acts.shape == (2, n_heads + len(moe_dirs.MOE_LAYERS) * per, 5)
+  assert both.units.name(n_heads + per + moe_dirs.NUM_EXPERTS) == "L2 S0"
+  np.testing.assert_array_equal(both.acts[:, 2 * moe_dirs.NUM_HEADS + 1], heads[:, 2, 1])
+  np.testing.assert_array_equal(both.acts[:, n_heads + per + 3], exp[:, 1, 3])  # L2 E3
+  np.testing.assert_array_equal(experts.acts, both.acts[:, n_heads:])
+  assert experts.units == both.units.subset(np.arange(n_heads, both.units.size))
+  assert np.all(np.isfinite(both.acts)) and np.all(both.acts[:, n_heads:] > 0)
+  routed = capture.collect_activity(model, tok, PROMPTS[:2], max_new_tokens=5, batch_size=2,
+                                    units="experts", expert_activity="routed")
+  unrouted = routed.acts[:, :moe_dirs.NUM_EXPERTS]  # layer 0's routed experts: top-2 of 4
+  assert np.any(unrouted == 0.0) and np.all((unrouted == 0.0).sum(axis=1) == 2)
+
+
+def test_expert_units_of_a_dense_model_name_the_model(tiny):
+  model, tok = tiny
+  with pytest.raises(ValueError, match="llama model has no experts"):
+    capture.collect_activity(model, tok, PROMPTS[:1], max_new_tokens=2, units="experts")
