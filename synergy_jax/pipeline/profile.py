@@ -171,19 +171,27 @@ def _estimate_key(acts: np.ndarray, config: ProfileConfig, what: str) -> dict:
   return {"what": what, "acts_sha": _array_digest(acts), **config.phiid.cache_key(compute_dtype())}
 
 
+def _units_key(config: ProfileConfig) -> dict:
+  """The activity cache key's unit choice (absent for heads, so older head caches still hit)."""
+  if config.units == "heads":
+    return {}
+  return {"units": config.units, "expert_activity": config.expert_activity}
+
+
 def activity_cached(spec: "specs.ModelSpec", prompts: Sequence[str], config: ProfileConfig,
                     cache_dir: pathlib.Path, progress: Callable | None = None) -> dict:
   """{"acts": (P, U, T), "tokens": (P, T)} for ``prompts``, from the cache or generated and then
   cached (a repeated or interrupted run does not generate again)."""
   key = {"what": "activity", "model": specs.model_fingerprint(spec.model),
          "prompts": list(prompts), "max_new_tokens": config.max_new_tokens,
-         "greedy": config.greedy, "seed": config.seed}
+         "greedy": config.greedy, "seed": config.seed, **_units_key(config)}
 
   def compute():
     act = capture.collect_activity(spec.model, spec.tokenizer, prompts,
                                    max_new_tokens=config.max_new_tokens,
                                    batch_size=config.batch_size, greedy=config.greedy,
-                                   seed=config.seed, progress=progress)
+                                   seed=config.seed, units=config.units,
+                                   expert_activity=config.expert_activity, progress=progress)
     return {"acts": act.acts, "tokens": act.tokens}
   return results.cached(cache_dir, key, compute, "activity")
 
@@ -194,11 +202,12 @@ def matched_activity_cached(spec: "specs.ModelSpec", prompts: Sequence[str], tok
   (another model's continuations), cached."""
   tokens = np.asarray(tokens)
   key = {"what": "matched_activity", "model": specs.model_fingerprint(spec.model),
-         "prompts": list(prompts), "tokens_sha": _array_digest(tokens)}
+         "prompts": list(prompts), "tokens_sha": _array_digest(tokens), **_units_key(config)}
 
   def compute():
     act = capture.score_activity(spec.model, spec.tokenizer, prompts, tokens,
-                                 batch_size=config.batch_size)
+                                 batch_size=config.batch_size, units=config.units,
+                                 expert_activity=config.expert_activity)
     return {"acts": act.acts, "tokens": act.tokens}
   return results.cached(cache_dir, key, compute, "activity")
 

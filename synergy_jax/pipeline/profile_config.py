@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from synergy_jax.analysis import nulls
+from synergy_jax.analysis.units import check_which
 from synergy_jax.phiid.config import PhiidConfig
 
 # Per-head scores that order heads from synergistic to redundant (``analysis.uncertainty``).
 RANKINGS = ("rank_difference", "balance", "excess")
 BASELINE_INPUTS = ("matched", "own")
+EXPERT_ACTIVITY = ("dense", "routed")  # as models.decoder.EXPERT_ACTIVITY (no model import here)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +30,9 @@ class ProfileConfig:
   baseline is teacher-forced on the trained model's tokens ("matched") or generates its own
   ("own"). max_new_tokens, batch_size, greedy: generation. shard: split the pair grid over local
   devices. local_heads: per-token sts/rtr are written for this many most synergistic and most
-  redundant heads (0: none).
+  redundant heads (0: none). units: "heads", "experts" or "heads+experts" (mixture-of-experts
+  models; ``analysis.units``); expert_activity: "dense" or "routed" activity of expert units
+  (``models.generate``).
   """
   phiid: PhiidConfig | None = None
   tau: int | None = None
@@ -48,6 +52,8 @@ class ProfileConfig:
   batch_size: int = 8
   greedy: bool = True
   shard: bool = False
+  units: str = "heads"
+  expert_activity: str = "dense"
 
   def __post_init__(self):
     given = {k: getattr(self, k) for k in ("tau", "redundancy", "pool")
@@ -76,6 +82,10 @@ class ProfileConfig:
     if self.baseline_inputs not in BASELINE_INPUTS:
       raise ValueError(f"baseline_inputs must be one of {BASELINE_INPUTS}, got "
                        f"{self.baseline_inputs!r}")
+    check_which(self.units)
+    if self.expert_activity not in EXPERT_ACTIVITY:
+      raise ValueError(f"expert_activity must be one of {EXPERT_ACTIVITY}, got "
+                       f"{self.expert_activity!r}")
     for name in ("n_boot", "n_splits", "n_perm", "local_heads"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
