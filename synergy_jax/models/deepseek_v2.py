@@ -51,7 +51,7 @@ from synergy_jax.models import convert as cv
 from synergy_jax.models import modules
 from synergy_jax.models.config import ModelConfig
 from synergy_jax.models.contract import Segment, UnitParam
-from synergy_jax.models.moe import block, mla
+from synergy_jax.models.moe import block, checkpoint_mla, mla
 from synergy_jax.models.moe.config import MoESpec, moe_from_hf, moe_to_hf
 from synergy_jax.models.moe.mla_config import MLAConfig, mla_from_hf, mla_to_hf
 
@@ -191,30 +191,6 @@ def _split_out(hf: str, d: int, n: int, f: int, key: str) -> Weight:
                    .reshape(*t[0].shape[:-3], d, n * f))
 
 
-
-def _attention(cfg: ModelConfig, p: str) -> list[Weight]:
-  a = cfg.mla
-  d, n, h, v = cfg.hidden_size, a.num_heads, a.qk_head_dim, a.v_head_dim
-  c, r, nope = a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim
-  if a.q_lora_rank is None:
-    ws = [cv.linear(p + "q_proj.weight", (n, h), d, "attn/q")]
-  else:
-    q = a.q_lora_rank
-    ws = [cv.linear(p + "q_a_proj.weight", (q,), d, "attn/q_a"),
-          cv.same(p + "q_a_layernorm.weight", (q,), "attn/q_a_norm", "ones"),
-          cv.linear(p + "q_b_proj.weight", (n, h), q, "attn/q_b")]
-    if a.attention_bias:
-      ws.append(cv.bias(p + "q_a_proj.bias", (q,), "attn/q_a_bias"))
-  ws += [cv.linear(p + "kv_a_proj_with_mqa.weight", (c + r,), d, "attn/kv_a"),
-         cv.same(p + "kv_a_layernorm.weight", (c,), "attn/kv_a_norm", "ones"),
-         cv.linear(p + "kv_b_proj.weight", (n, nope + v), c, "attn/kv_b"),
-         cv.linear_in(p + "o_proj.weight", d, (n, v), "attn/o")]
-  if a.attention_bias:
-    ws += [cv.bias(p + "kv_a_proj_with_mqa.bias", (c + r,), "attn/kv_a_bias"),
-           cv.bias(p + "o_proj.bias", (d,), "attn/o_bias")]
-  return ws
-
-
 def _moe_mlp(cfg: ModelConfig, p: str) -> list[Weight]:
   m = cfg.moe
   d, e, f, s = cfg.hidden_size, m.num_experts, m.expert_intermediate_size, m.num_shared_experts
@@ -242,7 +218,7 @@ def weights(cfg: ModelConfig) -> list[Weight]:
   for seg in segments(cfg):
     layer = [cv.same(p + "input_layernorm.weight", (d,), "attn_norm/weight", "ones"),
              cv.same(p + "post_attention_layernorm.weight", (d,), "mlp_norm/weight", "ones"),
-             *_attention(cfg, p + "self_attn.")]
+             *checkpoint_mla.attention_weights(cfg.mla, p + "self_attn.", "attn/")]
     if seg.key == DENSE:
       layer += [cv.linear(p + "mlp.gate_proj.weight", (f,), d, "mlp/gate"),
                 cv.linear(p + "mlp.up_proj.weight", (f,), d, "mlp/up"),
