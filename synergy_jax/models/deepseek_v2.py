@@ -122,6 +122,17 @@ def config_to_hf(cfg: ModelConfig) -> dict:
   }
 
 
+def with_decode(model, kind: str):
+  """The deepseek_v2 `model` (a models.Model, same params) decoding with MLA form `kind`
+  (mla_config.DECODE_KINDS: "absorbed", the default, or "expanded"; Attention docstring)."""
+  cfg = model.config
+  if cfg.family != MODEL_TYPE:
+    raise ValueError(f"with_decode: the decode form is a {MODEL_TYPE} setting, the model's "
+                     f"family is {cfg.family!r}")
+  mla_cfg = dataclasses.replace(cfg.mla, decode=kind)  # MLAConfig checks kind
+  return model.replace(config=dataclasses.replace(cfg, mla=mla_cfg))
+
+
 def segments(cfg: ModelConfig) -> tuple[Segment, ...]:
   """Dense layers 0 .. k-1, then MoE layers k .. L-1 (either may be empty)."""
   layers = tuple(cfg.moe.moe_layers)
@@ -241,28 +252,54 @@ def ignorable(name: str) -> bool:
 class Attention(mla.LatentWeights):
   """MLA through the decoder's latent cache: (B, S, D) -> (B, S, D).
 
-  Writes ĉ (B, S, C) and the rotated k_R (B, S, R) of the current tokens with attend.cache,
-  rebuilds every slot's keys [k_nope | k_R] (B, C', N, H) and values (B, C', N, V) from the
-  returned latents (C' cache slots, or the S tokens without a cache) and attends with
-  attend.core; its per-head outputs (B, S, N, V) are head_norms' activity."""
+  Writes ĉ (B, S, C) and the rotated k_R (B, S, R) of the current tokens with attend.cache and
+  attends over every returned slot (C' cache slots, or the S tokens without a cache) with
+  attend.core; the per-head outputs (B, S, N, V) are head_norms' activity. Two exact forms
+  (mla_config.DECODE_KINDS, `cfg.decode`):
+    expanded: rebuilds every slot's keys [k_nope | k_R] (B, C', N, H) and values (B, C', N, V)
+      through kv_b, then attends per head;
+    absorbed (decoding steps only: a cache and one query token): the query in latent space
+      [q_nope W_UKᵀ | q_R] (B, 1, N, C + R) attends over [ĉ | k_R] (B, C', 1, C + R) as one
+      key/value head shared by all query heads, values ĉ; W_UV maps the attention-weighted
+      latent sum (B, 1, N, C) to the per-head outputs. The head mask scales each head linearly,
+      so it is applied in latent space; mean ablation (head_means) is not linear in the latent
+      and takes the expanded form."""
 
   def __init__(self, maker: modules.ParamMaker, cfg: MLAConfig):
     mla.declare(self, cfg, lambda name, shape, init: maker.param(name, shape))
 
   def __call__(self, x, attend):
     cfg = self.cfg
-    p, r = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim
+    p = cfg.qk_nope_head_dim
     q = self.queries(x)  # (B, S, N, H)
     latent, k_rope = self.compress(x)  # (B, S, C), (B, S, R)
     cos, sin = mla.rope_angles(cfg, attend.positions)  # (B, S, R/2), attention factor included
-    q = jnp.concatenate([q[..., :p], mla.rope_interleaved(q[..., p:], cos, sin)], axis=-1)
+    q_nope, q_rope = q[..., :p], mla.rope_interleaved(q[..., p:], cos, sin)
     full = attend.cache({"latent": latent, "rope_key": mla.rope_interleaved(k_rope, cos, sin)})
-    k_nope, v = self.expand(full["latent"])  # (B, C', N, P), (B, C', N, V)
-    k_r = jnp.broadcast_to(full["rope_key"][:, :, None, :].astype(k_nope.dtype),
-                           k_nope.shape[:3] + (r,))  # shared by all heads
-    heads = attend.core(q, jnp.concatenate([k_nope, k_r], axis=-1), v,
-                        scale=cfg.softmax_scale)  # (B, S, N, V)
-    return self.output(heads)
+    absorbed = (cfg.decode == "absorbed" and attend.entries is not None and x.shape[1] == 1
+                and attend.mean_row is None)
+    attn = _absorbed if absorbed else _expanded
+    return self.output(attn(self, q_nope, q_rope, full, attend))
+
+
+def _expanded(w: mla.LatentWeights, q_nope, q_rope, full, attend):
+  """Per-head outputs (B, S, N, V): per-head keys and values of every slot through kv_b."""
+  k_nope, v = w.expand(full["latent"])  # (B, C', N, P), (B, C', N, V)
+  k_r = jnp.broadcast_to(full["rope_key"][:, :, None, :].astype(k_nope.dtype),
+                         k_nope.shape[:3] + q_rope.shape[-1:])  # shared by all heads
+  return attend.core(jnp.concatenate([q_nope, q_rope], axis=-1),
+                     jnp.concatenate([k_nope, k_r], axis=-1), v, scale=w.cfg.softmax_scale)
+
+
+def _absorbed(w: mla.LatentWeights, q_nope, q_rope, full, attend):
+  """Per-head outputs (B, S, N, V) with kv_b folded into the query and the output (Attention)."""
+  lat = full["latent"]  # (B, C', C)
+  q_lat = jnp.concatenate([w.absorb_query(q_nope), q_rope.astype(q_nope.dtype)], axis=-1)
+  keys = jnp.concatenate([lat, full["rope_key"].astype(lat.dtype)], axis=-1)[:, :, None]
+  mixed = attend.core(q_lat, keys, lat[:, :, None], scale=w.cfg.softmax_scale)  # (B, S, N, C)
+  # core recorded the latent-space outputs; head_norms measure the per-head outputs (B, S, N, V)
+  attend.heads = w.values_from_latent(mixed)
+  return attend.heads
 
 
 class DenseBlock(nnx.Module):

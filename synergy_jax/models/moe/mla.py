@@ -152,6 +152,16 @@ class LatentWeights(nnx.Module):
     kv = _einsum("BTC,CNW->BTNW", latent, self.kv_b[...])
     return kv[..., :self.cfg.qk_nope_head_dim], kv[..., self.cfg.qk_nope_head_dim:]
 
+  def absorb_query(self, q_nope):
+    """q_nope (B, S, N, P) -> q_nope W_UK[n]ᵀ (B, S, N, C), W_UK = kv_b[:, :, :P]: the query
+    in latent space, so that its dot product with a normed latent ĉ equals q_nope · k_nope."""
+    return _einsum("BSNP,CNP->BSNC", q_nope, self.kv_b[..., :self.cfg.qk_nope_head_dim])
+
+  def values_from_latent(self, mixed):
+    """Attention-weighted latent sums (B, S, N, C) -> per-head outputs (B, S, N, V) through
+    W_UV = kv_b[:, :, P:] (equal to the attention-weighted sums of per-head values ĉ W_UV)."""
+    return _einsum("BSNC,CNV->BSNV", mixed, self.kv_b[..., self.cfg.qk_nope_head_dim:])
+
   def output(self, heads):
     """Per-head outputs (B, S, N, V) -> (B, S, D) through o (+ o_bias)."""
     out = _einsum("BSNV,NVD->BSD", heads, self.o[...])
