@@ -68,8 +68,8 @@ def main(argv):
   base = M.init(cfg, seed=0)
   forms = {kind: deepseek_v2.with_decode(base, kind) for kind in ("expanded", "absorbed")}
   ids = np.random.default_rng(0).integers(3, cfg.vocab_size, (FLAGS.batch, FLAGS.prompt_len))
-  print(f"{_machine()} | {jax.default_backend()} | {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-        f" | load {_load1()} | batch {FLAGS.batch}, prompt {FLAGS.prompt_len}, "
+  when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+  print(f"{_machine()} | {jax.default_backend()} | {when} | load {_load1()} | batch {FLAGS.batch}, prompt {FLAGS.prompt_len}, "
         f"{slots} cache slots, C={FLAGS.kv_lora_rank}, N={FLAGS.heads}, D={FLAGS.hidden}, "
         f"{FLAGS.layers} layers", flush=True)
 

@@ -26,10 +26,11 @@ here into S experts of width Fe (their outputs sum to the fused MLP's output exa
 routed experts' per-expert tensors `mlp.experts.{e}.*` are stacked on the expert axis.
 
 The cache (Family.cache_layout) holds per layer and token slot the normed latent ĉ (C,) and the
-rotated shared rope key k_R (R,), not K and V: decoding recomputes k_nope and v of every cached
-slot from ĉ through kv_b (docs/moe.md, "The latent cache"). head_dim of the ModelConfig is V, the
-width of a head's output (head_norms, head_outputs and head_means use it); the query/key head
-dim H lives in config.mla.
+rotated shared rope key k_R (R,), not K and V: decoding steps attend over the cached ĉ with kv_b
+folded into the query and the output ("absorbed", the default; or rebuild k_nope and v of every
+cached slot through kv_b, "expanded": Attention, with_decode; docs/moe.md, "The latent cache").
+head_dim of the ModelConfig is V, the width of a head's output (head_norms, head_outputs and
+head_means use it); the query/key head dim H lives in config.mla.
 
 Units (Family.units): heads; head n owns its query-projection slice (q[:, n] or q_b[:, n]) and
 its output-projection rows o[n], as for the dense families. q_a, kv_a and kv_b feed every head

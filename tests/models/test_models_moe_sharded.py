@@ -1,10 +1,11 @@
 """The MoE families on a real multi-device run: tiny random Mixtral, Qwen2-MoE (shared expert,
 dense and MoE layers) and DeepSeek-V2 (MLA, dense then MoE segment) models placed with
-models.shard_model over a (data 2, model 4) mesh of the 8 simulated CPU devices (tests/conftest.py)
-generate the same greedy tokens, head norms and expert norms as the unsharded model, and score
-the same log-probabilities (float32, 1e-5 absolute; norms, of size up to ~15 here, 1e-5
-relative as in the cached-vs-uncached checks: GSPMD sums in another order); the routed experts' tensors are really split over the
-expert axis (each device holds E / 4 of them), MLA's kv_b over heads."""
+models.shard_model over a (data 2, model 4) mesh of the 8 simulated CPU devices
+(tests/conftest.py) generate the same greedy tokens, head norms and expert norms as the
+unsharded model, and score the same log-probabilities (float32, 1e-5 absolute; norms, of size
+up to ~15 here, 1e-5 relative as in the cached-vs-uncached checks: GSPMD sums in another order);
+the routed experts' tensors are really split over the expert axis (each device holds E / 4 of
+them), attention tensors (MLA's kv_b included) over heads."""
 import jax
 import numpy as np
 import pytest

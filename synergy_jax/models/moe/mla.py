@@ -24,9 +24,11 @@ permuted alike), only the stored layout of the rotated key differs.
 
 Cache: the deepseek_v2 family (models/deepseek_v2.py) caches, per token, the normed latent ĉ (C,)
 and the rotated shared rope key k_R (R,), i.e. C + R numbers per token per layer instead of
-2 N K for full K/V (what transformers 5 caches too), and recomputes k_nope and v from the cached
-latents through kv_b (`LatentWeights.expand`); `MLAOutput.latent` and `.rope_key` are those
-entries. `LatentWeights` holds the projections both paths share.
+2 N K for full K/V (what transformers 5 caches too), and either recomputes k_nope and v from the
+cached latents through kv_b (`LatentWeights.expand`, the "expanded" form) or folds kv_b into the
+query and the output (`absorb_query`, `values_from_latent`: the "absorbed" form of decoding
+steps); `MLAOutput.latent` and `.rope_key` are those entries. `LatentWeights` holds the
+projections both paths share.
 """
 from __future__ import annotations
 
