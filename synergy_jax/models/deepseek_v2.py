@@ -26,10 +26,11 @@ here into S experts of width Fe (their outputs sum to the fused MLP's output exa
 routed experts' per-expert tensors `mlp.experts.{e}.*` are stacked on the expert axis.
 
 The cache (Family.cache_layout) holds per layer and token slot the normed latent ĉ (C,) and the
-rotated shared rope key k_R (R,), not K and V: decoding recomputes k_nope and v of every cached
-slot from ĉ through kv_b (docs/moe.md, "The latent cache"). head_dim of the ModelConfig is V, the
-width of a head's output (head_norms, head_outputs and head_means use it); the query/key head
-dim H lives in config.mla.
+rotated shared rope key k_R (R,), not K and V: decoding steps attend over the cached ĉ with kv_b
+folded into the query and the output ("absorbed", the default; or rebuild k_nope and v of every
+cached slot through kv_b, "expanded": Attention, with_decode; docs/moe.md, "The latent cache").
+head_dim of the ModelConfig is V, the width of a head's output (head_norms, head_outputs and
+head_means use it); the query/key head dim H lives in config.mla.
 
 Units (Family.units): heads; head n owns its query-projection slice (q[:, n] or q_b[:, n]) and
 its output-projection rows o[n], as for the dense families. q_a, kv_a and kv_b feed every head
@@ -51,7 +52,7 @@ from synergy_jax.models import convert as cv
 from synergy_jax.models import modules
 from synergy_jax.models.config import ModelConfig
 from synergy_jax.models.contract import Segment, UnitParam
-from synergy_jax.models.moe import block, mla
+from synergy_jax.models.moe import block, checkpoint_mla, mla
 from synergy_jax.models.moe.config import MoESpec, moe_from_hf, moe_to_hf
 from synergy_jax.models.moe.mla_config import MLAConfig, mla_from_hf, mla_to_hf
 
@@ -120,6 +121,17 @@ def config_to_hf(cfg: ModelConfig) -> dict:
       **moe_to_hf(moe_spec(cfg), MODEL_TYPE, cfg.num_layers),
       **mla_to_hf(att),
   }
+
+
+def with_decode(model, kind: str):
+  """The deepseek_v2 `model` (a models.Model, same params) decoding with MLA form `kind`
+  (mla_config.DECODE_KINDS: "absorbed", the default, or "expanded"; Attention docstring)."""
+  cfg = model.config
+  if cfg.family != MODEL_TYPE:
+    raise ValueError(f"with_decode: the decode form is a {MODEL_TYPE} setting, the model's "
+                     f"family is {cfg.family!r}")
+  mla_cfg = dataclasses.replace(cfg.mla, decode=kind)  # MLAConfig checks kind
+  return model.replace(config=dataclasses.replace(cfg, mla=mla_cfg))
 
 
 def segments(cfg: ModelConfig) -> tuple[Segment, ...]:
@@ -191,30 +203,6 @@ def _split_out(hf: str, d: int, n: int, f: int, key: str) -> Weight:
                    .reshape(*t[0].shape[:-3], d, n * f))
 
 
-
-def _attention(cfg: ModelConfig, p: str) -> list[Weight]:
-  a = cfg.mla
-  d, n, h, v = cfg.hidden_size, a.num_heads, a.qk_head_dim, a.v_head_dim
-  c, r, nope = a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim
-  if a.q_lora_rank is None:
-    ws = [cv.linear(p + "q_proj.weight", (n, h), d, "attn/q")]
-  else:
-    q = a.q_lora_rank
-    ws = [cv.linear(p + "q_a_proj.weight", (q,), d, "attn/q_a"),
-          cv.same(p + "q_a_layernorm.weight", (q,), "attn/q_a_norm", "ones"),
-          cv.linear(p + "q_b_proj.weight", (n, h), q, "attn/q_b")]
-    if a.attention_bias:
-      ws.append(cv.bias(p + "q_a_proj.bias", (q,), "attn/q_a_bias"))
-  ws += [cv.linear(p + "kv_a_proj_with_mqa.weight", (c + r,), d, "attn/kv_a"),
-         cv.same(p + "kv_a_layernorm.weight", (c,), "attn/kv_a_norm", "ones"),
-         cv.linear(p + "kv_b_proj.weight", (n, nope + v), c, "attn/kv_b"),
-         cv.linear_in(p + "o_proj.weight", d, (n, v), "attn/o")]
-  if a.attention_bias:
-    ws += [cv.bias(p + "kv_a_proj_with_mqa.bias", (c + r,), "attn/kv_a_bias"),
-           cv.bias(p + "o_proj.bias", (d,), "attn/o_bias")]
-  return ws
-
-
 def _moe_mlp(cfg: ModelConfig, p: str) -> list[Weight]:
   m = cfg.moe
   d, e, f, s = cfg.hidden_size, m.num_experts, m.expert_intermediate_size, m.num_shared_experts
@@ -242,7 +230,7 @@ def weights(cfg: ModelConfig) -> list[Weight]:
   for seg in segments(cfg):
     layer = [cv.same(p + "input_layernorm.weight", (d,), "attn_norm/weight", "ones"),
              cv.same(p + "post_attention_layernorm.weight", (d,), "mlp_norm/weight", "ones"),
-             *_attention(cfg, p + "self_attn.")]
+             *checkpoint_mla.attention_weights(cfg.mla, p + "self_attn.", "attn/")]
     if seg.key == DENSE:
       layer += [cv.linear(p + "mlp.gate_proj.weight", (f,), d, "mlp/gate"),
                 cv.linear(p + "mlp.up_proj.weight", (f,), d, "mlp/up"),
@@ -265,28 +253,54 @@ def ignorable(name: str) -> bool:
 class Attention(mla.LatentWeights):
   """MLA through the decoder's latent cache: (B, S, D) -> (B, S, D).
 
-  Writes ĉ (B, S, C) and the rotated k_R (B, S, R) of the current tokens with attend.cache,
-  rebuilds every slot's keys [k_nope | k_R] (B, C', N, H) and values (B, C', N, V) from the
-  returned latents (C' cache slots, or the S tokens without a cache) and attends with
-  attend.core; its per-head outputs (B, S, N, V) are head_norms' activity."""
+  Writes ĉ (B, S, C) and the rotated k_R (B, S, R) of the current tokens with attend.cache and
+  attends over every returned slot (C' cache slots, or the S tokens without a cache) with
+  attend.core; the per-head outputs (B, S, N, V) are head_norms' activity. Two exact forms
+  (mla_config.DECODE_KINDS, `cfg.decode`):
+    expanded: rebuilds every slot's keys [k_nope | k_R] (B, C', N, H) and values (B, C', N, V)
+      through kv_b, then attends per head;
+    absorbed (decoding steps only: a cache and one query token): the query in latent space
+      [q_nope W_UKᵀ | q_R] (B, 1, N, C + R) attends over [ĉ | k_R] (B, C', 1, C + R) as one
+      key/value head shared by all query heads, values ĉ; W_UV maps the attention-weighted
+      latent sum (B, 1, N, C) to the per-head outputs. The head mask scales each head linearly,
+      so it is applied in latent space; mean ablation (head_means) is not linear in the latent
+      and takes the expanded form."""
 
   def __init__(self, maker: modules.ParamMaker, cfg: MLAConfig):
     mla.declare(self, cfg, lambda name, shape, init: maker.param(name, shape))
 
   def __call__(self, x, attend):
     cfg = self.cfg
-    p, r = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim
+    p = cfg.qk_nope_head_dim
     q = self.queries(x)  # (B, S, N, H)
     latent, k_rope = self.compress(x)  # (B, S, C), (B, S, R)
     cos, sin = mla.rope_angles(cfg, attend.positions)  # (B, S, R/2), attention factor included
-    q = jnp.concatenate([q[..., :p], mla.rope_interleaved(q[..., p:], cos, sin)], axis=-1)
+    q_nope, q_rope = q[..., :p], mla.rope_interleaved(q[..., p:], cos, sin)
     full = attend.cache({"latent": latent, "rope_key": mla.rope_interleaved(k_rope, cos, sin)})
-    k_nope, v = self.expand(full["latent"])  # (B, C', N, P), (B, C', N, V)
-    k_r = jnp.broadcast_to(full["rope_key"][:, :, None, :].astype(k_nope.dtype),
-                           k_nope.shape[:3] + (r,))  # shared by all heads
-    heads = attend.core(q, jnp.concatenate([k_nope, k_r], axis=-1), v,
-                        scale=cfg.softmax_scale)  # (B, S, N, V)
-    return self.output(heads)
+    absorbed = (cfg.decode == "absorbed" and attend.entries is not None and x.shape[1] == 1
+                and attend.mean_row is None)
+    attn = _absorbed if absorbed else _expanded
+    return self.output(attn(self, q_nope, q_rope, full, attend))
+
+
+def _expanded(w: mla.LatentWeights, q_nope, q_rope, full, attend):
+  """Per-head outputs (B, S, N, V): per-head keys and values of every slot through kv_b."""
+  k_nope, v = w.expand(full["latent"])  # (B, C', N, P), (B, C', N, V)
+  k_r = jnp.broadcast_to(full["rope_key"][:, :, None, :].astype(k_nope.dtype),
+                         k_nope.shape[:3] + q_rope.shape[-1:])  # shared by all heads
+  return attend.core(jnp.concatenate([q_nope, q_rope], axis=-1),
+                     jnp.concatenate([k_nope, k_r], axis=-1), v, scale=w.cfg.softmax_scale)
+
+
+def _absorbed(w: mla.LatentWeights, q_nope, q_rope, full, attend):
+  """Per-head outputs (B, S, N, V) with kv_b folded into the query and the output (Attention)."""
+  lat = full["latent"]  # (B, C', C)
+  q_lat = jnp.concatenate([w.absorb_query(q_nope), q_rope.astype(q_nope.dtype)], axis=-1)
+  keys = jnp.concatenate([lat, full["rope_key"].astype(lat.dtype)], axis=-1)[:, :, None]
+  mixed = attend.core(q_lat, keys, lat[:, :, None], scale=w.cfg.softmax_scale)  # (B, S, N, C)
+  # core recorded the latent-space outputs; head_norms measure the per-head outputs (B, S, N, V)
+  attend.heads = w.values_from_latent(mixed)
+  return attend.heads
 
 
 class DenseBlock(nnx.Module):

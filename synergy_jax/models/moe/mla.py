@@ -24,9 +24,11 @@ permuted alike), only the stored layout of the rotated key differs.
 
 Cache: the deepseek_v2 family (models/deepseek_v2.py) caches, per token, the normed latent ĉ (C,)
 and the rotated shared rope key k_R (R,), i.e. C + R numbers per token per layer instead of
-2 N K for full K/V (what transformers 5 caches too), and recomputes k_nope and v from the cached
-latents through kv_b (`LatentWeights.expand`); `MLAOutput.latent` and `.rope_key` are those
-entries. `LatentWeights` holds the projections both paths share.
+2 N K for full K/V (what transformers 5 caches too), and either recomputes k_nope and v from the
+cached latents through kv_b (`LatentWeights.expand`, the "expanded" form) or folds kv_b into the
+query and the output (`absorb_query`, `values_from_latent`: the "absorbed" form of decoding
+steps); `MLAOutput.latent` and `.rope_key` are those entries. `LatentWeights` holds the
+projections both paths share.
 """
 from __future__ import annotations
 
@@ -151,6 +153,16 @@ class LatentWeights(nnx.Module):
     """Normed latent (B, T, C) -> (k_nope (B, T, N, P), v (B, T, N, V)) through kv_b."""
     kv = _einsum("BTC,CNW->BTNW", latent, self.kv_b[...])
     return kv[..., :self.cfg.qk_nope_head_dim], kv[..., self.cfg.qk_nope_head_dim:]
+
+  def absorb_query(self, q_nope):
+    """q_nope (B, S, N, P) -> q_nope W_UK[n]ᵀ (B, S, N, C), W_UK = kv_b[:, :, :P]: the query
+    in latent space, so that its dot product with a normed latent ĉ equals q_nope · k_nope."""
+    return _einsum("BSNP,CNP->BSNC", q_nope, self.kv_b[..., :self.cfg.qk_nope_head_dim])
+
+  def values_from_latent(self, mixed):
+    """Attention-weighted latent sums (B, S, N, C) -> per-head outputs (B, S, N, V) through
+    W_UV = kv_b[:, :, P:] (equal to the attention-weighted sums of per-head values ĉ W_UV)."""
+    return _einsum("BSNC,CNV->BSNV", mixed, self.kv_b[..., self.cfg.qk_nope_head_dim:])
 
   def output(self, heads):
     """Per-head outputs (B, S, N, V) -> (B, S, D) through o (+ o_bias)."""

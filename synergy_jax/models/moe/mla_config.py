@@ -14,6 +14,11 @@ from typing import Any, Mapping
 from synergy_jax.models.moe import yarn
 
 ROPE_TYPES = ("default", "yarn")
+# How a decoding step (one query token over a latent cache) computes attention (mla.py):
+# "expanded" rebuilds per-head k_nope, v of every cached slot through kv_b; "absorbed" folds
+# kv_b into the query and the output instead (the default: faster, docs/moe.md). Same
+# quantities; a numerical path, not part of the HF config.
+DECODE_KINDS = ("expanded", "absorbed")
 # transformers builds q_a_layernorm and kv_a_layernorm with the RMSNorm default eps (1e-6),
 # not rms_norm_eps; so does DeepSeek's code.
 LATENT_NORM_EPS = 1e-6
@@ -22,7 +27,8 @@ LATENT_NORM_EPS = 1e-6
 @dataclasses.dataclass(frozen=True)
 class MLAConfig:
   """MLA sizes and rope (hashable). rope_scaling: sorted (key, value) pairs of the YaRN
-  parameters (yarn.YARN_KEYS) or None for rope_type "default"."""
+  parameters (yarn.YARN_KEYS) or None for rope_type "default". decode: one of DECODE_KINDS
+  (not read from or written to HF configs; see deepseek_v2.with_decode)."""
   hidden_size: int
   num_heads: int
   kv_lora_rank: int
@@ -36,8 +42,12 @@ class MLAConfig:
   rope_scaling: tuple[tuple[str, Any], ...] | None = None
   max_position_embeddings: int = 2048
   latent_norm_eps: float = LATENT_NORM_EPS
+  decode: str = "absorbed"
 
   def __post_init__(self):
+    if self.decode not in DECODE_KINDS:
+      raise ValueError(f"MLAConfig.decode={self.decode!r} is not known (known: "
+                       f"{list(DECODE_KINDS)})")
     for name in ("hidden_size", "num_heads", "kv_lora_rank", "qk_nope_head_dim",
                  "qk_rope_head_dim", "v_head_dim", "max_position_embeddings"):
       if int(getattr(self, name)) <= 0:
