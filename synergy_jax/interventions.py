@@ -457,8 +457,8 @@ def divergence_curves(model, tokens, prompt_lengths, orders: Mapping[str, np.nda
                       *, score_fn: Callable | None = None, valid=None,
                       num_layers: int | None = None, num_heads: int | None = None,
                       batch_size: int | None = None,
-                      divergence_fn: Callable | None = None,
-                      units: Units | None = None) -> dict[str, OrderCurves]:
+                      divergence_fn: Callable | None = None, units: Units | None = None,
+                      layout: MaskLayout | None = None) -> dict[str, OrderCurves]:
   """Divergence curves of several named groups of orders, all masks in one compiled call.
 
   Args:
@@ -468,10 +468,12 @@ def divergence_curves(model, tokens, prompt_lengths, orders: Mapping[str, np.nda
     units: the unit table (``analysis.units.Units``: heads, experts or both of the model);
       None: the model's head grid (unit = layer · H + head). Units of the model outside the
       table are never ablated.
+    layout: where the units sit in the model's masks; None: ``model_layout(model)`` (from
+      model.config, or num_layers / num_heads).
   Returns:
     {name: OrderCurves}.
   """
-  layout = model_layout(model, num_layers, num_heads)
+  layout = model_layout(model, num_layers, num_heads) if layout is None else layout
   units = Units.grid(layout.num_layers, layout.num_heads) if units is None else units
   fr = np.asarray(fractions, dtype=np.float64)
   if fr.ndim != 1 or fr.size == 0:
