@@ -1,6 +1,7 @@
-"""Interventions on attention heads: ablation masks, behaviour divergence, head sets for noise.
+"""Interventions on units (attention heads, and the experts of mixture-of-experts models):
+ablation masks, behaviour divergence, unit sets for noise.
 
-Behaviour divergence (Urbina-Rodriguez, Mediano et al. 2026): heads are zero-ablated in a given
+Behaviour divergence (Urbina-Rodriguez, Mediano et al. 2026): units are zero-ablated in a given
 order (most synergistic first, most redundant first, random), and for each ablated fraction the
 ablated model scores the original model's own generated continuation (``models.score``, teacher
 forcing, so differences do not compound). The divergence is
@@ -11,8 +12,16 @@ in nats, with KL(p ‖ q) = Σ_v p_v (log p_v − log q_v). Every prompt weighs 
 of its number of valid tokens.
 
 Axis letters: B prompts (batch), T continuation positions, V vocabulary, L layers, H heads per
-layer, F ablation fractions, M masks (orders × fractions), O orders, N = L·H units.
-Head masks are (L, H) arrays with 1 = keep, 0 = ablate; unit = layer * num_heads + head.
+layer, L_moe MoE layers, E + S routed + shared experts per MoE layer, F ablation fractions,
+M masks (orders × fractions), O orders, U units of a unit table, N = L·H heads.
+
+Units are the rows of an ``analysis.units.Units`` table (heads: unit = layer · H + head;
+experts: unit = m · (E + S) + e; heads+experts: the heads, then the experts). The model takes
+them as two traced inputs, ``head_mask`` (L, H) and ``expert_mask`` (L_moe, E + S) (1 = keep,
+0 = ablate; zeroing an expert removes its contribution and leaves routing unchanged); a
+``MaskLayout`` says where each unit sits in them and ``UnitGrids`` holds such a pair. The
+heads-only functions (``head_masks``, ``units_mask``, ``perturbation_head_sets``, bare (M, L, H)
+masks) are the head-grid case of the unit functions.
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ import numpy as np
 from synergy_jax.analysis.ranking import n_selected, random_orders, redundant_order, \
     synergistic_order
 from synergy_jax.analysis.stats import percentile_interval
+from synergy_jax.analysis.units import Units
 
 
 # --------------------------------------------------------------------------------------------------
@@ -96,6 +106,104 @@ def finite_mean(values: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndar
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class UnitGrids:
+  """Per-unit values laid out as the model's traced unit inputs: heads (..., L, H) (``head_mask``)
+  and experts (..., L_moe, E + S) (``expert_mask``; routed experts first, then shared), or None
+  for a model without experts. Float keep masks (1 = keep, 0 = ablate) for ablation; bool
+  selections (True = chosen) for perturbation. The leading axes (e.g. M masks) are shared."""
+  heads: np.ndarray
+  experts: np.ndarray | None = None
+
+  def __post_init__(self):
+    h = np.asarray(self.heads)
+    if h.ndim < 2:
+      raise ValueError(f"UnitGrids.heads must be (..., L, H), got shape {h.shape}")
+    if self.experts is not None and np.shape(self.experts)[:-2] != h.shape[:-2]:
+      raise ValueError(f"UnitGrids: heads {h.shape} and experts {np.shape(self.experts)} differ "
+                       "in their leading axes")
+
+  def as_keep_mask(self) -> "UnitGrids":
+    """Float32 keep masks from a bool selection: chosen units 0, every other unit 1."""
+    return UnitGrids((~np.asarray(self.heads, bool)).astype(np.float32),
+                     None if self.experts is None
+                     else (~np.asarray(self.experts, bool)).astype(np.float32))
+
+
+def concat_grids(parts: Sequence[UnitGrids]) -> UnitGrids:
+  """The masks of several UnitGrids (leading axis M) in order."""
+  if not parts:
+    raise ValueError("concat_grids needs at least one UnitGrids")
+  experts = [p.experts for p in parts]
+  if any(e is None for e in experts) and not all(e is None for e in experts):
+    raise ValueError("concat_grids: some UnitGrids have expert grids and some do not")
+  return UnitGrids(np.concatenate([p.heads for p in parts]),
+                   None if experts[0] is None else np.concatenate(experts))
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskLayout:
+  """Where a model's units sit in its traced unit inputs: the (L, H) head grid, and for MoE
+  models the (L_moe, E + S) expert grid whose row m is decoder layer ``moe_layers[m]``
+  (``models.score(..., head_mask=, expert_mask=)``). Dense models: moe_layers = ()."""
+  num_layers: int
+  num_heads: int
+  moe_layers: tuple = ()
+  experts_per_layer: int = 0
+
+  @classmethod
+  def of_config(cls, cfg) -> "MaskLayout":
+    """The layout of a model config (``models.ModelConfig``, or any object with num_layers,
+    num_heads and an optional moe)."""
+    moe = getattr(cfg, "moe", None)
+    if moe is None:
+      return cls(int(cfg.num_layers), int(cfg.num_heads))
+    return cls(int(cfg.num_layers), int(cfg.num_heads), tuple(int(l) for l in moe.moe_layers),
+               int(moe.num_experts) + int(moe.num_shared_experts))
+
+  @property
+  def has_experts(self) -> bool:
+    return bool(self.moe_layers)
+
+  def cells(self, units: Units) -> tuple[np.ndarray, np.ndarray]:
+    """(is_head (U,) bool, cell (U,) int): unit u is ``heads.flat[cell[u]]`` (layer · H + head)
+    or ``experts.flat[cell[u]]`` (m · (E + S) + expert). ValueError naming a unit ("L3 E5")
+    that this model does not have."""
+    is_head = units.kind == "head"
+    cell = np.empty(units.size, np.int64)
+    moe_row = {l: m for m, l in enumerate(self.moe_layers)}
+    for u in range(units.size):
+      layer, index = int(units.layer[u]), int(units.index[u])
+      if is_head[u]:
+        ok = layer < self.num_layers and index < self.num_heads
+        cell[u] = layer * self.num_heads + index
+      else:
+        ok = layer in moe_row and index < self.experts_per_layer
+        cell[u] = moe_row.get(layer, 0) * self.experts_per_layer + index
+      if not ok:
+        have = (f"{self.num_layers} layers × {self.num_heads} heads" if is_head[u] else
+                f"{self.experts_per_layer} experts in each of the MoE layers "
+                f"{list(self.moe_layers)}" if self.has_experts else "no experts")
+        raise ValueError(f"unit {u} ({units.name(u)}) is not a unit of this model ({have})")
+    return is_head, cell
+
+  def scatter(self, units: Units, values, fill) -> UnitGrids:
+    """values (..., U) placed on the grids; cells of units not in ``units`` get ``fill``."""
+    v = np.asarray(values)
+    if v.shape[-1:] != (units.size,):
+      raise ValueError(f"values must be (..., {units.size}) for {units.describe()}, got {v.shape}")
+    lead = v.shape[:-1]
+    is_head, cell = self.cells(units)
+    heads = np.full(lead + (self.num_layers * self.num_heads,), fill, v.dtype)
+    heads[..., cell[is_head]] = v[..., is_head]
+    experts = None
+    if self.has_experts:
+      experts = np.full(lead + (len(self.moe_layers) * self.experts_per_layer,), fill, v.dtype)
+      experts[..., cell[~is_head]] = v[..., ~is_head]
+      experts = experts.reshape(lead + (len(self.moe_layers), self.experts_per_layer))
+    return UnitGrids(heads.reshape(lead + (self.num_layers, self.num_heads)), experts)
+
+
 def check_order(order, n_units: int) -> np.ndarray:
   """Returns ``order`` as an int array after checking it is a permutation of range(n_units)."""
   o = np.asarray(order)
@@ -107,30 +215,43 @@ def check_order(order, n_units: int) -> np.ndarray:
   return o
 
 
-def head_masks(order, fractions: Sequence[float], num_layers: int, num_heads: int) -> np.ndarray:
-  """(F, L, H) float32 masks; mask f ablates (sets 0) the first round(f·N) units of ``order``.
-
-  round halves up (see ``ranking.n_selected``). ``order`` must be a permutation of range(N).
-  """
-  n = num_layers * num_heads
+def unit_masks(order, fractions: Sequence[float], units: Units, layout: MaskLayout) -> UnitGrids:
+  """F float32 keep masks; mask f ablates (sets 0) the first round(f·U) units of ``order``, a
+  permutation of the U units of the table ``units`` (round halves up, ``ranking.n_selected``).
+  Grid cells of the model's units outside the table stay 1."""
+  n = units.size
   o = check_order(order, n)
   pos = np.empty(n, dtype=np.int64)
   pos[o] = np.arange(n)  # position of each unit in the order
   k = np.array([n_selected(float(f), n) for f in fractions])  # (F,)
-  keep = pos[None, :] >= k[:, None]  # (F, N)
-  return keep.reshape(len(k), num_layers, num_heads).astype(np.float32)
+  keep = pos[None, :] >= k[:, None]  # (F, U)
+  return layout.scatter(units, keep.astype(np.float32), 1.0)
+
+
+def unit_selection(chosen, units: Units, layout: MaskLayout) -> UnitGrids:
+  """Bool grids selecting exactly the units at positions ``chosen`` of the table ``units``
+  (what ``models.perturb_selected`` takes, per kind: heads with units="heads", experts with
+  units="experts")."""
+  u = np.asarray(chosen, dtype=np.int64).ravel()
+  bad = u[(u < 0) | (u >= units.size)]
+  if bad.size:
+    raise ValueError(f"unit {int(bad[0])} is out of range for {units.size} units "
+                     f"({units.describe()})")
+  sel = np.zeros(units.size, bool)
+  sel[u] = True
+  return layout.scatter(units, sel, False)
+
+
+def head_masks(order, fractions: Sequence[float], num_layers: int, num_heads: int) -> np.ndarray:
+  """(F, L, H) float32 masks of the head grid (unit = layer · H + head); ``unit_masks``."""
+  return unit_masks(order, fractions, Units.grid(num_layers, num_heads),
+                    MaskLayout(num_layers, num_heads)).heads
 
 
 def units_mask(units, num_layers: int, num_heads: int) -> np.ndarray:
-  """(L, H) float32 mask ablating exactly ``units`` (1 elsewhere)."""
-  n = num_layers * num_heads
-  u = np.asarray(units, dtype=np.int64).ravel()
-  if np.any((u < 0) | (u >= n)):
-    bad = int(u[(u < 0) | (u >= n)][0])
-    raise ValueError(f"unit {bad} out of range for {num_layers} layers × {num_heads} heads")
-  m = np.ones(n, np.float32)
-  m[u] = 0.0
-  return m.reshape(num_layers, num_heads)
+  """(L, H) float32 mask ablating exactly the head-grid ``units`` (1 elsewhere)."""
+  return unit_selection(units, Units.grid(num_layers, num_heads),
+                        MaskLayout(num_layers, num_heads)).as_keep_mask().heads
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,13 +264,18 @@ def _default_score_fn():
   return models.score
 
 
-def _model_shape(model, num_layers, num_heads):
+def model_layout(model, num_layers: int | None = None,
+                 num_heads: int | None = None) -> MaskLayout:
+  """The MaskLayout of ``model.config`` (with the experts of an MoE model); num_layers /
+  num_heads give the head grid of a model without a config."""
   cfg = getattr(model, "config", None)
+  if getattr(cfg, "moe", None) is not None:
+    return MaskLayout.of_config(cfg)
   num_layers = num_layers if num_layers is not None else getattr(cfg, "num_layers", None)
   num_heads = num_heads if num_heads is not None else getattr(cfg, "num_heads", None)
   if num_layers is None or num_heads is None:
     raise ValueError("num_layers/num_heads not given and model.config lacks them")
-  return int(num_layers), int(num_heads)
+  return MaskLayout(int(num_layers), int(num_heads))
 
 
 def _split_model(model):
@@ -163,6 +289,25 @@ def _split_model(model):
 
 _TRACE_ERRORS = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
                  jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
+
+
+def _as_grids(masks) -> UnitGrids:
+  """UnitGrids of float32 masks (M, ...) from UnitGrids or a bare (M, L, H) head-mask array."""
+  g = masks if isinstance(masks, UnitGrids) else UnitGrids(np.asarray(masks))
+  heads = jnp.asarray(g.heads, jnp.float32)
+  if heads.ndim != 3:
+    raise ValueError(f"masks must be (M, L, H), got shape {heads.shape}")
+  experts = None if g.experts is None else jnp.asarray(g.experts, jnp.float32)
+  if experts is not None and (experts.ndim != 3 or experts.shape[0] != heads.shape[0]):
+    raise ValueError(f"expert masks must be (M={heads.shape[0]}, L_moe, E + S), got shape "
+                     f"{experts.shape}")
+  return UnitGrids(heads, experts)
+
+
+def _mask_kwargs(head, expert) -> dict:
+  """The scorer's mask arguments: expert_mask only where the mask set has expert grids (so
+  scorers of dense models need not accept it)."""
+  return {"head_mask": head} if expert is None else {"head_mask": head, "expert_mask": expert}
 
 
 def make_divergence_fn(model, *, score_fn: Callable | None = None,
@@ -183,12 +328,14 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
   Args:
     model: passed to ``score_fn``; if it is a dataclass with ``params``, the params are traced
       rather than baked into the compiled function as constants.
-    score_fn: ``score(model, tokens, prompt_lengths, *, head_mask) -> obj with .logprobs
-      (B, T, V)``; default ``synergy_jax.models.score``.
-  Returned function's args: tokens (B, S) int, prompt_lengths (B,) int, masks (M, L, H) float,
-    valid (B, T) bool or None. Masks with nothing ablated (all ones) give exactly 0: the ablated
-    model is then the original model by definition, so any computed value would only be
-    floating-point non-determinism.
+    score_fn: ``score(model, tokens, prompt_lengths, *, head_mask[, expert_mask]) -> obj with
+      .logprobs (B, T, V)``; default ``synergy_jax.models.score``. ``expert_mask`` is passed only
+      for masks with expert grids.
+  Returned function's args: tokens (B, S) int, prompt_lengths (B,) int, masks: UnitGrids of M
+    masks (heads (M, L, H), experts (M, L_moe, E + S) or None; ``unit_masks``) or a bare
+    (M, L, H) head-mask array, valid (B, T) bool or None. Masks with nothing ablated (all ones)
+    give exactly 0: the ablated model is then the original model by definition, so any computed
+    value would only be floating-point non-determinism.
   """
   if score_fn is None:
     # models.score is traceable when told the continuation length T (static): then tokens and
@@ -209,42 +356,45 @@ def make_divergence_fn(model, *, score_fn: Callable | None = None,
       return jitted_by_t[t]
   params, rebuild = _split_model(model)
 
-  def _run(scorer, params, tokens, prompt_lengths, masks, valid):
+  def _run(scorer, params, tokens, prompt_lengths, heads, experts, valid):
     mdl = rebuild(params)
-    ones = jnp.ones(masks.shape[1:], masks.dtype)  # (L, H)
-    base = scorer(mdl, tokens, prompt_lengths, head_mask=ones).logprobs  # (B, T, V)
+    ones = lambda m: None if m is None else jnp.ones(m.shape[1:], m.dtype)
+    base = scorer(mdl, tokens, prompt_lengths,
+                  **_mask_kwargs(ones(heads), ones(experts))).logprobs  # (B, T, V)
 
-    def one(mask):  # (L, H) -> (B,)
-      lq = scorer(mdl, tokens, prompt_lengths, head_mask=mask).logprobs
+    def one(mask):  # ((L, H), (L_moe, E + S) or None) -> (B,)
+      head, expert = mask
+      lq = scorer(mdl, tokens, prompt_lengths, **_mask_kwargs(head, expert)).logprobs
       kl = kl_per_prompt(base, lq, valid)
-      return jnp.where(jnp.all(mask == 1), jnp.zeros_like(kl), kl)
+      kept = jnp.all(head == 1) if expert is None else jnp.all(head == 1) & jnp.all(expert == 1)
+      return jnp.where(kept, jnp.zeros_like(kl), kl)
 
     if batch_size is None:
-      return jax.vmap(one)(masks)
-    return jax.lax.map(one, masks, batch_size=batch_size)
+      return jax.vmap(one)((heads, experts))
+    return jax.lax.map(one, (heads, experts), batch_size=batch_size)
 
-  def run(params, tokens, prompt_lengths, masks, valid):
-    return _run(score_fn, params, tokens, prompt_lengths, masks, valid)
+  def run(params, tokens, prompt_lengths, heads, experts, valid):
+    return _run(score_fn, params, tokens, prompt_lengths, heads, experts, valid)
 
   traced = jax.jit(run)
   state = {"traceable": True}
 
   def f(tokens, prompt_lengths, masks, valid=None):
-    masks = jnp.asarray(masks, jnp.float32)
-    if masks.ndim != 3:
-      raise ValueError(f"masks must be (M, L, H), got shape {masks.shape}")
+    g = _as_grids(masks)
     valid = None if valid is None else jnp.asarray(valid, bool)
     if score_fn is None:
       fn = traced_for(tokens, prompt_lengths)
-      return fn(params, jnp.asarray(tokens), jnp.asarray(prompt_lengths), masks, valid)
+      return fn(params, jnp.asarray(tokens), jnp.asarray(prompt_lengths), g.heads, g.experts,
+                valid)
     if state["traceable"]:
       try:
-        return traced(params, jnp.asarray(tokens), jnp.asarray(prompt_lengths), masks, valid)
+        return traced(params, jnp.asarray(tokens), jnp.asarray(prompt_lengths), g.heads,
+                      g.experts, valid)
       except _TRACE_ERRORS:
         state["traceable"] = False  # scorer needs concrete tokens: close over this batch
     tok, lens = np.asarray(tokens), np.asarray(prompt_lengths)
-    closed = jax.jit(lambda prm, m, v: run(prm, tok, lens, m, v))
-    return closed(params, masks, valid)
+    closed = jax.jit(lambda prm, h, e, v: run(prm, tok, lens, h, e, v))
+    return closed(params, g.heads, g.experts, valid)
 
   def compilations() -> int:
     """Number of compiled variants so far (default scorer; for tests and profiling)."""
@@ -269,19 +419,21 @@ class DivergenceCurve:
 def behaviour_divergence(model, tokens, prompt_lengths, order, fractions, *,
                          score_fn: Callable | None = None, valid=None,
                          num_layers: int | None = None, num_heads: int | None = None,
-                         batch_size: int | None = None) -> DivergenceCurve:
+                         batch_size: int | None = None,
+                         units: Units | None = None) -> DivergenceCurve:
   """Divergence curve for one unit order over all ``fractions`` in one compiled call.
 
   Args:
     tokens: (B, S) prompt + generated continuation of the original model.
     prompt_lengths: (B,) prompt lengths.
-    order: (N,) permutation of units, ablated first to last.
+    order: (U,) permutation of units, ablated first to last.
     fractions: (F,) fractions of units ablated, in [0, 1].
     valid: (B, T) mask of real continuation tokens (T = ``score``'s logprobs length).
+    units: the unit table the order permutes (``divergence_curves``); None: the head grid.
   """
   curves = divergence_curves(model, tokens, prompt_lengths, {"order": np.asarray(order)[None]},
                              fractions, score_fn=score_fn, valid=valid, num_layers=num_layers,
-                             num_heads=num_heads, batch_size=batch_size)
+                             num_heads=num_heads, batch_size=batch_size, units=units)
   c = curves["order"]
   return DivergenceCurve(c.fractions, c.mean[0], c.per_prompt[0])
 
@@ -305,27 +457,34 @@ def divergence_curves(model, tokens, prompt_lengths, orders: Mapping[str, np.nda
                       *, score_fn: Callable | None = None, valid=None,
                       num_layers: int | None = None, num_heads: int | None = None,
                       batch_size: int | None = None,
-                      divergence_fn: Callable | None = None) -> dict[str, OrderCurves]:
+                      divergence_fn: Callable | None = None, units: Units | None = None,
+                      layout: MaskLayout | None = None) -> dict[str, OrderCurves]:
   """Divergence curves of several named groups of orders, all masks in one compiled call.
 
   Args:
-    orders: {name: (O, N) or (N,) unit orders}, e.g. {"synergistic": o1, "redundant": o2,
-      "random": (5, N)}.
+    orders: {name: (O, U) or (U,) unit orders}, e.g. {"synergistic": o1, "redundant": o2,
+      "random": (5, U)}: permutations of the rows of ``units``.
     divergence_fn: a function from :func:`make_divergence_fn` to reuse across batches.
+    units: the unit table (``analysis.units.Units``: heads, experts or both of the model);
+      None: the model's head grid (unit = layer · H + head). Units of the model outside the
+      table are never ablated.
+    layout: where the units sit in the model's masks; None: ``model_layout(model)`` (from
+      model.config, or num_layers / num_heads).
   Returns:
     {name: OrderCurves}.
   """
-  num_layers, num_heads = _model_shape(model, num_layers, num_heads)
+  layout = model_layout(model, num_layers, num_heads) if layout is None else layout
+  units = Units.grid(layout.num_layers, layout.num_heads) if units is None else units
   fr = np.asarray(fractions, dtype=np.float64)
   if fr.ndim != 1 or fr.size == 0:
     raise ValueError(f"fractions must be a non-empty 1-D sequence, got shape {fr.shape}")
   names, blocks, sizes = [], [], []
   for name, o in orders.items():
     o = np.atleast_2d(np.asarray(o))
-    blocks.extend(head_masks(row, fr, num_layers, num_heads) for row in o)
+    blocks.extend(unit_masks(row, fr, units, layout) for row in o)
     names.append(name)
     sizes.append(o.shape[0])
-  masks = np.concatenate(blocks)  # (sum O · F, L, H)
+  masks = concat_grids(blocks)  # heads (sum O · F, L, H), experts (sum O · F, L_moe, E + S)
   fn = divergence_fn or make_divergence_fn(model, score_fn=score_fn, batch_size=batch_size)
   per = np.asarray(fn(tokens, prompt_lengths, masks, valid))  # (M, B)
   out, start = {}, 0
@@ -382,22 +541,40 @@ def ablation_orders(score, *, n_random: int = 5, seed: int = 0) -> dict[str, np.
           "random": random_orders(s.size, n_random, seed)}
 
 
+def perturbation_unit_sets(score, *, fraction: float = 0.25, n_random: int = 5,
+                           seed: int = 0) -> dict:
+  """Unit sets for Gaussian perturbation from a (U,) score (higher = more synergistic).
+
+  Returns:
+    {"synergistic": (k,), "redundant": (k,), "random": [n_random × (k,)]} sorted unit indices,
+    k = round(fraction · U): the top-k of each order and the first k of each random order
+    (``unit_selection`` turns a set into the grids ``models.perturb_selected`` takes).
+  """
+  s = np.asarray(score)
+  if s.ndim != 1 or s.size == 0:
+    raise ValueError(f"score must be a non-empty (U,) array, got shape {s.shape}")
+  k = n_selected(fraction, s.size)
+  return {"synergistic": np.sort(synergistic_order(s)[:k]),
+          "redundant": np.sort(redundant_order(s)[:k]),
+          "random": [np.sort(o[:k]) for o in random_orders(s.size, n_random, seed)]}
+
+
 def perturbation_head_sets(score, num_layers: int, num_heads: int, *, fraction: float = 0.25,
                            n_random: int = 5, seed: int = 0) -> dict:
-  """Head sets for Gaussian perturbation (``models.perturb_heads``).
+  """``perturbation_unit_sets`` of the head grid, also as (layer, head) rows
+  (``models.perturb_heads``).
 
   Returns:
     {"synergistic": (k, 2), "redundant": (k, 2), "random": [n_random × (k, 2)]} arrays of
     (layer, head) rows, k = round(fraction · N), plus "*_units" entries with unit indices.
   """
-  s = np.asarray(score)
   n = num_layers * num_heads
-  if s.shape != (n,):
-    raise ValueError(f"score must be ({n},) for {num_layers} layers × {num_heads} heads, got {s.shape}")
-  k = n_selected(fraction, n)
-  units = {"synergistic": synergistic_order(s)[:k], "redundant": redundant_order(s)[:k]}
-  rnd = [o[:k] for o in random_orders(n, n_random, seed)]
-  lh = lambda u: np.stack(np.divmod(np.sort(u), num_heads), -1)
-  return {"synergistic": lh(units["synergistic"]), "redundant": lh(units["redundant"]),
-          "random": [lh(u) for u in rnd], "synergistic_units": np.sort(units["synergistic"]),
-          "redundant_units": np.sort(units["redundant"]), "random_units": [np.sort(u) for u in rnd]}
+  if np.shape(score) != (n,):
+    raise ValueError(f"score must be ({n},) for {num_layers} layers × {num_heads} heads, got "
+                     f"{np.shape(score)}")
+  sets = perturbation_unit_sets(score, fraction=fraction, n_random=n_random, seed=seed)
+  lh = lambda u: np.stack(np.divmod(u, num_heads), -1)
+  return {"synergistic": lh(sets["synergistic"]), "redundant": lh(sets["redundant"]),
+          "random": [lh(u) for u in sets["random"]],
+          "synergistic_units": sets["synergistic"], "redundant_units": sets["redundant"],
+          "random_units": sets["random"]}

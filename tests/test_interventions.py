@@ -235,3 +235,120 @@ def test_mean_kl_selects_prompts_by_mask_and_does_not_drop_nan():
   mean, n = iv.finite_mean(np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, np.nan]]))
   np.testing.assert_array_equal(n, [2, 0])
   assert mean[0] == 2.0 and np.isnan(mean[1])
+
+
+# --------------------------------------------------------------------------------------------------
+# Unit tables: heads and experts (mixture-of-experts models); real MoE models are exercised in
+# tests/pipeline/test_pipeline_ablation_experts.py.
+# --------------------------------------------------------------------------------------------------
+
+
+def _heads_and_experts():
+  """2 layers × 2 heads; layer 1 is an MoE layer with 2 routed experts and 1 shared one: units
+  0-3 are the heads L0 H0, L0 H1, L1 H0, L1 H1, units 4-6 the experts L1 E0, L1 E1, L1 S0."""
+  from synergy_jax.analysis.units import Units, concat
+  return concat(Units.grid(2, 2), Units.experts(2, (1,), 2, 1)), iv.MaskLayout(2, 2, (1,), 3)
+
+
+def test_unit_masks_place_heads_and_experts_hand_example():
+  table, layout = _heads_and_experts()
+  m = iv.unit_masks([6, 1, 4, 0, 2, 3, 5], [0.0, 2 / 7, 4 / 7, 1.0], table, layout)
+  assert m.heads.shape == (4, 2, 2) and m.experts.shape == (4, 1, 3)
+  np.testing.assert_array_equal(m.heads[0], np.ones((2, 2)))
+  np.testing.assert_array_equal(m.experts[0], np.ones((1, 3)))
+  # 2 of 7 ablated: unit 6 (the shared expert, expert grid column 2) and unit 1 (L0 H1).
+  np.testing.assert_array_equal(m.heads[1], [[1, 0], [1, 1]])
+  np.testing.assert_array_equal(m.experts[1], [[1, 1, 0]])
+  # 4 of 7: also unit 4 (L1 E0) and unit 0 (L0 H0).
+  np.testing.assert_array_equal(m.heads[2], [[0, 0], [1, 1]])
+  np.testing.assert_array_equal(m.experts[2], [[0, 1, 0]])
+  np.testing.assert_array_equal(m.heads[3], np.zeros((2, 2)))
+  np.testing.assert_array_equal(m.experts[3], np.zeros((1, 3)))
+
+
+def test_unit_selection_of_experts_leaves_heads_alone_and_names_bad_units():
+  from synergy_jax.analysis.units import Units
+  _, layout = _heads_and_experts()
+  experts = Units.experts(2, (1,), 2, 1)  # units 0, 1, 2 = L1 E0, L1 E1, L1 S0
+  sel = iv.unit_selection([2, 0], experts, layout)
+  np.testing.assert_array_equal(sel.heads, np.zeros((2, 2), bool))
+  np.testing.assert_array_equal(sel.experts, [[True, False, True]])
+  keep = sel.as_keep_mask()
+  np.testing.assert_array_equal(keep.heads, np.ones((2, 2)))
+  np.testing.assert_array_equal(keep.experts, [[0, 1, 0]])
+  with pytest.raises(ValueError, match="unit 3 is out of range for 3 units"):
+    iv.unit_selection([3], experts, layout)
+  # Experts of layer 0, which is not an MoE layer of this model; or of a dense model.
+  with pytest.raises(ValueError, match=r"unit 0 \(L0 E0\) is not a unit of this model"):
+    iv.unit_masks([0, 1, 2], [0.5], Units.experts(2, (0,), 2, 1), layout)
+  with pytest.raises(ValueError, match="no experts"):
+    iv.unit_selection([0], experts, iv.MaskLayout(2, 2))
+  with pytest.raises(ValueError, match=r"unit 2 \(L0 H2\) .*\(2 layers × 2 heads\)"):
+    iv.unit_selection([0], Units.grid(2, 3), layout)
+
+
+def test_perturbation_unit_sets_are_the_head_sets_units():
+  score = np.array([5.0, -1.0, 3.0, 0.0, 2.0, -4.0, 1.0, 4.0])
+  sets = iv.perturbation_unit_sets(score, fraction=0.25, n_random=4, seed=3)
+  np.testing.assert_array_equal(sets["synergistic"], [0, 7])
+  np.testing.assert_array_equal(sets["redundant"], [1, 5])
+  heads = iv.perturbation_head_sets(score, 2, 4, fraction=0.25, n_random=4, seed=3)
+  for r, h in zip(sets["random"], heads["random_units"]):
+    np.testing.assert_array_equal(r, h)
+    assert r.shape == (2,) and len(set(r.tolist())) == 2 and r.min() >= 0 and r.max() < 8
+
+
+E = 3  # experts of the fake MoE layer (layer 1)
+
+
+def fake_moe_score(model, tokens, prompt_lengths, *, head_mask, expert_mask=None):
+  """fake_score plus an MoE layer after layer 1: E tanh experts (einsum letter x), each scaled
+  by expert_mask (1, E)."""
+  p = model.params
+  x = p["embed"][tokens]
+  for layer in range(L):
+    heads = jnp.tanh(jnp.einsum("bsd,hde->bhse", x, p["w"][layer]))
+    x = x + jnp.einsum("bhse,h->bse", heads, head_mask[layer])
+    if layer == 1:
+      experts = jnp.tanh(jnp.einsum("bsd,xde->bxse", x, p["experts"]))  # (B, E, S, D)
+      em = jnp.ones((1, E)) if expert_mask is None else expert_mask
+      x = x + jnp.einsum("bxse,x->bse", experts, em[0])
+  s = tokens.shape[1]
+  return FakeResult(jax.nn.log_softmax((x @ p["unembed"])[:, s - T - 1:s - 1], -1))
+
+
+def test_divergence_of_heads_and_experts_matches_direct_loop():
+  """Masks over a heads+experts table reach a custom scorer as head_mask and expert_mask; the
+  curve equals a direct loop with scipy's relative entropy, and nothing ablated gives 0."""
+  from synergy_jax.analysis.units import Units, concat
+  model = _model()
+  k = jax.random.PRNGKey(9)
+  model = FakeModel(model.config, {**model.params,
+                                   "experts": jax.random.normal(k, (E, D, D)) * 0.5})
+  table = concat(Units.grid(L, H), Units.experts(L, (1,), E))
+  layout = iv.MaskLayout(L, H, (1,), E)
+  tokens, lens = _tokens()
+  order = np.array([7, 0, 8, 3, 6, 1, 5, 2, 4])  # experts are units 6, 7, 8
+  fr = np.linspace(0, 1, 4)
+  masks = iv.unit_masks(order, fr, table, layout)
+  fn = iv.make_divergence_fn(model, score_fn=fake_moe_score)
+  got = np.asarray(fn(tokens, lens, masks)).mean(-1)
+  base = np.exp(np.asarray(fake_moe_score(model, tokens, lens, head_mask=jnp.ones((L, H)))
+                           .logprobs, np.float64))
+  expected = []
+  for f in fr:
+    n_off = int(np.floor(f * 9 + 0.5))
+    hm, em = np.ones(L * H), np.ones(E)
+    for u in order[:n_off]:
+      if u < L * H:
+        hm[u] = 0
+      else:
+        em[u - L * H] = 0
+    q = np.exp(np.asarray(fake_moe_score(model, tokens, lens, head_mask=hm.reshape(L, H),
+                                         expert_mask=em[None]).logprobs, np.float64))
+    expected.append(scipy.special.rel_entr(base, q).sum(-1).mean())
+  assert got[0] == 0.0 and np.all(got[1:] > 0)
+  np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-6)
+  curves = iv.divergence_curves(model, tokens, lens, {"o": order}, fr, divergence_fn=fn,
+                                units=table, layout=layout)
+  np.testing.assert_allclose(curves["o"].mean[0], got, rtol=1e-6)

@@ -66,10 +66,38 @@ def test_files(run):
   assert typed.perturbation.head_sets == res["perturbation"]["head_sets"]
   assert typed.wall_s == res["wall_s"] > 0
   assert ablation.summary_markdown(typed) == summary
+  with open(path / "head_scores.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["name"] for r in rows] == res["units"]["names"]
+  assert {r["kind"] for r in rows} == {"head"}
+  # The heads-only noise is scaled by the heads' RMS alone.
+  p = res["perturbation"]
+  assert list(p["noise_by_kind"]) == ["heads"]
+  assert p["noise_by_kind"]["heads"]["weight_rms"] == p["weight_rms"]
   # flags.json: the values --quick used, and the flag values they replaced
   flags = json.loads((path / "flags.json").read_text())
   assert [float(f) for f in flags["fractions"]] == QUICK_FRACTIONS
   assert flags["quick_overrides"]["fractions"]["flag"] != flags["fractions"]
+
+
+def test_results_of_earlier_versions_read_as_heads(run, tmp_path):
+  """A results.json of the heads-only format (num_layers and num_heads, no "units", no
+  "noise_by_kind") reads back with the head grid as its unit table."""
+  path, res, _ = run
+  from synergy_jax import models
+  from synergy_jax.analysis.units import Units
+  cfg = models.load_config(MODEL)
+  old = {k: v for k, v in res.items() if k != "units"}
+  old = {**old, "num_layers": cfg.num_layers, "num_heads": cfg.num_heads,
+         "perturbation": {k: v for k, v in res["perturbation"].items() if k != "noise_by_kind"},
+         "config": {k: v for k, v in res["config"].items()
+                    if k not in ("units", "expert_activity")}}
+  (tmp_path / "results.json").write_text(json.dumps(old))
+  typed = ablation.read_ablation(tmp_path)
+  assert typed.unit_table == Units.grid(cfg.num_layers, cfg.num_heads)
+  assert typed.units == res["units"]
+  assert typed.perturbation.noise_by_kind is None
+  assert ablation.summary_markdown(typed) == (path / "summary.md").read_text()
 
 
 def test_divergence_curves(run):
@@ -95,8 +123,12 @@ def test_divergence_curves(run):
 def test_orders_follow_the_ranking(run):
   _, res, score = run
   orders = res["divergence"]["orders"]
-  n = res["num_layers"] * res["num_heads"]
-  assert len(score) == n
+  from synergy_jax import models
+  cfg = models.load_config(MODEL)
+  n = cfg.num_layers * cfg.num_heads
+  assert len(score) == n and res["units"]["which"] == "heads"
+  assert res["units"]["names"] == [f"L{u // cfg.num_heads} H{u % cfg.num_heads}"
+                                   for u in range(n)]
   syn, red = np.array(orders["synergistic"]), np.array(orders["redundant"])
   for o in [syn, red, *np.array(orders["random"])]:
     assert sorted(o.tolist()) == list(range(n))

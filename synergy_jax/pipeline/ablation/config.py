@@ -6,25 +6,38 @@ import dataclasses
 
 import numpy as np
 
+from synergy_jax.analysis.units import check_which
 from synergy_jax.phiid.checks import check_length
 from synergy_jax.phiid.config import PhiidConfig, resolve_phiid
 from synergy_jax import tasks
 from synergy_jax.pipeline import profile
+from synergy_jax.pipeline.profile_config import EXPERT_ACTIVITY
 
 CONDITIONS = ("synergistic", "redundant", "random")
+_NOUNS = {"heads": ("head", "heads"), "experts": ("expert", "experts"),
+          "heads+experts": ("unit", "units (heads and experts)")}
+
+
+def unit_noun(units: str) -> tuple[str, str]:
+  """(singular, plural) words for the units of ``--units`` in reports: ("head", "heads")..."""
+  return _NOUNS[check_which(units)]
 
 
 @dataclasses.dataclass(frozen=True)
 class AblationConfig:
   """Settings of the ablation experiment.
 
+  Units: units ("heads", "experts" or "heads+experts"; ``analysis.units``: experts need a
+  mixture-of-experts model), expert_activity ("dense" | "routed": the expert units' activity
+  that the ranking's ΦID profile reads; ``models.generate``).
   Ranking: ranking ("rank_difference" | "balance"), per_category (built-in suite prompts per
   category; None = all), max_new_tokens / batch_size (generation), tau, redundancy (ΦID).
-  Divergence: fractions (strictly increasing in [0, 1]), n_random orders, divergence_batch
-  (prompts per scoring batch, 0 = all at once; each batch compiles once), mask_chunk (masks per
-  ``lax.map`` step; bounds memory to mask_chunk × B × T × V log-probs).
-  Perturbation: sigmas (noise std; relative to the q/o weight RMS if sigma_scale="relative"),
-  perturb_fraction of heads, n_seeds, families, levels (difficulty ranks, 1 = each family's
+  Divergence: fractions (strictly increasing in [0, 1]) of the units, n_random orders,
+  divergence_batch (prompts per scoring batch, 0 = all at once; each batch compiles once),
+  mask_chunk (masks per ``lax.map`` step; bounds memory to mask_chunk × B × T × V log-probs).
+  Perturbation: sigmas (noise std; if sigma_scale="relative", relative to the RMS of the unit
+  weights of each unit's own kind: heads' q/o projections, experts' gate/up/down matrices),
+  perturb_fraction of the units, n_seeds, families, levels (difficulty ranks, 1 = each family's
   easiest level in ``tasks.levels``; None: all of each family's levels), n_examples per family ×
   level, eval_seed (task sampling).
   Statistics: n_boot, ci_level; seed: random orders, random head sets, noise.
@@ -51,6 +64,8 @@ class AblationConfig:
   n_boot: int = 1000
   ci_level: float = 0.95
   seed: int = 0
+  units: str = "heads"
+  expert_activity: str = "dense"
 
   def __post_init__(self):
     estimator = resolve_phiid(self.phiid, tau=self.tau, redundancy=self.redundancy)
@@ -58,6 +73,10 @@ class AblationConfig:
                  ("redundancy", estimator.redundancy)):
       object.__setattr__(self, k, v)
     check_length(self.max_new_tokens, self.phiid)
+    check_which(self.units)
+    if self.expert_activity not in EXPERT_ACTIVITY:
+      raise ValueError(f"expert_activity must be one of {EXPERT_ACTIVITY}, got "
+                       f"{self.expert_activity!r}")
     if self.ranking not in profile.RANKINGS:
       raise ValueError(f"ranking must be one of {profile.RANKINGS}, got {self.ranking!r}")
     fr = np.asarray(self.fractions, np.float64)
@@ -86,7 +105,8 @@ class AblationConfig:
     return profile.ProfileConfig(phiid=self.phiid, n_surrogates=0,
                                  ranking=self.ranking, seed=self.seed,
                                  max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                                 greedy=True)
+                                 greedy=True, units=self.units,
+                                 expert_activity=self.expert_activity)
 
 
 def family_ranks(family: str, levels) -> list[int]:

@@ -1,6 +1,6 @@
-"""Ablation, behaviour divergence: the head ranking, zero-ablation curves of most-synergistic-first,
-most-redundant-first and random orders, and their summary (DivergenceSummary; AUC ratios with
-CIs).
+"""Ablation, behaviour divergence: the unit ranking, zero-ablation curves of most-synergistic-first,
+most-redundant-first and random orders of the chosen units (heads, experts or both), and their
+summary (DivergenceSummary; AUC ratios with CIs).
 
 D = mean over prompts of the mean over continuation tokens of KL(p_original ‖ p_ablated), in nats;
 the ablated model scores the original model's own continuation (teacher forcing). A prompt whose
@@ -17,20 +17,28 @@ import jax
 import numpy as np
 
 from synergy_jax import analysis, interventions, models
+from synergy_jax.analysis.units import Units
 from synergy_jax.pipeline import profile, specs, typed
 from synergy_jax.pipeline.ablation.config import AblationConfig
 
 
 def head_ranking(spec: "specs.ModelSpec", prompts: Sequence[str], config: AblationConfig,
                  cache_dir: pathlib.Path, progress: Callable | None = None) -> dict:
-  """Profile on ``prompts``: {"scores": HeadScores, "score": (U,) higher = more synergistic,
-  "tokens": (P, T) the original model's continuations, "acts": (P, U, T)}."""
+  """Profile of the chosen units (``config.units``) on ``prompts``: {"units": the Units table,
+  "scores": HeadScores, "score": (U,) higher = more synergistic, "tokens": (P, T) the original
+  model's continuations, "acts": (P, U, T)}, U in the table's order.
+
+  Raises ValueError naming the model type when experts are asked of a dense model."""
+  table = Units.of_config(spec.model.config, config.units)
   pc = config.profile_config()
   act = profile.activity_cached(spec, prompts, pc, cache_dir, progress)
   acts = np.asarray(act["acts"])
+  if acts.ndim != 3 or acts.shape[1] != table.size:
+    raise ValueError(f"ablation: the activity has shape {acts.shape}, expected (prompts, "
+                     f"{table.size} units = {table.describe()}, time)")
   atoms = profile.atoms_cached(acts, pc, cache_dir)
   scores = analysis.head_scores(atoms)
-  return {"scores": scores, "score": profile.head_score(scores, config.ranking),
+  return {"units": table, "scores": scores, "score": profile.head_score(scores, config.ranking),
           "tokens": np.asarray(act["tokens"]), "acts": acts}
 
 
@@ -53,12 +61,14 @@ def backend_compiles() -> int:
 
 def divergence(model: "models.Model", tokens: np.ndarray, prompt_lengths: np.ndarray,
                orders: dict, fractions: Sequence[float], *, divergence_batch: int = 0,
-               mask_chunk: int | None = 8, progress: Callable | None = None) -> dict:
+               mask_chunk: int | None = 8, progress: Callable | None = None,
+               units: Units | None = None) -> dict:
   """Divergence curves of every order, prompt batch by prompt batch.
 
   Args:
     tokens, prompt_lengths: ``tasks.batching.with_continuations`` output (B prompts).
-    orders: {"synergistic": (U,), "redundant": (U,), "random": (R, U)} unit orders.
+    orders: {"synergistic": (U,), "redundant": (U,), "random": (R, U)} orders of the units of
+      ``units`` (None: the model's head grid).
     divergence_batch: prompts per batch (0: all in one batch, one compilation).
   Returns:
     {"fractions", name: per_prompt (O, F, B) for each order group, "batches", "compilations"}:
@@ -79,7 +89,7 @@ def divergence(model: "models.Model", tokens: np.ndarray, prompt_lengths: np.nda
     # models.score's layout: the prompt block is exactly as wide as this batch's longest prompt.
     toks = np.asarray(tokens[s:s + step, p_all - int(lens.max()):])
     curves = interventions.divergence_curves(model, toks, lens, orders, fractions,
-                                             divergence_fn=fn)
+                                             divergence_fn=fn, units=units)
     for k, c in curves.items():
       parts[k].append(c.per_prompt)
   out = {k: np.concatenate(v, axis=-1).astype(np.float64) for k, v in parts.items()}

@@ -1,23 +1,66 @@
 """Ablation, perturbation: greedy exact-match accuracy with Gaussian noise in the top synergistic,
-top redundant and random heads over a range of σ and seeds, with two-way bootstrap CIs (seeds ×
-examples). σ is relative to the RMS of all heads' query/output weights by default."""
+top redundant and random units (heads, experts or both) over a range of σ and seeds, with
+two-way bootstrap CIs (seeds × examples).
+
+Noise goes into every weight entry a unit owns (the family's unit description,
+``models.perturb_selected``): a head's query rows and output columns, an expert's gate, up and
+down matrices (routing unchanged). σ is relative by default: σ × the RMS of all unit weights of
+the unit's own kind (``models.unit_weight_rms(units=...)``), so with heads+experts each head gets
+σ × (head RMS) and each expert σ × (expert RMS), and both RMS values are reported."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from synergy_jax import models, tasks
+from synergy_jax import interventions, models, tasks
 from synergy_jax.analysis.stats import two_way_bootstrap
+from synergy_jax.analysis.units import Units
 from synergy_jax.pipeline import typed
-from synergy_jax.pipeline.ablation.config import CONDITIONS, AblationConfig
+from synergy_jax.pipeline.ablation.config import CONDITIONS, AblationConfig, unit_noun
+
+_KIND = {"head": "heads", "expert": "experts"}  # Units.kind → the models' units= name
 
 
-def weight_rms(params) -> float:
-  """RMS of all heads' query- and output-projection weights (the scale of relative σ)."""
-  return models.unit_weight_rms(params)
+def unit_kinds(units: Units) -> tuple[str, ...]:
+  """The kinds of ``units`` as ``models.perturb_selected`` names them ("heads", "experts"), in
+  table order."""
+  return tuple(dict.fromkeys(_KIND[k] for k in units.kind.tolist()))
+
+
+def weight_rms(model, units: str = "heads") -> float:
+  """RMS of all unit weights of one kind of ``model`` (a Model; a bare params dict reads the
+  dense head description): heads' query and output projections, or experts' gate, up and down
+  matrices (units="experts"). The scale of relative σ."""
+  return models.unit_weight_rms(model, units=units)
+
+
+def noise_scales(model, units: Units, sigma_scale: str) -> dict:
+  """{kind: RMS of that kind's unit weights} for each kind among ``units`` (relative σ), or
+  {kind: None} (sigma_scale="absolute": σ is used as given)."""
+  return {k: weight_rms(model, k) if sigma_scale == "relative" else None
+          for k in unit_kinds(units)}
+
+
+def perturb_units(model, selection: "interventions.UnitGrids", sigmas: Mapping[str, float],
+                  key) -> dict:
+  """``model``'s params with N(0, σ_k²) noise in the weights of the selected units of each kind k
+  of ``sigmas`` ({"heads": σ_h, "experts": σ_e}, absolute SDs); selection: bool grids
+  (``interventions.unit_selection``). Every other parameter is returned bit-identical. Heads
+  use ``key``, experts ``fold_in(key, 1)``; selections and σ are traced (no recompilation)."""
+  params = model.params
+  for kind, sigma in sigmas.items():
+    sel = selection.heads if kind == "heads" else selection.experts
+    if sel is None:
+      raise ValueError(f"perturb_units: σ given for {kind} but the selection has no {kind} grid")
+    # Heads keep the key they had when perturbed alone (the heads-only experiment's noise).
+    k = key if kind == "heads" else jax.random.fold_in(key, 1)
+    params = models.perturb_selected(params, sel, jnp.float32(sigma), k,
+                                     config=model.config, units=kind)
+  return params
 
 
 def _correct(model, tokenizer, examples) -> np.ndarray:
@@ -25,32 +68,40 @@ def _correct(model, tokenizer, examples) -> np.ndarray:
   return np.array([tasks.check(e, t) for e, t in zip(examples, texts)])
 
 
-def perturbation_accuracy(model: "models.Model", tokenizer, examples: list, head_sets: dict,
-                          sigmas_abs: Sequence[float], *, n_seeds: int, seed: int = 0,
-                          progress: Callable | None = None) -> np.ndarray:
+def perturbation_accuracy(model: "models.Model", tokenizer, examples: list, selections: dict,
+                          sigmas_abs: Mapping[str, Sequence[float]], *, n_seeds: int,
+                          seed: int = 0, progress: Callable | None = None) -> np.ndarray:
   """(C, S, R, E) bool exact matches: condition (``CONDITIONS``) × σ × seed × example.
 
-  head_sets: ``interventions.perturbation_head_sets`` output (needs >= n_seeds random sets).
-  Noise of seed r at σ index s uses the same PRNG key in every condition (common random numbers).
-  σ = 0 leaves the parameters unchanged and is evaluated once.
+  selections: {"synergistic": UnitGrids, "redundant": UnitGrids, "random": [UnitGrids] (>=
+  n_seeds, one per seed)} bool unit selections. sigmas_abs: {kind: (S,) absolute noise SDs}
+  for each perturbed kind ("heads", "experts"). Noise of seed r at σ index s uses the same PRNG
+  key in every condition (common random numbers). A σ index with every SD 0 leaves the
+  parameters unchanged and is evaluated once.
   """
-  sig = np.asarray(sigmas_abs, np.float64)
-  if len(head_sets["random"]) < n_seeds:
-    raise ValueError(f"head_sets has {len(head_sets['random'])} random sets for {n_seeds} seeds")
-  out = np.zeros((len(CONDITIONS), sig.size, n_seeds, len(examples)), bool)
+  sig = {k: np.asarray(v, np.float64) for k, v in sigmas_abs.items()}
+  n_sig = {v.size for v in sig.values()}
+  if len(n_sig) != 1:
+    raise ValueError(f"sigmas_abs lists differ in length across kinds: "
+                     f"{ {k: v.size for k, v in sig.items()} }")
+  n_sig = n_sig.pop()
+  if len(selections["random"]) < n_seeds:
+    raise ValueError(f"selections has {len(selections['random'])} random sets for {n_seeds} "
+                     "seeds")
+  out = np.zeros((len(CONDITIONS), n_sig, n_seeds, len(examples)), bool)
   base = None
-  jobs = [(s, r) for s in range(sig.size) for r in range(n_seeds)]
+  jobs = [(s, r) for s in range(n_sig) for r in range(n_seeds)]
   bar = progress(jobs, desc="perturbation (σ × seed)", unit="run") if progress else jobs
   for s, r in bar:
-    if sig[s] == 0:
+    if all(v[s] == 0 for v in sig.values()):
       if base is None:
         base = _correct(model, tokenizer, examples)
       out[:, s, r] = base
       continue
     key = jax.random.fold_in(jax.random.PRNGKey(seed), s * 100_003 + r)
     for c, cond in enumerate(CONDITIONS):
-      heads = head_sets[cond] if cond != "random" else head_sets["random"][r]
-      params = models.perturb_heads(model.params, heads, float(sig[s]), key)
+      chosen = selections[cond] if cond != "random" else selections["random"][r]
+      params = perturb_units(model, chosen, {k: float(v[s]) for k, v in sig.items()}, key)
       out[c, s, r] = _correct(model.replace(params=params), tokenizer, examples)
   return out
 
@@ -61,14 +112,19 @@ class PerturbationSummary:
   and K difficulty ranks.
 
   sigmas (S,) as configured (relative or absolute, ``sigma_scale``), sigmas_abs (S,) the noise
-  SDs used; accuracy {condition: {"mean", "ci_low", "ci_high": (S, K)}} with families pooled at
-  each rank (``levels``); by_family {family: {"levels": its k values, condition: {...} (S, k)}};
+  SDs used when one kind of unit is perturbed (None for heads+experts: see noise_by_kind);
+  accuracy {condition: {"mean", "ci_low", "ci_high": (S, K)}} with families pooled at each rank
+  (``levels``); by_family {family: {"levels": its k values, condition: {...} (S, k)}};
   seed_accuracy {condition: (S, seeds)}; ci: how the CIs were made. Set after the evaluation:
-  weight_rms (the scale of relative σ, None for absolute), compilations (XLA compilations during
-  it), generate_calls, head_sets {"synergistic", "redundant": units, "random": [units] per seed}.
+  weight_rms (the scale of relative σ when one kind is perturbed; None for absolute σ or
+  heads+experts), compilations (XLA compilations during it), generate_calls, head_sets
+  {"synergistic", "redundant": unit indices, "random": [unit indices] per seed} (units of the
+  summary's unit table, experts included), noise_by_kind {"heads" / "experts": {"weight_rms":
+  that kind's RMS (None: absolute σ), "sigmas_abs": (S,)}} for each perturbed kind (absent
+  from files of earlier versions, whose units are heads).
   """
   sigmas: list
-  sigmas_abs: list
+  sigmas_abs: list | None
   sigma_scale: str
   conditions: list
   levels: list
@@ -84,6 +140,7 @@ class PerturbationSummary:
   compilations: int | None = None
   generate_calls: int | None = None
   head_sets: dict | None = None
+  noise_by_kind: dict | None = None
 
   @classmethod
   def from_dict(cls, data, where: str) -> "PerturbationSummary":
@@ -91,9 +148,10 @@ class PerturbationSummary:
 
 
 def summarise_perturbation(correct: np.ndarray, examples: list, sigmas: Sequence[float],
-                           sigmas_abs: Sequence[float],
+                           sigmas_abs: Sequence[float] | None,
                            config: AblationConfig) -> PerturbationSummary:
-  """results.json's ``perturbation`` (without the fields set after the evaluation): accuracy per
+  """results.json's ``perturbation`` (without the fields set after the evaluation; sigmas_abs
+  None when two kinds of unit are perturbed, each with its own SDs): accuracy per
   condition × σ × difficulty rank (families pooled at each rank; ``levels`` holds the ranks) and
   per family × level k (``by_family``), each with a two-way bootstrap CI."""
   fam = np.array([e.family for e in examples])
@@ -124,13 +182,14 @@ def summarise_perturbation(correct: np.ndarray, examples: list, sigmas: Sequence
     by_family[f] = {"levels": fl, **stats([(fam == f) & (lev == k) for k in fl])}
   per_seed = correct.reshape(correct.shape[:3] + (-1,)).astype(np.float64)
   return PerturbationSummary(
-      sigmas=list(map(float, sigmas)), sigmas_abs=list(map(float, sigmas_abs)),
+      sigmas=list(map(float, sigmas)),
+      sigmas_abs=None if sigmas_abs is None else list(map(float, sigmas_abs)),
       sigma_scale=config.sigma_scale, conditions=list(CONDITIONS),
       levels=levels, level_kind="difficulty rank (1 = each family's easiest level)",
       families=families, n_seeds=int(correct.shape[2]),
       n_examples_per_family_level=config.n_examples,
       ci=(f"{config.ci_level:.0%} percentile bootstrap resampling noise seeds (and, for "
-          "'random', head sets) and examples independently"),
+          f"'random', {unit_noun(config.units)[0]} sets) and examples independently"),
       accuracy=pooled,
       by_family=by_family,
       seed_accuracy={cond: per_seed[c].mean(-1) for c, cond in enumerate(CONDITIONS)},

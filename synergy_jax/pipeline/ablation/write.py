@@ -12,16 +12,17 @@ import numpy as np
 from synergy_jax import plots, results
 from synergy_jax.pipeline import specs
 from synergy_jax.pipeline.ablation.analysis import AblationResult, AblationSummary, analyse_ablation
-from synergy_jax.pipeline.ablation.config import AblationConfig
-from synergy_jax.pipeline.ablation.report import summary_markdown
+from synergy_jax.pipeline.ablation.config import AblationConfig, unit_noun
+from synergy_jax.pipeline.ablation.report import sigma_label, summary_markdown
 
 
 def write_ablation(run_dir, result: AblationResult) -> AblationSummary:
-  """Writes results.json, divergence.csv, perturbation.csv, head_scores.csv, divergence.png,
-  perturbation.png, perturbation_<family>.png, perturbation.npz and summary.md; returns the
-  summary."""
+  """Writes results.json, divergence.csv, perturbation.csv, head_scores.csv (one row per unit,
+named as ``Units.names``), divergence.png, perturbation.png, perturbation_<family>.png,
+  perturbation.npz and summary.md; returns the summary."""
   run_dir = pathlib.Path(run_dir)
   res = result.summary
+  noun = unit_noun(res.units["which"])[1]
   results.write_json(run_dir / "results.json", res)
   d, p = res.divergence, res.perturbation
   rows = []
@@ -38,23 +39,20 @@ def write_ablation(run_dir, result: AblationResult) -> AblationSummary:
       for s, sg in enumerate(p.sigmas):
         for i, k in enumerate(fd["levels"]):
           prow.append({"family": fam, "level": k, "condition": cond, "sigma": sg,
-                       "sigma_abs": p.sigmas_abs[s], "accuracy": fd[cond]["mean"][s][i],
+                       **_sigma_abs_columns(p, s), "accuracy": fd[cond]["mean"][s][i],
                        "ci_low": fd[cond]["ci_low"][s][i], "ci_high": fd[cond]["ci_high"][s][i]})
   results.write_csv(run_dir / "perturbation.csv", prow)
   hs = res.head_scores
-  n_heads = res.num_heads
-  results.write_csv(run_dir / "head_scores.csv", [
-      {"unit": u, "layer": u // n_heads, "head": u % n_heads, "score": hs["score"][u],
-       "synergy": hs["synergy"][u], "redundancy": hs["redundancy"][u],
-       "rank_score": hs["rank_score"][u], "balance": hs["balance"][u]}
-      for u in range(len(hs["score"]))])
+  cols = res.unit_table.columns()
+  results.write_csv(run_dir / "head_scores.csv", {
+      **cols, **{k: hs[k] for k in ("score", "synergy", "redundancy", "rank_score", "balance")}})
   results.write_npz(run_dir / "perturbation.npz", correct=result.correct,
                     sigmas=np.asarray(p.sigmas), conditions=np.asarray(p.conditions))
-  plots.divergence_curves(d.fractions, d.synergistic, d.redundant,
-                          d.random["curves"], save=run_dir / "divergence.png",
-                          title=f"{res.model}: zero ablation, heads ranked by {res.ranking}")
-  sigma_label = ("σ, relative to the RMS of the heads' q/o weights" if p.sigma_scale ==
-                 "relative" else "σ (absolute)")
+  fig = plots.divergence_curves(d.fractions, d.synergistic, d.redundant, d.random["curves"],
+                                title=f"{res.model}: zero ablation, {noun} ranked by "
+                                      f"{res.ranking}")
+  fig.axes[0].set_xlabel(f"fraction of {noun} ablated")
+  results.save_figure(fig, run_dir / "divergence.png")
   ci_text = f"{int(res.config['ci_level'] * 100)}% bootstrap CI over seeds × examples"
   for fam, levels, acc, name, kind in (
       [("families " + ", ".join(p.families) + " pooled", p.levels, p.accuracy,
@@ -66,10 +64,18 @@ def write_ablation(run_dir, result: AblationResult) -> AblationSummary:
         ci={c: (np.asarray(acc[c]["ci_low"]), np.asarray(acc[c]["ci_high"]))
             for c in p.conditions},
         title=f"{res.model}: noise in {int(100 * res.config['perturb_fraction'])}% of "
-              f"heads — {fam}", sigma_label=sigma_label, level_label=kind, ci_text=ci_text,
+              f"{noun} — {fam}", sigma_label=sigma_label(p), level_label=kind, ci_text=ci_text,
         save=run_dir / name)
   results.write_text(run_dir / "summary.md", summary_markdown(res))
   return res
+
+
+def _sigma_abs_columns(p, s: int) -> dict:
+  """perturbation.csv's absolute noise SD(s) at σ index s: "sigma_abs" when one kind of unit is
+  perturbed, "sigma_abs_heads" and "sigma_abs_experts" for heads+experts."""
+  if p.sigmas_abs is not None:
+    return {"sigma_abs": p.sigmas_abs[s]}
+  return {f"sigma_abs_{k}": v["sigmas_abs"][s] for k, v in p.noise_by_kind.items()}
 
 
 def run_ablation(model: str, prompts: Sequence[str], config: AblationConfig, run_dir, *,
