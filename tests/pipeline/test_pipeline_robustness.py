@@ -7,6 +7,7 @@ import pytest
 
 from synergy_jax.pipeline import profile as prof
 from synergy_jax.pipeline import robustness
+from synergy_jax.analysis.units import Units
 
 
 def _acts(seed=0):
@@ -19,7 +20,7 @@ def _acts(seed=0):
 def test_panel_rows_files_and_cache(tmp_path, monkeypatch):
   base = prof.ProfileConfig(n_surrogates=6, n_boot=20, n_perm=99)
   cfg = robustness.RobustnessConfig(base, kinds=("gaussian", "copula"), preprocess=("none",))
-  rows = robustness.run_variants(_acts(), 3, 2, cfg, tmp_path / "cache")
+  rows = robustness.run_variants(_acts(), Units.grid(3, 2), cfg, tmp_path / "cache")
   assert [(r["kind"], r["score"]) for r in rows] == [
       (k, s) for k in ("gaussian", "copula") for s in ("rank_difference", "balance", "excess")]
   ok = [r for r in rows if r["status"] == "ok"]
@@ -28,7 +29,7 @@ def test_panel_rows_files_and_cache(tmp_path, monkeypatch):
     assert len(r["layer_profile"]) == 3 and np.all(np.asarray(r["ci_low"]) <= r["ci_high"])
     assert 0 < r["depth_trend"]["p_value"] <= 1 and isinstance(r["inverted_u"], bool)
   # The Gaussian variant equals a plain profile of the same activity.
-  single = prof.profile_activity(_acts(), 3, 2, base)
+  single = prof.profile_activity(_acts(), Units.grid(3, 2), base)
   np.testing.assert_allclose(ok[0]["layer_profile"],
                              single.summary["layer_profile_ci"]["rank_difference"]["estimate"])
   # A second pass reads every computed estimate from the cache: no estimator runs for them.
@@ -40,7 +41,7 @@ def test_panel_rows_files_and_cache(tmp_path, monkeypatch):
       pytest.fail(f"atoms of {config.phiid} recomputed")
     return real(acts, config)
   monkeypatch.setattr(prof, "compute_atoms", no_recompute)
-  again = robustness.run_variants(_acts(), 3, 2, cfg, tmp_path / "cache")
+  again = robustness.run_variants(_acts(), Units.grid(3, 2), cfg, tmp_path / "cache")
   assert json.dumps(again, default=str) == json.dumps(rows, default=str)
   out = robustness.write_robustness(tmp_path / "run", rows, 3, {"source": "test"})
   assert out["n_variants"] == len(ok) and len(out["variants"]) == 6
