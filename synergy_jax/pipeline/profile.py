@@ -103,10 +103,10 @@ def _check_acts(acts, units: Units):
 
 def _depth_trends(all_scores: dict, units: Units, config) -> dict:
   layers = len(np.unique(units.layer))
-  if units.num_layers < 3 or layers < 3 or not config.n_perm:
-    why = ("n_perm = 0" if config.n_perm == 0 and units.num_layers >= 3 and layers >= 3 else
-           "needs at least 3 layers" if units.num_layers < 3 else
-           f"needs units in at least 3 layers (the units sit in {layers})")
+  why = ("needs at least 3 layers" if units.num_layers < 3 else
+         f"needs units in at least 3 layers (the units sit in {layers})" if layers < 3 else
+         "n_perm = 0" if not config.n_perm else None)
+  if why is not None:
     return {k: {"unavailable": why} for k in all_scores}
   return {k: stats.depth_trend(analysis.minmax_scale(v), units,
                                n_perm=config.n_perm, n_boot=max(config.n_boot, 1),

@@ -59,3 +59,20 @@ def test_config_errors():
     robustness.RobustnessConfig(prof.ProfileConfig(n_surrogates=0))
   v = robustness.RobustnessConfig(prof.ProfileConfig(tau=2)).variant("discrete", "diff")
   assert (v.phiid.kind, v.phiid.preprocess, v.phiid.tau, v.tau) == ("discrete", "diff", 2, 2)
+
+
+def test_panel_on_moe_experts(tmp_path):
+  from tests.pipeline import moe_dirs
+  model = moe_dirs.write_tiny_moe(tmp_path / "moe")
+  base = prof.ProfileConfig(n_surrogates=0, n_boot=10, n_perm=20, n_splits=2, local_heads=0,
+                            max_new_tokens=12, batch_size=4, units="experts")
+  cfg = robustness.RobustnessConfig(base, kinds=("gaussian",), preprocess=("none",),
+                                    scores=("rank_difference",))
+  out = robustness.run_robustness(str(model), ["The cat sat on", "Add 2 and 3:", "Hi", "A B"],
+                                  cfg, tmp_path / "run", cache_dir=tmp_path / "cache")
+  assert out["config"]["units"] == "10 experts (2 shared)"
+  (row,) = out["variants"]
+  # layer 1 of the tiny model is dense: no experts, so no profile value there
+  assert len(row["layer_profile"]) == 3 and np.isnan(row["layer_profile"][1])
+  assert np.isfinite([row["layer_profile"][0], row["layer_profile"][2]]).all()
+  assert "unavailable" in row["depth_trend"]  # experts sit in 2 layers: no curvature
