@@ -147,7 +147,7 @@ def run_robustness(model: str | None, prompts, config: RobustnessConfig, run_dir
                                   specs.labelled(progress, spec.label))
     acts, source = np.asarray(act["acts"]), spec.label
   rows = run_variants(acts, units, config, cache_dir, progress)
-  meta = {"source": source, "prompts": int(acts.shape[0]), "units": units.describe(),
+  meta = {"source": source, "prompts": int(acts.shape[0]), "unit_table": units.describe(),
           "kinds": list(config.kinds),
           "preprocess": list(config.preprocess), "scores": list(config.scores),
           "compute_dtype": profile.compute_dtype(), **config.profile.as_dict()}

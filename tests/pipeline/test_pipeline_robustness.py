@@ -70,7 +70,8 @@ def test_panel_on_moe_experts(tmp_path):
                                     scores=("rank_difference",))
   out = robustness.run_robustness(str(model), ["The cat sat on", "Add 2 and 3:", "Hi", "A B"],
                                   cfg, tmp_path / "run", cache_dir=tmp_path / "cache")
-  assert out["config"]["units"] == "10 experts (2 shared)"
+  assert out["config"]["unit_table"] == "10 experts (2 shared)"
+  assert out["config"]["units"] == "experts"
   (row,) = out["variants"]
   # layer 1 of the tiny model is dense: no experts, so no profile value there
   assert len(row["layer_profile"]) == 3 and np.isnan(row["layer_profile"][1])
