@@ -4,11 +4,11 @@ Each maps one (U, U, 16) atoms array (one difficulty level, or one bootstrap/pro
 scalar; higher = more synergy-dominated:
 
   balance            mean over all off-diagonal pairs of sts / (sts + rtr)  (ranking.pair_balance)
-  core_contrast      middle-layer minus periphery mean of the per-head balance, unscaled
-                     (profile.core_contrast with scale=False; per unit for any unit table). Not the rank score and no min–max
-                     scaling: both are relative within one level, so they could not show the
-                     whole network becoming more synergistic; the balance lies in [0, 1] on an
-                     absolute scale, and so the contrast in [-1, 1].
+  core_contrast      middle-layer minus periphery mean of the per-unit balance, unscaled
+                     (profile.core_contrast with scale=False, over any unit table). Not the
+                     rank score and no min–max scaling: both are relative within one level, so
+                     they could not show the whole network becoming more synergistic; the
+                     balance lies in [0, 1] on an absolute scale, and so the contrast in [-1, 1].
   syn_gt_red         fraction of units whose synergy (mean sts) exceeds their redundancy (mean rtr)
 """
 from __future__ import annotations

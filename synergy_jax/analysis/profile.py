@@ -86,7 +86,7 @@ def minmax_scale(scores: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class LayerProfile:
-  """Per-layer summary of min–max scaled unit scores; all arrays (L,), one entry per decoder layer.
+  """Per-layer summary of min–max scaled unit scores; all arrays (L,), one per decoder layer.
 
   depth: normalised depth; mean, sd (ddof=0), min, max over the layer's units of the scaled
   scores; n_valid: units with a finite score (0, with NaN statistics, for a layer without units).

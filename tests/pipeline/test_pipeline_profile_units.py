@@ -98,3 +98,30 @@ def test_dense_model_with_experts_is_named(tmp_path):
   with pytest.raises(ValueError, match="llama model has no experts"):
     prof.run_profile(str(path), PROMPTS, _config("experts"), tmp_path / "run",
                      cache_dir=tmp_path / "cache")
+
+
+def test_recorded_activity_with_a_unit_table(tmp_path):
+  from synergy_jax.pipeline import acts_file
+  units = Units.experts(4, (0, 1, 3), num_routed=2, num_shared=1)  # layer 2 without units
+  acts = np.random.default_rng(0).standard_normal((6, units.size, 30))
+  path = tmp_path / "rec.npz"
+  np.savez(path, acts=acts, **units.to_arrays())
+  cfg = prof.ProfileConfig(n_surrogates=0, n_boot=10, n_perm=20, n_splits=2, local_heads=1)
+  out = prof.run_profile_acts(path, cfg, tmp_path / "run", cache_dir=tmp_path / "cache")
+  assert out["units"]["description"] == "9 experts (3 shared)"
+  assert [r["name"] for r in _rows(tmp_path / "run" / "head_scores.csv")] == units.names
+  prof_l = out["layer_profile"]
+  assert len(prof_l) == 4 and np.isnan(prof_l[2]) and np.isfinite(np.delete(prof_l, 2)).all()
+  assert "p_value" in out["depth_trend"]["rank_difference"]  # units in 3 of 4 layers
+  # a bad table names the file and the key
+  bad = dict(units.to_arrays(), unit_layer=units.layer.astype(float))
+  np.savez(tmp_path / "bad.npz", acts=acts, **bad)
+  with pytest.raises(ValueError, match=r"bad.npz: key 'unit_layer' must hold integers"):
+    acts_file.load_acts(tmp_path / "bad.npz")
+  partial = {k: v for k, v in units.to_arrays().items() if k != "unit_kind"}
+  np.savez(tmp_path / "partial.npz", acts=acts, **partial)
+  with pytest.raises(ValueError, match=r"partial.npz lacks key\(s\) \['unit_kind'\]"):
+    acts_file.load_acts(tmp_path / "partial.npz")
+  np.savez(tmp_path / "short.npz", acts=acts[:, :8], **units.to_arrays())
+  with pytest.raises(ValueError, match="short.npz: 'acts' has 8 units but its unit table"):
+    acts_file.load_acts(tmp_path / "short.npz")
