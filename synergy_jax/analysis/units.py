@@ -16,6 +16,7 @@ about a unit matters to the estimators. Recorded activity from elsewhere uses ``
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -132,9 +133,10 @@ class Units:
     return hash((self.num_layers, self.layer.tobytes(), self.index.tobytes(),
                  self.kind.tobytes(), self.shared.tobytes()))
 
-  @property
+  @functools.cached_property
   def grid_shape(self) -> tuple[int, int] | None:
-    """(L, H) when these units are exactly the full head grid in grid order, else None."""
+    """(L, H) when these units are exactly the full head grid in grid order, else None
+    (computed once per table: profile bootstraps ask for it per replicate)."""
     layers = self.num_layers
     if self.size == 0 or self.size % layers or np.any(self.kind != "head"):
       return None
