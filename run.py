@@ -19,12 +19,14 @@ from experiments import common
 _SHARED_BY_PIPELINES = ("families", "levels")
 # Flags of the profile's null, baselines and recorded activity, used by profile and robustness.
 _PROFILE_ONLY = ("null", "baseline_inputs", "acts")
+# Flags of the unit choice (heads / MoE experts), read by profile, phase_sweep, robustness.
+_UNITS = ("units", "expert_activity")
 EXPERIMENTS = {
     "profile": common.Experiment("experiments.profile",
                                  ignores=_SHARED_BY_PIPELINES + ("n_boot", "ci_level")),
     # emergence resolves --model at each of its --revisions itself, before loading any.
     "emergence": common.Experiment("experiments.emergence", loads_model=False,
-                                   ignores=_SHARED_BY_PIPELINES + _PROFILE_ONLY + (
+                                   ignores=_SHARED_BY_PIPELINES + _PROFILE_ONLY + _UNITS + (
                                        "n_boot", "ci_level", "ranking", "shard")),
     "phase_sweep": common.Experiment("experiments.phase_sweep",
                                      ignores=_PROFILE_ONLY + ("ranking", "shard", "surrogates")),
@@ -33,16 +35,17 @@ EXPERIMENTS = {
     "train": common.Experiment("experiments.train", loads_model=False, ignores=(
         "model", "revision", "out", "cache_dir", "dtype", "prompts", "max_new_tokens",
         "batch_size", "tau", "redundancy", "ranking", "families", "levels", "shard", "surrogates",
-        "n_boot", "ci_level", "progress", "kind", "preprocess", "bias_correction") + _PROFILE_ONLY),
+        "n_boot", "ci_level", "progress", "kind", "preprocess", "bias_correction") + _PROFILE_ONLY
+        + _UNITS),
     "robustness": common.Experiment("experiments.robustness", ignores=_SHARED_BY_PIPELINES + (
         "n_boot", "ci_level", "ranking", "kind", "preprocess")),
     "finetune": common.Experiment("experiments.finetune", ignores=_SHARED_BY_PIPELINES + (
-        "shard", "surrogates") + _PROFILE_ONLY),
+        "shard", "surrogates") + _PROFILE_ONLY + _UNITS),
     # engineer and scale train their own models (cached under --cache_dir/trained_models).
     "engineer": common.Experiment("experiments.engineer", loads_model=False, ignores=(
-        "model", "revision", "dtype", "prompts", "acts") + _SHARED_BY_PIPELINES),
+        "model", "revision", "dtype", "prompts", "acts") + _SHARED_BY_PIPELINES + _UNITS),
     "scale": common.Experiment("experiments.scale", loads_model=False, ignores=(
-        "model", "revision", "dtype", "prompts", "acts") + _SHARED_BY_PIPELINES),
+        "model", "revision", "dtype", "prompts", "acts") + _SHARED_BY_PIPELINES + _UNITS),
 }
 
 flags.DEFINE_enum("experiment", "profile", list(EXPERIMENTS), "Which experiment to run.")

@@ -67,7 +67,9 @@ flags.DEFINE_enum("baseline_inputs", "matched", ["matched", "own"],
                   "generated tokens (matched), or its own free generations (own).")
 flags.DEFINE_string("acts", None,
                     "Profile recorded activity instead of a model: an .npz file with keys acts "
-                    "(prompts, units, time), num_layers and num_heads (units = layers x heads).")
+                    "(prompts, units, time) and either num_layers and num_heads (units = layers "
+                    "x heads) or a unit table (unit_layer, unit_index, unit_kind, unit_shared, "
+                    "num_layers; docs/units.md).")
 flags.DEFINE_list("families", ["add", "chain", "hop", "sort"],
                   "Task families (synergy_jax.tasks.FAMILIES) used by phase_sweep (pooled at every "
                   "difficulty rank) and ablation (accuracy evaluation).")
@@ -309,6 +311,24 @@ def validate_flags(name: str, experiment: Experiment) -> None:
       hub.resolve(base)
     except FileNotFoundError as e:
       raise FileNotFoundError(f"--model={FLAGS.model}: {e}") from e
+  if "units" in FLAGS and "units" not in experiment.ignores:
+    _check_units(experiment)
+
+
+def _check_units(experiment: Experiment) -> None:
+  """--units against the model (a dense model has no experts) or --acts (whose file says)."""
+  if "acts" in FLAGS and FLAGS["acts"].value is not None and "acts" not in experiment.ignores:
+    for flag in ("units", "expert_activity"):
+      if FLAGS[flag].present:
+        raise UserError(f"--{flag} does not apply to --acts (the file's unit table, or its "
+                        f"num_layers and num_heads, say what the units are)")
+    return
+  if experiment.loads_model and "model" not in experiment.ignores:
+    from synergy_jax.pipeline import specs
+    try:
+      specs.check_units(FLAGS.model, FLAGS.units)
+    except ValueError as e:
+      raise UserError(f"--units={FLAGS.units} with --model={FLAGS.model}: {e}") from e
 
 
 def quiet_startup() -> None:

@@ -4,6 +4,7 @@ abruptly, as task difficulty rises?
   python run.py --experiment=phase_sweep                        # all task families, default model
   python run.py --experiment=phase_sweep --families=add,hop --levels=1,2,3,4,5,6   # ranks
   python run.py --experiment=phase_sweep --prompts=FILE.jsonl   # your prompts, "difficulty" field
+  python run.py --experiment=phase_sweep --model=MOE_DIR --units=experts   # MoE experts as units
 
 --quick: families add,chain, every other difficulty rank (1, 3, 5), 6 prompts per family and rank,
 24 tokens, 50 bootstrap / permutation replicates (each explicitly given flag still wins).
@@ -40,7 +41,8 @@ def config_from_flags() -> phase_sweep.PhaseSweepConfig:
       batch_size=q("batch_size", 12), phiid=common.phiid_config(),
       order_parameter=FLAGS.order_parameter, n_boot=q("n_boot", 50),
       n_transition_boot=q("n_transition_boot", 50), n_perm=q("n_perm", 50),
-      ci_level=FLAGS.ci_level, seed=FLAGS.seed)
+      ci_level=FLAGS.ci_level, seed=FLAGS.seed, units=FLAGS.units,
+      expert_activity=FLAGS.expert_activity)
 
 
 def main(argv):

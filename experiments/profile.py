@@ -1,6 +1,8 @@
-"""Synergistic-core profile of a model's attention heads (issue: the study's first result).
+"""Synergistic-core profile of a model's attention heads or MoE experts (the study's first
+result; units: docs/units.md).
 
   python run.py                                  # default model, built-in prompt suite
+  python run.py --experiment=profile --model=MOE_DIR --units=experts --expert_activity=routed
   python run.py --experiment=profile --model=PATH_OR_HUB_ID --redundancy=ccs --out=runs/x
   python run.py --experiment=profile --acts=recorded.npz      # activity from anywhere
 
@@ -30,7 +32,7 @@ def profile_config() -> "profile.ProfileConfig":
       graph_fraction=FLAGS.graph_fraction, ranking=FLAGS.ranking, seed=FLAGS.seed,
       n_boot=q("n_boot", 200), baseline_inputs=FLAGS.baseline_inputs,
       max_new_tokens=q("max_new_tokens", 40), batch_size=FLAGS.batch_size, greedy=FLAGS.greedy,
-      shard=FLAGS.shard)
+      shard=FLAGS.shard, units=FLAGS.units, expert_activity=FLAGS.expert_activity)
 
 
 def main(argv):

@@ -4,6 +4,7 @@ preprocessing × score, from one capture (issue 10).
   python run.py --experiment=robustness                      # the default model
   python run.py --experiment=robustness --model=PATH --surrogates=100
   python run.py --experiment=robustness --acts=recorded.npz
+  python run.py --experiment=robustness --model=MOE_DIR --units=heads+experts
 
 Writes results.json (``variants``), robustness.csv, robustness.png and summary.md.
 """

@@ -33,23 +33,41 @@ def _finish(fig, save):
   return fig
 
 
-def _layer_lines(ax, num_layers: int, num_heads: int):
-  for layer in range(1, num_layers):
-    pos = layer * num_heads - 0.5
+def _unit_layers(layers, n: int) -> np.ndarray:
+  """(n,) layer of each unit: from a (U,) array, or num_heads (int) for the head grid."""
+  if np.ndim(layers) == 0:
+    h = int(layers)
+    if h < 1 or n % h:
+      raise ValueError(f"need U a multiple of num_heads={h}, got U = {n}")
+    return np.arange(n) // h
+  layers = np.asarray(layers, np.int64).reshape(-1)
+  if layers.size != n:
+    raise ValueError(f"unit layers has {layers.size} entries for {n} units")
+  return layers
+
+
+def _layer_lines(ax, layers: np.ndarray):
+  """White lines where the unit's layer changes; one tick (the layer) per run of units."""
+  starts = np.flatnonzero(np.r_[True, layers[1:] != layers[:-1]])
+  ends = np.r_[starts[1:], layers.size]
+  for pos in starts[1:] - 0.5:
     ax.axhline(pos, color="white", lw=0.6)
     ax.axvline(pos, color="white", lw=0.6)
-  ticks = np.arange(num_layers) * num_heads + (num_heads - 1) / 2
-  ax.set_xticks(ticks, [str(i) for i in range(num_layers)])
-  ax.set_yticks(ticks, [str(i) for i in range(num_layers)])
-  ax.set_xlabel("source y: layer (its heads side by side)")
-  ax.set_ylabel("source x: layer (its heads side by side)")
+  ticks = (starts + ends - 1) / 2
+  names = [str(int(layers[i])) for i in starts]
+  ax.set_xticks(ticks, names)
+  ax.set_yticks(ticks, names)
+  ax.set_xlabel("source y: layer (its units side by side)")
+  ax.set_ylabel("source x: layer (its units side by side)")
 
 
-def pair_heatmaps(matrices: Mapping[str, np.ndarray], num_heads: int, *, save=None,
+def pair_heatmaps(matrices: Mapping[str, np.ndarray], layers, *, save=None,
                   cmap: str | None = None, title: str | None = None) -> Figure:
   """Unit × unit heatmaps, e.g. {"synergy (sts)": (U, U), "redundancy (rtr)": (U, U)} in nats,
   with white lines between layers. Diagonal (NaN) is left blank.
 
+  layers: (U,) the layer of each unit (``Units.layer``; heads then experts draw the layers
+  twice), or num_heads (int) for the head grid (unit = layer · num_heads + head).
   cmap: default "viridis" for a non-negative matrix and, for one with negative entries (CCS
   atoms can be negative), the diverging "RdBu_r" centred at 0 so that sign reads as colour.
   title: a figure title above the panels (e.g. which model).
@@ -57,8 +75,12 @@ def pair_heatmaps(matrices: Mapping[str, np.ndarray], num_heads: int, *, save=No
   fig, axes = _figure(len(matrices), 1, (4.6, 4.0))
   for ax, (name, m) in zip(axes[0], matrices.items()):
     m = np.asarray(m, dtype=np.float64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] % num_heads:
-      raise ValueError(f"heatmap {name!r}: need (U, U) with U a multiple of {num_heads}, got {m.shape}")
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+      raise ValueError(f"heatmap {name!r}: need a square (U, U) matrix, got {m.shape}")
+    try:
+      unit_layer = _unit_layers(layers, m.shape[0])
+    except ValueError as e:
+      raise ValueError(f"heatmap {name!r}: {e}") from e
     finite = m[np.isfinite(m)]
     signed = finite.size > 0 and finite.min() < 0
     if signed:
@@ -66,7 +88,7 @@ def pair_heatmaps(matrices: Mapping[str, np.ndarray], num_heads: int, *, save=No
       im = ax.imshow(m, cmap=cmap or "RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
     else:
       im = ax.imshow(m, cmap=cmap or "viridis", interpolation="nearest")
-    _layer_lines(ax, m.shape[0] // num_heads, num_heads)
+    _layer_lines(ax, unit_layer)
     ax.set_title(name)
     fig.colorbar(im, ax=ax, shrink=0.8, label="nats (0 = white)" if signed else "nats")
   if title:
@@ -89,6 +111,53 @@ def head_rank_heatmap(scores: np.ndarray, num_layers: int, num_heads: int, *,
   ax.set_ylabel("layer")
   ax.set_title(title)
   fig.colorbar(im, ax=ax, label="synergistic ← → (red = synergistic)")
+  return _finish(fig, save)
+
+
+# (marker, legend) per group of units: heads, routed experts, shared experts.
+UNIT_MARKERS = {"head": ("o", "head"), "expert": ("s", "routed expert"),
+                "shared": ("D", "shared expert")}
+
+
+def unit_scores_by_layer(scores: np.ndarray, layers: np.ndarray, kinds: np.ndarray,
+                         shared: np.ndarray, num_layers: int, *, title: str = "unit scores",
+                         ylabel: str = "score", save=None) -> Figure:
+  """Per-unit scores (U,) over the model's layers for any unit table (ragged, experts, heads and
+  experts): one column of points per layer, units side by side within it, marker and colour by
+  kind (head, routed expert, shared expert); NaN scores (excluded units) are drawn as crosses at
+  the bottom. layers, kinds, shared: (U,) as ``Units.layer``, ``Units.kind``, ``Units.shared``.
+  """
+  s = np.asarray(scores, np.float64)
+  layers = np.asarray(layers, np.int64)
+  kinds = np.asarray(kinds, str)
+  shared = np.asarray(shared, bool)
+  if not (s.shape == layers.shape == kinds.shape == shared.shape) or s.ndim != 1:
+    raise ValueError(f"scores, layers, kinds and shared must all be (U,), got {s.shape}, "
+                     f"{layers.shape}, {kinds.shape}, {shared.shape}")
+  fig, axes = _figure(1, 1, (max(5.0, 0.5 * num_layers + 2), 4.0))
+  ax = axes[0, 0]
+  x = layers.astype(np.float64)
+  for l in np.unique(layers):
+    at = np.flatnonzero(layers == l)
+    x[at] += (np.arange(at.size) - (at.size - 1) / 2) * min(0.8 / max(at.size, 1), 0.15)
+  finite = np.isfinite(s)
+  floor = np.nanmin(s) if finite.any() else 0.0
+  for i, (key, (marker, label)) in enumerate(UNIT_MARKERS.items()):
+    sel = (shared if key == "shared" else (kinds == key) & ~shared)
+    if not sel.any():
+      continue
+    ax.scatter(x[sel & finite], s[sel & finite], marker=marker, s=18, color=f"C{i}",
+               label=label)
+    if (sel & ~finite).any():
+      ax.scatter(x[sel & ~finite], np.full(int((sel & ~finite).sum()), floor), marker="x",
+                 color=f"C{i}", alpha=0.6)
+  ax.axhline(0.0, color="grey", lw=0.5)
+  ax.set_xticks(np.arange(num_layers))
+  ax.set_xlim(-0.6, num_layers - 0.4)
+  ax.set_xlabel("layer (units side by side; × = excluded, no score)")
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.legend(fontsize="small")
   return _finish(fig, save)
 
 

@@ -39,6 +39,34 @@ def test_heatmaps_and_rank(tmp_path):
   assert fig._suptitle.get_text() == "trained model x"
 
 
+def test_unit_tables_heatmap_lines_and_per_layer_scores(tmp_path):
+  # heads of layers 0-1, then experts of layers 0 and 2 (2 routed + 1 shared each)
+  layers = np.array([0, 0, 1, 1, 0, 0, 0, 2, 2, 2])
+  kinds = np.array(["head"] * 4 + ["expert"] * 6)
+  shared = np.array([False] * 6 + [True, False, False, True])
+  m = np.random.default_rng(2).uniform(size=(10, 10))
+  fig = plots.pair_heatmaps({"sts": m}, layers)
+  ax = fig.axes[0]
+  # a line wherever the layer changes: before units 2, 4 and 7
+  horizontal = [ln.get_ydata()[0] for ln in ax.lines if ln.get_ydata()[0] == ln.get_ydata()[1]]
+  assert sorted(horizontal) == [1.5, 3.5, 6.5]
+  assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "0", "2"]
+  with pytest.raises(ValueError, match="10 entries for 9 units"):
+    plots.pair_heatmaps({"x": np.zeros((9, 9))}, layers)
+  scores = np.linspace(-1, 1, 10)
+  scores[5] = np.nan
+  fig = plots.unit_scores_by_layer(scores, layers, kinds, shared, 3, title="units",
+                                   save=tmp_path / "units.png")
+  _check_png(tmp_path / "units.png")
+  labels = fig.axes[0].get_legend_handles_labels()[1]
+  assert labels == ["head", "routed expert", "shared expert"]
+  ax = fig.axes[0]
+  drawn = sum(len(c.get_offsets()) for c in ax.collections)
+  assert drawn == 10  # 9 finite points and one cross for the NaN unit
+  with pytest.raises(ValueError, match=r"must all be \(U,\)"):
+    plots.unit_scores_by_layer(scores[:9], layers, kinds, shared, 3)
+
+
 def test_profiles_and_emergence(tmp_path):
   rng = np.random.default_rng(1)
   p1 = profile.layer_profile(rng.normal(size=N), L, H)

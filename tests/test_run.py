@@ -56,6 +56,10 @@ def test_user_errors_are_one_line_naming_the_culprit_before_any_work(tmp_path):
       (["--experiment=phase_sweep", "--levels=1,x"], "--levels: 'x'"),
       (["--experiment=emergence", "--checkpoints=/no/such/run"], "--checkpoints=/no/such/run"),
       (["--experiment=robustness", "--kinds=gauss"], "--kinds='gauss'"),
+      # experts of a dense model: named with the model type, before any model is loaded
+      (["--units=experts"], "--units=experts with --model=default: units='experts' needs a "
+                            "mixture-of-experts model; the llama model has no experts"),
+      (["--experiment=finetune", "--units=experts"], "--units"),
   ]
   for args, culprit in cases:
     proc = _run(*args, f"--out={out}")
@@ -160,3 +164,22 @@ def test_flags_json_records_another_experiments_flags_with_this_ones_defaults(tm
   assert "clip_norm" not in flags["experiment_defaults"]  # the same value as train's
   assert "learning_rate" not in flags["experiment_defaults"]  # given explicitly
   assert "workdir" not in flags and "hidden_size" not in flags  # train's flags finetune ignores
+
+
+def test_profile_of_moe_experts_end_to_end(tmp_path):
+  import csv
+  import json
+  from tests.pipeline import moe_dirs
+  model = moe_dirs.write_tiny_moe(tmp_path / "moe")
+  out = tmp_path / "run"
+  proc = _run("--experiment=profile", f"--model=random:{model}", "--units=experts", "--quick",
+              f"--out={out}", f"--cache_dir={tmp_path / 'cache'}", timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((out / "results.json").read_text())
+  assert res["units"]["description"] == "10 experts (2 shared)"
+  assert res["config"]["units"] == "experts" and res["config"]["expert_activity"] == "dense"
+  with open(out / "head_scores.csv") as f:
+    names = [r["name"] for r in csv.DictReader(f)]
+  assert names == [f"L{l} {e}" for l in (0, 2) for e in ("E0", "E1", "E2", "E3", "S0")]
+  assert json.loads((out / "status.json").read_text())["status"] == "complete"
+  assert "Units: 10 experts (2 shared)" in (out / "summary.md").read_text()

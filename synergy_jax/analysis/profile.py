@@ -1,13 +1,17 @@
-"""Where heads sit in depth: unit ↔ (layer, head) mapping, layer profiles, core contrast.
+"""Where units sit in depth: unit ↔ (layer, head) mapping, layer profiles, core contrast.
 
-Units are numbered unit = layer * num_heads + head. Normalised depth of layer l of L is
-l / (L − 1) (0 = first layer, 1 = last; a single-layer model sits at depth 0).
+Units are described by a unit table (``analysis.units.Units``: heads, experts or both, grouped
+by their decoder layer); the profile functions also take the head grid as (num_layers,
+num_heads), unit = layer * num_heads + head. Normalised depth of layer l of L is l / (L − 1)
+(0 = first layer, 1 = last; a single-layer model sits at depth 0).
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+
+from synergy_jax.analysis.units import Units, as_units
 
 
 def _check_shape(num_layers: int, num_heads: int) -> None:
@@ -57,13 +61,12 @@ def depth(num_layers: int) -> np.ndarray:
   return np.arange(num_layers) / (num_layers - 1)
 
 
-def _per_layer(scores: np.ndarray, num_layers: int, num_heads: int) -> np.ndarray:
+def _per_layer(scores: np.ndarray, units: Units) -> np.ndarray:
+  """(L, W) scores by layer, NaN-padded (``Units.by_layer``)."""
   s = np.asarray(scores, dtype=np.float64)
-  _check_shape(num_layers, num_heads)
-  if s.shape != (num_layers * num_heads,):
-    raise ValueError(f"scores must have shape ({num_layers * num_heads},) for {num_layers} layers "
-                     f"× {num_heads} heads, got {s.shape}")
-  return s.reshape(num_layers, num_heads)
+  if s.shape != (units.size,):
+    raise ValueError(f"scores must have shape ({units.size},) for {units.layout()}, got {s.shape}")
+  return units.by_layer(s)
 
 
 def minmax_scale(scores: np.ndarray) -> np.ndarray:
@@ -83,10 +86,10 @@ def minmax_scale(scores: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class LayerProfile:
-  """Per-layer summary of min–max scaled head scores; all arrays (L,).
+  """Per-layer summary of min–max scaled unit scores; all arrays (L,), one per decoder layer.
 
-  depth: normalised depth; mean, sd (ddof=0), min, max over the layer's heads of the scaled
-  scores; n_valid: heads with a finite score.
+  depth: normalised depth; mean, sd (ddof=0), min, max over the layer's units of the scaled
+  scores; n_valid: units with a finite score (0, with NaN statistics, for a layer without units).
   """
   depth: np.ndarray
   mean: np.ndarray
@@ -99,18 +102,20 @@ class LayerProfile:
     return dataclasses.asdict(self)
 
 
-def layer_profile(scores: np.ndarray, num_layers: int, num_heads: int, *,
+def layer_profile(scores: np.ndarray, units: "Units | int", num_heads: int | None = None, *,
                   scale: bool = True) -> LayerProfile:
-  """Layer profile of per-head scores (e.g. rank score) over normalised depth.
+  """Layer profile of per-unit scores (e.g. rank score) over normalised depth.
 
   Args:
-    scores: (U,) per-unit scores, U = num_layers * num_heads.
+    scores: (U,) per-unit scores.
+    units: the unit table (``Units``), or num_layers with ``num_heads`` for the head grid.
     scale: min–max scale over all units first (so profiles of different models are comparable).
   Returns:
-    LayerProfile with one entry per layer. Layers with no finite head get NaN statistics.
+    LayerProfile with one entry per layer. Layers with no finite unit get NaN statistics.
   """
+  units = as_units(units, num_heads)
   s = minmax_scale(scores) if scale else np.asarray(scores, dtype=np.float64)
-  m = _per_layer(s, num_layers, num_heads)  # (L, H)
+  m = _per_layer(s, units)  # (L, W)
   n = np.sum(np.isfinite(m), axis=1)
   with np.errstate(invalid="ignore"):
     safe = np.where(np.isfinite(m), m, 0.0)
@@ -119,7 +124,7 @@ def layer_profile(scores: np.ndarray, num_layers: int, num_heads: int, *,
                    / np.maximum(n, 1), np.nan)
     mn = np.where(n > 0, np.where(np.isfinite(m), m, np.inf).min(1), np.nan)
     mx = np.where(n > 0, np.where(np.isfinite(m), m, -np.inf).max(1), np.nan)
-  return LayerProfile(depth(num_layers), mean, np.sqrt(var), mn, mx, n)
+  return LayerProfile(depth(units.num_layers), mean, np.sqrt(var), mn, mx, n)
 
 
 def middle_layers(num_layers: int, band: tuple[float, float] = (1 / 3, 2 / 3)) -> np.ndarray:
@@ -132,23 +137,26 @@ def middle_layers(num_layers: int, band: tuple[float, float] = (1 / 3, 2 / 3)) -
   return (d >= lo - eps) & (d <= hi + eps)
 
 
-def core_contrast(scores: np.ndarray, num_layers: int, num_heads: int, *,
+def core_contrast(scores: np.ndarray, units: "Units | int", num_heads: int | None = None, *,
                   band: tuple[float, float] = (1 / 3, 2 / 3), scale: bool = True) -> float:
-  """Synergistic-core contrast: mean score of middle-layer heads minus mean of periphery heads.
+  """Synergistic-core contrast: mean score of middle-layer units minus mean of periphery units.
 
-  Middle = layers with normalised depth in the closed ``band`` (default [1/3, 2/3]); periphery =
-  all other layers. Scores are min–max scaled over all units first when ``scale`` (then the
-  contrast lies in [-1, 1]). Positive → the middle of the network is more synergistic.
+  Middle = layers with normalised depth (of the model's full depth) in the closed ``band``
+  (default [1/3, 2/3]); periphery = all other layers. ``units``: a ``Units`` table, or
+  num_layers with ``num_heads`` for the head grid. Scores are min–max scaled over all units first
+  when ``scale`` (then the contrast lies in [-1, 1]). Positive → the middle is more synergistic.
+  NaN when the middle or the periphery has no unit with a finite score.
 
   Raises:
     ValueError: when the band leaves the middle or the periphery empty (e.g. fewer than 3 layers).
   """
+  units = as_units(units, num_heads)
   s = minmax_scale(scores) if scale else np.asarray(scores, dtype=np.float64)
-  m = _per_layer(s, num_layers, num_heads)
-  mid = middle_layers(num_layers, band)
+  m = _per_layer(s, units)
+  mid = middle_layers(units.num_layers, band)
   if not mid.any() or mid.all():
     raise ValueError(f"core_contrast: depth band {band} gives {int(mid.sum())} middle layers of "
-                     f"{num_layers}; need at least one middle and one peripheral layer")
+                     f"{units.num_layers}; need at least one middle and one peripheral layer")
   a, b = m[mid], m[~mid]
   if not np.isfinite(a).any() or not np.isfinite(b).any():
     return float("nan")

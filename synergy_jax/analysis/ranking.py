@@ -2,8 +2,8 @@
 
 Input everywhere: ``atoms`` (U, U, 16) from ``synergy_jax.phiid.all_pairs`` — entry [i, j, a] is
 atom a (lattice order, see :data:`ATOMS`) with unit i as source x and unit j as source y, in nats;
-the diagonal is NaN (or, for surrogates, computed but meaningless). Units are numbered
-unit = layer * num_heads + head.
+the diagonal is NaN (or, for surrogates, computed but meaningless). What unit u is (a head, an
+MoE expert) is the caller's unit table (``analysis.units.Units``); nothing here depends on it.
 
 Definitions (Luppi et al., Nat. Neurosci. 2022; Urbina-Rodriguez, Mediano et al. 2026):
   synergy_i    = mean over partners j != i of sts[i, j]   (Syn→Syn, nats)

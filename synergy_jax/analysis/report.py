@@ -10,19 +10,42 @@ import numpy as np
 
 from synergy_jax.analysis import diagnostics, graph, profile, ranking
 from synergy_jax.analysis.surrogates import SurrogateResult
+from synergy_jax.analysis.units import Units, as_units
 
 
-def head_table(scores: ranking.HeadScores, num_heads: int, *,
+def _table_units(units: "Units | int", n: int) -> Units:
+  """The unit table of head_table: a Units, or num_heads for the head grid of n units."""
+  if isinstance(units, Units):
+    if units.size != n:
+      raise ValueError(f"scores have {n} units but the unit table has {units.size} "
+                       f"({units.layout()})")
+    return units
+  if int(units) < 1 or n % int(units):
+    raise ValueError(f"{n} units do not form a head grid of {units} heads per layer")
+  return Units.grid(n // int(units), int(units))
+
+
+def unit_columns(units: Units) -> dict[str, np.ndarray]:
+  """The unit columns of per-unit tables: unit, layer, head (only when every unit is a head),
+  name ("L3 H2", "L3 E5", "L3 S0"), kind, index, shared."""
+  c = units.columns()
+  cols = {"unit": c["unit"], "layer": c["layer"]}
+  if np.all(units.kind == "head"):
+    cols["head"] = c["index"]
+  cols.update(name=c["name"], kind=c["kind"], index=c["index"], shared=c["shared"].astype(int))
+  return cols
+
+
+def head_table(scores: ranking.HeadScores, units: "Units | int", *,
                surrogate: SurrogateResult | None = None,
                autocorr: np.ndarray | None = None) -> dict[str, np.ndarray]:
-  """Columns (each (U,)) of the per-unit table: unit, layer, head, synergy, redundancy (nats),
-  synergy_rank, redundancy_rank, rank_score, balance, then for each tested atom a of the
-  surrogate test ``<a>_z``, ``<a>_p``, ``<a>_q`` (BH-adjusted), ``<a>_significant``, and
-  ``autocorr_lag1`` if given."""
+  """Columns (each (U,)) of the per-unit table: the unit columns (``unit_columns``), synergy,
+  redundancy (nats), synergy_rank, redundancy_rank, rank_score, balance, then for each tested
+  atom a of the surrogate test ``<a>_z``, ``<a>_p``, ``<a>_q`` (BH-adjusted),
+  ``<a>_significant``, and ``autocorr_lag1`` if given. ``units``: the unit table, or num_heads
+  for the head grid."""
   n = scores.synergy.shape[0]
-  unit = np.arange(n)
-  layer, head = np.divmod(unit, num_heads)
-  cols = {"unit": unit, "layer": layer, "head": head, "synergy": scores.synergy,
+  cols = {**unit_columns(_table_units(units, n)), "synergy": scores.synergy,
           "redundancy": scores.redundancy, "synergy_rank": scores.synergy_rank,
           "redundancy_rank": scores.redundancy_rank, "rank_score": scores.rank_score,
           "balance": scores.balance}
@@ -39,40 +62,39 @@ def head_table(scores: ranking.HeadScores, num_heads: int, *,
   return cols
 
 
-def profile_report(atoms: np.ndarray, num_layers: int, num_heads: int, *,
+def profile_report(atoms: np.ndarray, units: "Units | int", num_heads: int | None = None, *,
                    acts: np.ndarray | None = None, surrogate: SurrogateResult | None = None,
                    graph_fraction: float = 0.1, n_perm: int = 1000, seed: int = 0,
                    band: tuple[float, float] = (1 / 3, 2 / 3)):
   """Results of the profile experiment.
 
   Args:
-    atoms: (U, U, 16) from ``phiid.all_pairs``; U = num_layers * num_heads.
+    atoms: (U, U, 16) from ``phiid.all_pairs``.
+    units: the unit table (``analysis.units.Units``), or num_layers with ``num_heads`` for the
+      head grid.
     acts: (P, U, T) activations, for the autocorrelation diagnostic (optional).
     surrogate: a ``surrogate_test`` result (optional).
   Returns:
-    (results dict, head table columns, HeadScores). results has "units", "layer_profile" (mean
-    min–max scaled rank score per layer, one value per layer), "layer_profile_detail",
+    (results dict, head table columns, HeadScores). results has "units" (``Units.summary`` and
+    the excluded units), "layer_profile" (mean min–max scaled rank score per layer, one value
+    per layer of the model, NaN for a layer without units), "layer_profile_detail",
     "core_contrast", "syn_red_spearman", "autocorr_syn_spearman" (if acts), "graph",
     "surrogates" (if given).
   """
-  n = num_layers * num_heads
+  units = as_units(units, num_heads)
   a = ranking.check_atoms(atoms)
-  if a.shape[0] != n:
-    raise ValueError(f"atoms has {a.shape[0]} units, expected {num_layers} layers × {num_heads} "
-                     f"heads = {n}")
+  if a.shape[0] != units.size:
+    raise ValueError(f"atoms has {a.shape[0]} units, expected {units.layout()} = {units.size}")
   hs = ranking.head_scores(a)
-  prof = {k: profile.layer_profile(getattr(hs, k), num_layers, num_heads).to_dict()
+  prof = {k: profile.layer_profile(getattr(hs, k), units).to_dict()
           for k in ("rank_score", "balance")}
-  mid = profile.middle_layers(num_layers, band)
-  contrast = {k: (profile.core_contrast(getattr(hs, k), num_layers, num_heads, band=band)
+  mid = profile.middle_layers(units.num_layers, band)
+  contrast = {k: (profile.core_contrast(getattr(hs, k), units, band=band)
                   if mid.any() and not mid.all() else None) for k in ("rank_score", "balance")}
   diag = diagnostics.diagnostics(hs.synergy, hs.redundancy, acts, n_perm=n_perm, seed=seed)
   graphs = graph.compare_graphs(a, fraction=graph_fraction)
   out = {
-      "units": {"n_units": n, "num_layers": num_layers, "num_heads": num_heads,
-                "numbering": "unit = layer * num_heads + head",
-                "excluded": [{"unit": u, "layer": u // num_heads, "head": u % num_heads}
-                             for u in hs.excluded]},
+      "units": {**units.summary(), "excluded": [units.record(u) for u in hs.excluded]},
       "layer_profile": prof["rank_score"]["mean"],
       "layer_profile_detail": prof,
       "core_contrast": {"band": list(band), **contrast},
@@ -83,6 +105,6 @@ def profile_report(atoms: np.ndarray, num_layers: int, num_heads: int, *,
     out["autocorr_syn_spearman"] = diag["autocorr_syn_spearman"]
   if surrogate is not None:
     out["surrogates"] = surrogate.summary()
-  table = head_table(hs, num_heads, surrogate=surrogate,
+  table = head_table(hs, units, surrogate=surrogate,
                      autocorr=diag.get("autocorr_lag1"))
   return out, table, hs

@@ -9,6 +9,8 @@ from typing import Callable
 
 import numpy as np
 
+from synergy_jax.analysis.units import as_units
+
 
 def rankdata(x: np.ndarray) -> np.ndarray:
   """Ranks of a 1-D array, base 1 (smallest value → 1), ties get the average of their ranks.
@@ -268,25 +270,28 @@ class DepthTrend:
     return self.to_dict()[key]
 
 
-def depth_trend(score: np.ndarray, num_layers: int, num_heads: int, *, n_perm: int = 1000,
+def depth_trend(score: np.ndarray, units, num_heads: int | None = None, *, n_perm: int = 1000,
                 n_boot: int = 1000, level: float = 0.95, alpha: float = 0.05,
                 seed: int = 0) -> DepthTrend:
-  """Tests for an inverted U of a per-head score over depth (see ``DepthTrend``).
+  """Tests for an inverted U of a per-unit score over depth (see ``DepthTrend``).
 
   Args:
-    score: (U,) head scores, unit = layer * num_heads + head; NaN heads are left out.
-    num_layers: L ≥ 3 (a quadratic needs three depths). n_perm, n_boot: permutations and
-      bootstrap replicates; level: CI coverage; alpha: level of the ``inverted_u`` verdict.
+    score: (U,) unit scores; NaN units are left out.
+    units: the unit table (``analysis.units.Units``; each unit sits at its layer's depth
+      l / (L − 1) of the model's L layers), or num_layers with ``num_heads`` for the head grid
+      (unit = layer * num_heads + head). L ≥ 3 (a quadratic needs three depths).
+    n_perm, n_boot: permutations and bootstrap replicates; level: CI coverage; alpha: level of the
+      ``inverted_u`` verdict.
   """
+  units = as_units(units, num_heads)
   s = np.asarray(score, np.float64)
-  if num_layers < 3:
-    raise ValueError(f"depth_trend needs at least 3 layers for a curvature, got {num_layers}")
-  if s.shape != (num_layers * num_heads,):
-    raise ValueError(f"score must have shape ({num_layers * num_heads},) for {num_layers} layers "
-                     f"× {num_heads} heads, got {s.shape}")
+  if units.num_layers < 3:
+    raise ValueError(f"depth_trend needs at least 3 layers for a curvature, got {units.num_layers}")
+  if s.shape != (units.size,):
+    raise ValueError(f"score must have shape ({units.size},) for {units.layout()}, got {s.shape}")
   if n_perm < 1 or n_boot < 1:
     raise ValueError(f"n_perm and n_boot must be >= 1, got {n_perm}, {n_boot}")
-  d = np.repeat(np.arange(num_layers) / (num_layers - 1), num_heads)
+  d = units.depth
   ok = np.isfinite(s)
   d, s = d[ok], s[ok]
   if len(np.unique(d)) < 3:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synergy_jax.analysis import nulls, profile, ranking, stats
+from synergy_jax.analysis.units import as_units
 
 PAIR_ATOMS = ("sts", "rtr")
 SCORES = ("rank_difference", "balance", "excess")
@@ -131,33 +132,36 @@ def _replicate_pairs(per_prompt: np.ndarray, n_boot: int, seed: int, chunk: int 
     yield from mean.reshape((-1,) + per_prompt.shape[1:])
 
 
-def layer_profile_ci(per_prompt: np.ndarray, num_layers: int, num_heads: int, *,
+def layer_profile_ci(per_prompt: np.ndarray, units, num_heads: int | None = None, *,
                      scores=SCORES, null_mean: np.ndarray | None = None, n_boot: int = 1000,
                      level: float = 0.95, seed: int = 0, pooled: bool = False) -> dict:
   """Per-layer bootstrap intervals over prompts for each score in ``scores``.
 
   Args:
     per_prompt: (P, U, U, 2) from ``prompt_pairs``.
+    units: the unit table (``analysis.units.Units``), or num_layers with ``num_heads`` for the
+      head grid.
     null_mean: (U, U, 2) surrogate pair means (needed for "excess"; treated as fixed).
     pooled: the point atoms were pool="concat" (recorded in ``method``).
   Returns:
     {score: ProfileCI}.
   """
   per_prompt = np.asarray(per_prompt)
-  n = num_layers * num_heads
+  units = as_units(units, num_heads)
+  n = units.size
   if per_prompt.ndim != 4 or per_prompt.shape[1:] != (n, n, 2):
-    raise ValueError(f"per_prompt must be (P, {n}, {n}, 2) for {num_layers} layers × {num_heads} "
-                     f"heads, got {per_prompt.shape}")
+    raise ValueError(f"per_prompt must be (P, {n}, {n}, 2) for {units.layout()}, got "
+                     f"{per_prompt.shape}")
   scores = [s for s in scores if s != "excess" or null_mean is not None]
   point = scores_from_pairs(prompt_mean(per_prompt), null_mean)
   prof = {s: [] for s in scores}
   curv = {s: [] for s in scores}
-  d = np.repeat(profile.depth(num_layers), num_heads)
+  d = units.depth
   for rep in _replicate_pairs(per_prompt, n_boot, seed):
     sc = scores_from_pairs(rep, null_mean)
     for s in scores:
       scaled = profile.minmax_scale(sc[s])
-      prof[s].append(profile.layer_profile(scaled, num_layers, num_heads, scale=False).mean)
+      prof[s].append(profile.layer_profile(scaled, units, scale=False).mean)
       ok = np.isfinite(scaled)
       curv[s].append(stats.quadratic_fit(d[ok], scaled[ok])[2] if ok.sum() > 3 else np.nan)
   method = ("percentile bootstrap over prompts of per-prompt pair atoms"
@@ -166,9 +170,11 @@ def layer_profile_ci(per_prompt: np.ndarray, num_layers: int, num_heads: int, *,
   out = {}
   for s in scores:
     samples = np.asarray(prof[s])
-    lo, hi = stats.percentile_interval(samples, level)
+    with warnings.catch_warnings():  # a layer without units has NaN in every replicate
+      warnings.filterwarnings("ignore", message="All-NaN slice")
+      lo, hi = stats.percentile_interval(samples, level)
     clo, chi = stats.percentile_interval(np.asarray(curv[s]), level)
-    est = profile.layer_profile(point[s], num_layers, num_heads).mean
+    est = profile.layer_profile(point[s], units).mean
     out[s] = ProfileCI(s, est, lo, hi, level, (float(clo), float(chi)), samples, method)
   return out
 

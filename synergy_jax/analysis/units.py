@@ -16,12 +16,13 @@ about a unit matters to the estimators. Recorded activity from elsewhere uses ``
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
 WHICH = ("heads", "experts", "heads+experts")
 KINDS = ("head", "expert")
-_COLUMNS = ("unit_layer", "unit_index", "unit_kind", "unit_shared", "num_layers")
+ARRAY_KEYS = ("unit_layer", "unit_index", "unit_kind", "unit_shared", "num_layers")
 
 
 def check_which(which: str) -> str:
@@ -132,9 +133,10 @@ class Units:
     return hash((self.num_layers, self.layer.tobytes(), self.index.tobytes(),
                  self.kind.tobytes(), self.shared.tobytes()))
 
-  @property
+  @functools.cached_property
   def grid_shape(self) -> tuple[int, int] | None:
-    """(L, H) when these units are exactly the full head grid in grid order, else None."""
+    """(L, H) when these units are exactly the full head grid in grid order, else None
+    (computed once per table: profile bootstraps ask for it per replicate)."""
     layers = self.num_layers
     if self.size == 0 or self.size % layers or np.any(self.kind != "head"):
       return None
@@ -174,6 +176,54 @@ class Units:
     return Units(self.layer[idx], self.index[idx], self.kind[idx], self.shared[idx],
                  self.num_layers)
 
+  def by_layer(self, values) -> np.ndarray:
+    """(L, W) the (U,) ``values`` laid out by layer: row l holds the values of layer l's units in
+    unit order, NaN-padded to W = the most units of any layer (a layer without units is all NaN).
+    For the head grid this is ``values.reshape(L, H)``."""
+    v = np.asarray(values, np.float64)
+    if v.shape != (self.size,):
+      raise ValueError(f"values must have shape ({self.size},) for {self.layout()}, "
+                       f"got {v.shape}")
+    if self.grid_shape is not None:
+      return v.reshape(self.grid_shape)
+    counts = np.bincount(self.layer, minlength=self.num_layers)
+    out = np.full((self.num_layers, max(int(counts.max(initial=0)), 1)), np.nan)
+    slot = np.zeros(self.size, np.int64)
+    for l in range(self.num_layers):
+      at = np.flatnonzero(self.layer == l)
+      slot[at] = np.arange(at.size)
+    out[self.layer, slot] = v
+    return out
+
+  def counts(self) -> dict:
+    """{"head": n, "expert": n, "shared": n}: units of each kind (shared ⊂ expert)."""
+    return {"head": int(np.sum(self.kind == "head")), "expert": int(np.sum(self.kind == "expert")),
+            "shared": int(self.shared.sum())}
+
+  def record(self, u: int, prefix: str = "") -> dict:
+    """JSON-able description of unit u: unit, name, kind, layer, index, shared (keys prefixed
+    by ``prefix``, e.g. "partner_"); a head also gets its ``head`` index."""
+    name = self.name(u)
+    rec = {"unit": int(u), "name": name, "kind": str(self.kind[u]), "layer": int(self.layer[u]),
+           "index": int(self.index[u]), "shared": bool(self.shared[u])}
+    if self.kind[u] == "head":
+      rec["head"] = int(self.index[u])
+    return {prefix + k: v for k, v in rec.items()}
+
+  def summary(self) -> dict:
+    """results.json's record of the table: which ("heads", "experts", "heads+experts"),
+    description, counts by kind, depth, and for the head grid num_heads and the numbering."""
+    c = self.counts()
+    which = "+".join(k for k, n in (("heads", c["head"]), ("experts", c["expert"])) if n)
+    out = {"n_units": self.size, "which": which or "none", "description": self.describe(),
+           "counts": c, "num_layers": self.num_layers}
+    grid = self.grid_shape
+    if grid is not None:
+      out.update(num_heads=grid[1], numbering="unit = layer * num_heads + head")
+    else:
+      out["numbering"] = "see head_scores.csv (unit, name, kind, layer, index, shared)"
+    return out
+
   def describe(self) -> str:
     """'48 heads' / '36 experts (6 shared)' / '48 heads + 36 experts (6 shared)'."""
     parts = []
@@ -185,6 +235,14 @@ class Units:
       sh = int(self.shared.sum())
       parts.append(f"{n_exp} experts" + (f" ({sh} shared)" if sh else ""))
     return " + ".join(parts) or "no units"
+
+  def layout(self) -> str:
+    """'3 layers × 2 heads' for the head grid, else '8 experts (2 shared) in 3 layers' (for
+    messages)."""
+    grid = self.grid_shape
+    if grid is not None:
+      return f"{grid[0]} layers × {grid[1]} heads"
+    return f"{self.describe()} in {self.num_layers} layers"
 
   # -- files ----------------------------------------------------------------------------------
 
@@ -201,11 +259,24 @@ class Units:
   @classmethod
   def from_arrays(cls, arrays, where: str = "units") -> "Units":
     """Inverse of ``to_arrays``; ``where`` (e.g. a file name) prefixes a missing-key error."""
-    missing = [k for k in _COLUMNS if k not in arrays]
+    missing = [k for k in ARRAY_KEYS if k not in arrays]
     if missing:
-      raise ValueError(f"{where}: unit table lacks key(s) {missing} (need {list(_COLUMNS)})")
+      raise ValueError(f"{where}: unit table lacks key(s) {missing} (need {list(ARRAY_KEYS)})")
     return cls(arrays["unit_layer"], arrays["unit_index"], arrays["unit_kind"],
                arrays["unit_shared"], int(np.asarray(arrays["num_layers"])))
+
+
+def as_units(units_or_num_layers, num_heads: int | None = None) -> Units:
+  """A unit table from either form analysis functions accept: a ``Units`` (then ``num_heads``
+  must be None) or the head grid's ``(num_layers, num_heads)``."""
+  if isinstance(units_or_num_layers, Units):
+    if num_heads is not None:
+      raise ValueError(f"give a Units table or (num_layers, num_heads), not both (num_heads="
+                       f"{num_heads})")
+    return units_or_num_layers
+  if num_heads is None:
+    raise ValueError(f"num_layers={units_or_num_layers!r} needs num_heads (or pass a Units table)")
+  return Units.grid(units_or_num_layers, num_heads)
 
 
 def concat(*tables: Units) -> Units:

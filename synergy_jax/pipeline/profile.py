@@ -1,6 +1,7 @@
-"""The synergistic-core profile: activity → ΦID atoms → per-head ranks, layer profile with
+"""The synergistic-core profile: activity → ΦID atoms → per-unit ranks, layer profile with
 prompt-bootstrap intervals, depth-trend test, calibrated surrogate null and excess atoms,
-reliability, diagnostics and graph metrics, for a model and its random-init baseline.
+reliability, diagnostics and graph metrics, for a model and its random-init baseline. Units are
+heads, MoE experts or both (``analysis.units.Units``; ``ProfileConfig.units``).
 
 ``profile_activity`` is the analysis of one model's activity (arrays in, a ProfileResult out);
 ``profile_model`` adds generation and caching; ``run_profile`` / ``run_profile_acts`` add the
@@ -18,6 +19,7 @@ import numpy as np
 
 from synergy_jax import analysis, phiid, results
 from synergy_jax.analysis import nulls, report, stats, surrogates, uncertainty
+from synergy_jax.analysis.units import Units
 from synergy_jax.pipeline import capture, profile_local, specs
 from synergy_jax.pipeline.profile_config import BASELINE_INPUTS, RANKINGS, ProfileConfig
 from synergy_jax.pipeline.profile_report import summary_markdown, verdict
@@ -37,7 +39,7 @@ class ProfileResult:
   ranking score (higher = more synergistic); all_scores: {ranking: (U,)}; atoms (U, U, 16) nats;
   acts (P, U, T); surrogates: SurrogateResult or None; per_prompt: (P, U, U, 2) per-prompt pair
   sts/rtr or None; ci: {score: analysis.uncertainty.ProfileCI}; local: per-token sts/rtr of the
-  top heads (``profile_local.LocalAtoms``) or None."""
+  top units (``profile_local.LocalAtoms``) or None; units: what each of the U units is."""
   summary: dict
   table: dict
   scores: "analysis.HeadScores"
@@ -45,12 +47,25 @@ class ProfileResult:
   atoms: np.ndarray
   acts: np.ndarray
   surrogates: object
-  num_layers: int
-  num_heads: int
+  units: Units
   all_scores: dict = dataclasses.field(default_factory=dict)
   per_prompt: np.ndarray | None = None
   ci: dict = dataclasses.field(default_factory=dict)
   local: "profile_local.LocalAtoms | None" = None
+
+  @property
+  def num_layers(self) -> int:
+    """The model's decoder depth L (layers without units included)."""
+    return self.units.num_layers
+
+  @property
+  def num_heads(self) -> int:
+    """Heads per layer, for a profile of the full head grid (ValueError otherwise)."""
+    grid = self.units.grid_shape
+    if grid is None:
+      raise ValueError(f"this profile's units are {self.units.describe()}, not the head grid; "
+                       f"use ProfileResult.units")
+    return grid[1]
 
 
 def head_score(scores: "analysis.HeadScores", ranking: str) -> np.ndarray:
@@ -75,34 +90,40 @@ def compute_atoms(acts: np.ndarray, config: ProfileConfig) -> np.ndarray:
                     np.float64)
 
 
-def _check_acts(acts, num_layers, num_heads):
+def _check_acts(acts, units: Units):
+  if not isinstance(units, Units):
+    raise ValueError(f"units must be an analysis.units.Units table, got {type(units).__name__} "
+                     f"(the head grid is Units.grid(num_layers, num_heads))")
   acts = np.asarray(acts)
-  if acts.ndim != 3 or acts.shape[1] != num_layers * num_heads:
-    raise ValueError(f"acts must be (prompts, {num_layers} layers × {num_heads} heads, time), "
+  if acts.ndim != 3 or acts.shape[1] != units.size:
+    raise ValueError(f"acts must be (prompts, {units.layout()} = {units.size} units, time), "
                      f"got shape {acts.shape}")
   return acts
 
 
-def _depth_trends(all_scores: dict, num_layers: int, num_heads: int, config) -> dict:
-  if num_layers < 3 or not config.n_perm:
-    why = "needs at least 3 layers" if num_layers < 3 else "n_perm = 0"
+def _depth_trends(all_scores: dict, units: Units, config) -> dict:
+  layers = len(np.unique(units.layer))
+  why = ("needs at least 3 layers" if units.num_layers < 3 else
+         f"needs units in at least 3 layers (the units sit in {layers})" if layers < 3 else
+         "n_perm = 0" if not config.n_perm else None)
+  if why is not None:
     return {k: {"unavailable": why} for k in all_scores}
-  return {k: stats.depth_trend(analysis.minmax_scale(v), num_layers, num_heads,
+  return {k: stats.depth_trend(analysis.minmax_scale(v), units,
                                n_perm=config.n_perm, n_boot=max(config.n_boot, 1),
                                seed=config.seed).to_dict()
           for k, v in all_scores.items()}
 
 
-def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: ProfileConfig,
+def profile_activity(acts: np.ndarray, units: Units, config: ProfileConfig,
                      *, atoms: np.ndarray | None = None, per_prompt: np.ndarray | None = None,
                      moments: "nulls.NullMoments | None" = None,
                      progress: Callable | None = None) -> ProfileResult:
-  """The whole profile analysis of (P, U, T) activity, U = num_layers * num_heads.
+  """The whole profile analysis of (P, U, T) activity of the U units in ``units``.
 
   atoms, per_prompt, moments: precomputed (cached) all-pairs atoms, per-prompt pair values and
   surrogate moments; computed here when None.
   """
-  acts = _check_acts(acts, num_layers, num_heads)
+  acts = _check_acts(acts, units)
   pc = config.phiid
   problems = phiid.degenerate(acts, pc, specs.compute_dtype())
   if atoms is None:
@@ -118,18 +139,17 @@ def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: 
                                    mesh=config.estimator_kwargs()["mesh"])
     sur = surrogates.surrogate_statistics(pairs, design, moments)
   summary, table, scores = report.profile_report(
-      atoms, num_layers, num_heads, acts=acts, surrogate=sur,
+      atoms, units, acts=acts, surrogate=sur,
       graph_fraction=config.graph_fraction, seed=config.seed)
   null_mean = None if sur is None else sur.null_pair_mean
   all_scores = uncertainty.scores_from_pairs(pairs, null_mean)
-  trends = _depth_trends(all_scores, num_layers, num_heads, config)
+  trends = _depth_trends(all_scores, units, config)
   summary["depth_trend"] = trends
   if sur is not None:
     table["sts_excess"], table["rtr_excess"] = sur.head_excess[:, 0], sur.head_excess[:, 1]
     summary["null"] = sur.method
     summary["excess"] = {
-        "layer_profile": analysis.layer_profile(all_scores["excess"], num_layers,
-                                                num_heads).mean,
+        "layer_profile": analysis.layer_profile(all_scores["excess"], units).mean,
         "depth_trend": trends["excess"],
         "mean_sts_excess": float(np.nanmean(sur.head_excess[:, 0])),
         "mean_rtr_excess": float(np.nanmean(sur.head_excess[:, 1])),
@@ -139,7 +159,7 @@ def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: 
   if config.n_boot:
     if per_prompt is None:
       per_prompt = uncertainty.prompt_pairs(acts, pc)
-    ci = uncertainty.layer_profile_ci(per_prompt, num_layers, num_heads, null_mean=null_mean,
+    ci = uncertainty.layer_profile_ci(per_prompt, units, null_mean=null_mean,
                                       n_boot=config.n_boot, seed=config.seed,
                                       pooled=pc.pool == "concat")
     summary["layer_profile_ci"] = {k: v.to_dict() for k, v in ci.items()}
@@ -149,12 +169,13 @@ def profile_activity(acts: np.ndarray, num_layers: int, num_heads: int, config: 
         if acts.shape[0] >= 4 else {k: {"unavailable": "split halves need >= 4 prompts"}
                                     for k in all_scores})
   summary["score_name"] = config.ranking
-  summary["degenerate"] = specs.degenerate_records(problems, num_heads)
+  summary["degenerate"] = specs.degenerate_records(problems, units)
+  summary["degenerate_units"] = specs.degenerate_summary(summary["degenerate"])
   local = (profile_local.local_atoms(acts, all_scores[config.ranking], pc, k=config.local_heads)
            if config.local_heads else None)
   summary["verdict"] = verdict(summary)
   return ProfileResult(summary, table, scores, all_scores[config.ranking], atoms, acts, sur,
-                       num_layers, num_heads, all_scores, per_prompt, ci, local)
+                       units, all_scores, per_prompt, ci, local)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -171,11 +192,17 @@ def _estimate_key(acts: np.ndarray, config: ProfileConfig, what: str) -> dict:
   return {"what": what, "acts_sha": _array_digest(acts), **config.phiid.cache_key(compute_dtype())}
 
 
-def _units_key(config: ProfileConfig) -> dict:
+def units_key(config: ProfileConfig) -> dict:
   """The activity cache key's unit choice (absent for heads, so older head caches still hit)."""
   if config.units == "heads":
     return {}
   return {"units": config.units, "expert_activity": config.expert_activity}
+
+
+def model_units(spec: "specs.ModelSpec", config: ProfileConfig) -> Units:
+  """The unit table of ``spec``'s model for ``config.units`` (ValueError naming the model type
+  when a dense model is asked for experts)."""
+  return Units.of_config(spec.model.config, config.units)
 
 
 def activity_cached(spec: "specs.ModelSpec", prompts: Sequence[str], config: ProfileConfig,
@@ -184,7 +211,7 @@ def activity_cached(spec: "specs.ModelSpec", prompts: Sequence[str], config: Pro
   cached (a repeated or interrupted run does not generate again)."""
   key = {"what": "activity", "model": specs.model_fingerprint(spec.model),
          "prompts": list(prompts), "max_new_tokens": config.max_new_tokens,
-         "greedy": config.greedy, "seed": config.seed, **_units_key(config)}
+         "greedy": config.greedy, "seed": config.seed, **units_key(config)}
 
   def compute():
     act = capture.collect_activity(spec.model, spec.tokenizer, prompts,
@@ -202,7 +229,7 @@ def matched_activity_cached(spec: "specs.ModelSpec", prompts: Sequence[str], tok
   (another model's continuations), cached."""
   tokens = np.asarray(tokens)
   key = {"what": "matched_activity", "model": specs.model_fingerprint(spec.model),
-         "prompts": list(prompts), "tokens_sha": _array_digest(tokens), **_units_key(config)}
+         "prompts": list(prompts), "tokens_sha": _array_digest(tokens), **units_key(config)}
 
   def compute():
     act = capture.score_activity(spec.model, spec.tokenizer, prompts, tokens,
@@ -242,15 +269,15 @@ def moments_cached(acts: np.ndarray, atoms: np.ndarray, config: ProfileConfig,
   return nulls.NullMoments(**results.cached(cache_dir, key, compute, "null_moments"))
 
 
-def profile_cached(acts: np.ndarray, num_layers: int, num_heads: int, config: ProfileConfig,
+def profile_cached(acts: np.ndarray, units: Units, config: ProfileConfig,
                    cache_dir: pathlib.Path, progress: Callable | None = None) -> ProfileResult:
   """``profile_activity`` with the atoms, per-prompt values and surrogate moments cached."""
-  acts = _check_acts(acts, num_layers, num_heads)
+  acts = _check_acts(acts, units)
   atoms = atoms_cached(acts, config, cache_dir)
   moments = moments_cached(acts, atoms, config, cache_dir, progress) if config.n_surrogates \
       else None
   per_prompt = prompt_pairs_cached(acts, config, cache_dir) if config.n_boot else None
-  return profile_activity(acts, num_layers, num_heads, config, atoms=atoms,
+  return profile_activity(acts, units, config, atoms=atoms,
                           per_prompt=per_prompt, moments=moments, progress=progress)
 
 
@@ -263,10 +290,12 @@ def profile_model(spec: "specs.ModelSpec", prompts: Sequence[str], config: Profi
     act = activity_cached(spec, prompts, config, cache_dir, progress)
   else:
     act = matched_activity_cached(spec, prompts, tokens, config, cache_dir)
-  cfg = spec.model.config
-  res = profile_cached(np.asarray(act["acts"]), cfg.num_layers, cfg.num_heads, config,
-                       cache_dir, progress)
-  return dataclasses.replace(res, summary={**res.summary, "model": spec.label,
+  res = profile_cached(np.asarray(act["acts"]), model_units(spec, config), config, cache_dir,
+                       progress)
+  units = dict(res.summary["units"])
+  if units["counts"]["expert"]:
+    units["expert_activity"] = config.expert_activity
+  return dataclasses.replace(res, summary={**res.summary, "units": units, "model": spec.label,
                                            "tokens": np.asarray(act["tokens"])})
 
 
@@ -296,6 +325,7 @@ def profile_pair(model: str, prompts: Sequence[str], config: ProfileConfig, *, c
   generating its own ("own")."""
   cache_dir = pathlib.Path(cache_dir)
   spec = specs.resolve_model(model, dtype=dtype, seed=config.seed)
+  model_units(spec, config)  # a dense model asked for experts fails here, naming its type
   role = "trained" if not spec.random_init else "random"
   main = profile_model(spec, prompts, config, cache_dir,
                        specs.labelled(progress, f"{role} {spec.label}"))
@@ -327,8 +357,7 @@ def run_profile_acts(path, config: ProfileConfig, run_dir, *, cache_dir,
   """The profile of recorded activity (``acts_file.load_acts``), without a model or baseline."""
   from synergy_jax.pipeline import acts_file
   rec = acts_file.load_acts(path)
-  res = profile_cached(rec.acts, rec.num_layers, rec.num_heads, config, pathlib.Path(cache_dir),
-                       progress)
+  res = profile_cached(rec.acts, rec.units, config, pathlib.Path(cache_dir), progress)
   res = dataclasses.replace(res, summary={**res.summary, "model": f"acts:{rec.path}"})
   meta = {"acts": str(rec.path), "prompts": rec.acts.shape[0], "compute_dtype": compute_dtype(),
           **config.as_dict()}

@@ -91,6 +91,7 @@ def summary_markdown(profiles: dict, meta: dict) -> str:
   for name, p in list(profiles.items())[1:]:
     inputs = p.summary.get("baseline_inputs")
     lines += [f"**{name}{f' ({inputs} inputs)' if inputs else ''}.** {p.summary['verdict']}", ""]
+  lines += [units_line(main), ""]
   rho = main["syn_red_spearman"]["rho"]
   ac = main.get("autocorr_syn_spearman", {}).get("rho")
   lines += [f"Confounds ({main_name}): Spearman(synergy, redundancy) = {fmt(rho, 2, 'f')} "
@@ -132,9 +133,32 @@ def summary_markdown(profiles: dict, meta: dict) -> str:
             "surrogate mean (nats); sts-significant heads: fraction whose mean sts exceeds the "
             "null after Benjamini–Hochberg FDR control."]
   for name, p in profiles.items():
-    deg = p.summary.get("degenerate") or []
-    if deg:
-      units = sorted({(d['layer'], d['head']) for d in deg})
-      lines.append(f"- {name}: {len(units)} head(s) had degenerate series (constant or NaN) in "
-                   f"some prompts and were masked: {units[:10]}{' …' if len(units) > 10 else ''}")
+    line = degenerate_line(name, p.summary)
+    if line:
+      lines.append(line)
   return "\n".join(lines) + "\n"
+
+
+def units_line(summary: dict) -> str:
+  """'Units: 8 experts (2 shared) of a 3-layer model (routed expert activity).'"""
+  u = summary["units"]
+  act = f" ({u['expert_activity']} expert activity)" if u.get("expert_activity") else ""
+  return f"Units: {u['description']} of a {u['num_layers']}-layer model{act}."
+
+
+def degenerate_line(name: str, summary: dict, shown: int = 10) -> str | None:
+  """'- random: 3 unit(s) ... masked: L0 H1, L2 E3, …; 2 singular pair(s) ...' from a summary's
+  "degenerate_units" (``specs.degenerate_summary``); None when nothing was degenerate."""
+  deg = summary.get("degenerate_units") or {}
+  if not deg.get("n_units") and not deg.get("n_pairs"):
+    return None
+  listed = lambda names: ", ".join(names[:shown]) + (" …" if len(names) > shown else "")
+  parts = []
+  if deg.get("n_units"):
+    parts.append(f"{deg['n_units']} unit(s) had a degenerate series (constant or NaN) in some "
+                 f"prompt and were masked (NaN atoms, left out of the ranking): "
+                 f"{listed(deg['units'])}")
+  if deg.get("n_pairs"):
+    parts.append(f"{deg['n_pairs']} pair(s) were singular in some prompt (only the pair "
+                 f"masked): {listed(deg['pairs'])}")
+  return f"- {name}: " + "; ".join(parts)

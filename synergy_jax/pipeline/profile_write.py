@@ -7,17 +7,18 @@ import pathlib
 import numpy as np
 
 from synergy_jax import analysis, phiid, plots, results
+from synergy_jax.analysis.report import unit_columns
 from synergy_jax.pipeline.profile_report import SCORE_LABELS, summary_markdown
 
 # Keys of the main model's summary repeated at the top level of results.json.
 TOP_LEVEL = ("units", "layer_profile", "syn_red_spearman", "graph", "surrogates", "null", "excess",
-             "depth_trend", "layer_profile_ci", "reliability", "verdict")
+             "depth_trend", "layer_profile_ci", "reliability", "degenerate_units", "verdict")
 
 
 def _profile_with_ci(res, score: str) -> dict:
   """{"depth", "mean", "ci_low", "ci_high"} of one score for ``plots.layer_profiles``."""
   ci = res.ci.get(score)
-  mean = analysis.layer_profile(res.all_scores[score], res.num_layers, res.num_heads).mean
+  mean = analysis.layer_profile(res.all_scores[score], res.units).mean
   out = {"depth": analysis.profile.depth(res.num_layers), "mean": mean}
   if ci is not None:
     out.update(ci_low=ci.low, ci_high=ci.high)
@@ -27,6 +28,12 @@ def _profile_with_ci(res, score: str) -> dict:
 def write_profile(run_dir: pathlib.Path, profiles: dict, tokenizer=None,
                   meta: dict | None = None) -> dict:
   """Writes results.json, head_scores*.csv, layer_profile.csv, atoms*.npz, figures, summary.md.
+
+  head_scores*.csv have the unit columns (unit, layer, head for heads-only runs, name, kind,
+  index, shared); atoms*.npz and local_atoms*.npz carry the unit table (``Units.to_arrays``
+  keys; local_atoms the chosen units' columns); layer_profile.csv has every layer of the model
+  (NaN where a layer has no units; n_units per layer); the figure of per-unit scores is the
+  layer × head heatmap head_ranks.png for the head grid, else unit_scores.png.
 
   ``profiles`` maps a label ("trained", "random", "recorded") to its ProfileResult; the first is
   the main one. Returns the results dict written.
@@ -41,14 +48,15 @@ def write_profile(run_dir: pathlib.Path, profiles: dict, tokenizer=None,
     suffix = "" if name == main_name else f"_{name}"
     results.write_csv(run_dir / f"head_scores{suffix}.csv", res.table)
     results.write_npz(run_dir / f"atoms{suffix}.npz", atoms=res.atoms,
-                      atom_names=np.array(phiid.ATOMS), acts=res.acts, score=res.score)
+                      atom_names=np.array(phiid.ATOMS), acts=res.acts, score=res.score,
+                      **res.units.to_arrays())
     if tokens is not None and tokenizer is not None:
       texts = [tokenizer.decode(row, skip_special_tokens=True) for row in tokens]
       results.write_json(run_dir / f"generations{suffix}.json", texts)
     if res.local is not None:
       loc = res.local
-      results.write_npz(run_dir / f"local_atoms{suffix}.npz", heads=loc.heads,
-                        layer=loc.heads // res.num_heads, head=loc.heads % res.num_heads,
+      chosen = {k: v[loc.heads] for k, v in unit_columns(res.units).items() if k != "unit"}
+      results.write_npz(run_dir / f"local_atoms{suffix}.npz", heads=loc.heads, **chosen,
                         role=loc.role, sts=loc.sts, rtr=loc.rtr)
       if name == main_name:
         _local_figure(run_dir, res, tokens, tokenizer, _who(name, res))
@@ -58,7 +66,8 @@ def write_profile(run_dir: pathlib.Path, profiles: dict, tokenizer=None,
       out[key] = out[main_name][key]
   if "random" in profiles:
     out["baseline_inputs"] = profiles["random"].summary.get("baseline_inputs")
-  cols = {"layer": np.arange(main.num_layers), "depth": analysis.profile.depth(main.num_layers)}
+  cols = {"layer": np.arange(main.num_layers), "depth": analysis.profile.depth(main.num_layers),
+          "n_units": np.bincount(main.units.layer, minlength=main.num_layers)}
   for n, r in profiles.items():
     for score in r.all_scores:
       p = _profile_with_ci(r, score)
@@ -78,12 +87,19 @@ def _figures(run_dir: pathlib.Path, profiles: dict) -> None:
   who = _who(main_name, main)
   s = analysis.ranking.atom_matrix(main.atoms, "sts")
   r = analysis.ranking.atom_matrix(main.atoms, "rtr")
-  plots.pair_heatmaps({"synergy (sts, nats)": s, "redundancy (rtr, nats)": r}, main.num_heads,
+  plots.pair_heatmaps({"synergy (sts, nats)": s, "redundancy (rtr, nats)": r}, main.units.layer,
                       title=f"pairwise ΦID atoms, {who}", save=run_dir / "heatmaps.png")
   score = main.summary.get("score_name", "rank_difference")
-  plots.head_rank_heatmap(main.score, main.num_layers, main.num_heads,
-                          title=f"{SCORE_LABELS.get(score, score)}\nper head, {who}",
-                          save=run_dir / "head_ranks.png")
+  label = SCORE_LABELS.get(score, score)
+  grid = main.units.grid_shape
+  if grid is not None:
+    plots.head_rank_heatmap(main.score, *grid, title=f"{label}\nper head, {who}",
+                            save=run_dir / "head_ranks.png")
+  else:
+    u = main.units
+    plots.unit_scores_by_layer(main.score, u.layer, u.kind, u.shared, u.num_layers,
+                               title=f"{label}\nper unit ({u.describe()}), {who}", ylabel=label,
+                               save=run_dir / "unit_scores.png")
   band = "95% prompt-bootstrap CI" if main.ci else "no interval (n_boot = 0)"
   plots.layer_profiles({n: _profile_with_ci(p, score) for n, p in profiles.items()},
                        title=f"{SCORE_LABELS.get(score, score)} by depth, {who}\n(band: {band})",
@@ -115,8 +131,7 @@ def _who(name: str, res) -> str:
 def _local_figure(run_dir: pathlib.Path, res, tokens, tokenizer, who: str) -> None:
   """local_atoms.png: per-token sts/rtr of the top heads in prompt 0, under its generated text."""
   loc = res.local
-  labels = [f"L{u // res.num_heads} H{u % res.num_heads} ({r})" for u, r in zip(loc.heads,
-                                                                               loc.role)]
+  labels = [f"{res.units.name(u)} ({r})" for u, r in zip(loc.heads, loc.role)]
   steps = loc.sts.shape[-1]
   text = None
   if tokens is not None and tokenizer is not None:

@@ -60,8 +60,7 @@ def _variant_rows(res: "profile.ProfileResult", kind: str, preprocess: str, scor
     ci = (s.get("layer_profile_ci") or {}).get(score) or {}
     rows.append({"kind": kind, "preprocess": preprocess, "score": score, "status": "ok",
                  "layer_profile": res.ci[score].estimate if score in res.ci else
-                 analysis.layer_profile(res.all_scores[score], res.num_layers,
-                                                res.num_heads).mean,
+                 analysis.layer_profile(res.all_scores[score], res.units).mean,
                  "ci_low": ci.get("ci_low"), "ci_high": ci.get("ci_high"),
                  "depth_trend": (s.get("depth_trend") or {}).get(score),
                  "curvature_ci_prompts": ci.get("curvature_ci"),
@@ -72,15 +71,16 @@ def _variant_rows(res: "profile.ProfileResult", kind: str, preprocess: str, scor
   return rows
 
 
-def run_variants(acts: np.ndarray, num_layers: int, num_heads: int, config: RobustnessConfig,
+def run_variants(acts: np.ndarray, units: "analysis.units.Units", config: RobustnessConfig,
                  cache_dir, progress: Callable | None = None) -> list[dict]:
-  """One row per kind × preprocess × score: settings, layer profile with intervals, depth trend,
-  reliability and the inverted-U decision. An estimator error is raised, naming the variant."""
+  """One row per kind × preprocess × score of the (P, U, T) activity of ``units``: settings,
+  layer profile (one value per layer of the model) with intervals, depth trend, reliability and
+  the inverted-U decision. An estimator error is raised, naming the variant."""
   rows = []
   for kind, prep in itertools.product(config.kinds, config.preprocess):
     cfg = config.variant(kind, prep)
     try:
-      res = profile.profile_cached(acts, num_layers, num_heads, cfg, pathlib.Path(cache_dir),
+      res = profile.profile_cached(acts, units, cfg, pathlib.Path(cache_dir),
                                    specs.labelled(progress, f"variant {kind}/{prep}"))
     except ValueError as e:
       raise ValueError(f"robustness variant kind={kind}, preprocess={prep}: {e}") from e
@@ -139,15 +139,16 @@ def run_robustness(model: str | None, prompts, config: RobustnessConfig, run_dir
   if acts_path is not None:
     from synergy_jax.pipeline import acts_file
     rec = acts_file.load_acts(acts_path)
-    acts, layers, heads, source = rec.acts, rec.num_layers, rec.num_heads, f"acts:{rec.path}"
+    acts, units, source = rec.acts, rec.units, f"acts:{rec.path}"
   else:
     spec = specs.resolve_model(model, dtype=dtype, seed=config.profile.seed)
+    units = profile.model_units(spec, config.profile)
     act = profile.activity_cached(spec, prompts, config.profile, cache_dir,
                                   specs.labelled(progress, spec.label))
     acts, source = np.asarray(act["acts"]), spec.label
-    layers, heads = spec.model.config.num_layers, spec.model.config.num_heads
-  rows = run_variants(acts, layers, heads, config, cache_dir, progress)
-  meta = {"source": source, "prompts": int(acts.shape[0]), "kinds": list(config.kinds),
+  rows = run_variants(acts, units, config, cache_dir, progress)
+  meta = {"source": source, "prompts": int(acts.shape[0]), "unit_table": units.describe(),
+          "kinds": list(config.kinds),
           "preprocess": list(config.preprocess), "scores": list(config.scores),
           "compute_dtype": profile.compute_dtype(), **config.profile.as_dict()}
-  return write_robustness(run_dir, rows, layers, meta)
+  return write_robustness(run_dir, rows, units.num_layers, meta)

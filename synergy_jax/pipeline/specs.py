@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from synergy_jax import models
+from synergy_jax.analysis.units import Units, check_which
 
 RANDOM_PREFIX = "random:"
 
@@ -124,17 +125,57 @@ def staged(progress, stage: str, unit: str = "it"):
   return bar
 
 
-def degenerate_records(problems, num_heads: int) -> list[dict]:
+def degenerate_records(problems, units) -> list[dict]:
   """results.json's ``degenerate`` entries from ``phiid.degenerate`` (or ``check_units``)
-  problems: unit, its layer and head, prompt (None: pooled prompts) and reason; pair problems add
-  the partner unit with its layer and head."""
+  problems: the unit (``Units.record``: unit, name, kind, layer, index, shared, and head for a
+  head), prompt (None: pooled prompts) and reason; pair problems add the partner unit
+  (``partner`` and its record's fields prefixed ``partner_``). ``units``: the unit table, or
+  num_heads for the head grid (unit = layer · num_heads + head)."""
   out = []
   for p in problems:
-    rec = {"unit": p.unit, "layer": p.unit // num_heads, "head": p.unit % num_heads,
-           "prompt": p.prompt, "reason": p.reason}
+    table = _grid_for(units, p.unit, getattr(p, "partner", None))
+    rec = {**table.record(p.unit), "prompt": p.prompt, "reason": p.reason}
     partner = getattr(p, "partner", None)
     if partner is not None:
-      rec.update(partner=partner, partner_layer=partner // num_heads,
-                 partner_head=partner % num_heads)
+      extra = table.record(partner, "partner_")
+      extra.pop("partner_unit")
+      rec.update(partner=partner, **extra)
     out.append(rec)
   return out
+
+
+def _grid_for(units, *unit_ids) -> "Units":
+  """``units`` itself, or (given num_heads) a head grid deep enough for ``unit_ids``."""
+  if isinstance(units, Units):
+    return units
+  top = max(int(u) for u in unit_ids if u is not None)
+  return Units.grid(top // int(units) + 1, int(units))
+
+
+def degenerate_summary(records: list[dict]) -> dict:
+  """{"n_units", "units", "n_pairs", "pairs"}: the units with a degenerate series in some prompt
+  (masked: NaN rows and columns of the atoms, left out of the ranking) by name in unit order,
+  and the singular pairs ("L0 H1 × L2 E3", only that pair masked)."""
+  units, pairs = {}, {}
+  for r in records:
+    if r.get("partner") is None:
+      units[r["unit"]] = _record_name(r)
+    else:
+      pairs[(r["unit"], r["partner"])] = f"{_record_name(r)} × {_record_name(r, 'partner_')}"
+  return {"n_units": len(units), "units": [units[u] for u in sorted(units)],
+          "n_pairs": len(pairs), "pairs": [pairs[k] for k in sorted(pairs)]}
+
+
+def _record_name(rec: dict, prefix: str = "") -> str:
+  """A record's unit name; records of earlier versions (heads only) have layer and head."""
+  name = rec.get(prefix + "name")
+  return name if name is not None else f"L{rec[prefix + 'layer']} H{rec[prefix + 'head']}"
+
+
+def check_units(model: str, which: str) -> None:
+  """ValueError (naming the model type) before any work when ``which`` asks for experts of a
+  dense model; ``model`` is a --model string (its config is read, no weights)."""
+  if check_which(which) == "heads":
+    return
+  base = model[len(RANDOM_PREFIX):] if model.startswith(RANDOM_PREFIX) else model
+  Units.of_config(models.load_config(base), which)

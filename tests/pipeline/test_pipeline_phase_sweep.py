@@ -254,3 +254,26 @@ def test_read_sweep_names_the_file_and_the_missing_key(tmp_path):
     phase_sweep.read_sweep(tmp_path)
   with pytest.raises(FileNotFoundError, match="nothere"):
     phase_sweep.read_sweep(tmp_path / "nothere")
+
+
+def test_sweep_on_moe_experts(tmp_path):
+  from tests.pipeline import moe_dirs
+  model = moe_dirs.write_tiny_moe(tmp_path / "moe")
+  config = phase_sweep.PhaseSweepConfig(
+      families=("add",), levels=(1.0, 2.0, 3.0), n_per_family=4, max_new_tokens=12,
+      batch_size=4, n_boot=10, n_transition_boot=10, n_perm=10, units="experts",
+      expert_activity="routed")
+  res = phase_sweep.run_phase_sweep(str(model), config, tmp_path / "run",
+                                    cache_dir=tmp_path / "cache")
+  assert res.units["description"] == "10 experts (2 shared)"
+  assert res.units["expert_activity"] == "routed"
+  assert len(res.order_parameter["balance"].values) == 3
+  assert np.isfinite(res.order_parameter["balance"].values).all()
+  # experts in layers 0 and 2 of 3: depths 0 and 1, no middle layer, no core contrast
+  assert np.isnan(res.order_parameter["core_contrast"].values).all()
+  names = {f"L{l} {e}" for l in (0, 2) for e in ("E0", "E1", "E2", "E3", "S0")}
+  assert all(d["name"] in names and d["kind"] == "expert" for d in res.degenerate)
+  summary = (tmp_path / "run" / "summary.md").read_text()
+  assert "Units: 10 experts (2 shared) of a 3-layer model (routed expert activity)." in summary
+  with pytest.raises(ValueError, match="units must be one of"):
+    phase_sweep.PhaseSweepConfig(units="neurons")

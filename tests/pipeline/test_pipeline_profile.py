@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from synergy_jax.pipeline import profile as prof
+from synergy_jax.analysis.units import Units
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "synergy_jax" / "assets" / "default"
@@ -142,7 +143,7 @@ def test_profile_prompts_and_config_errors(tmp_path):
   with pytest.raises(ValueError, match="n_surrogates"):
     prof.ProfileConfig(n_surrogates=-1)
   with pytest.raises(ValueError, match=r"3 layers × 4 heads"):
-    prof.profile_activity(np.zeros((2, 5, 20)), 3, 4, prof.ProfileConfig())
+    prof.profile_activity(np.zeros((2, 5, 20)), Units.grid(3, 4), prof.ProfileConfig())
   with pytest.raises(ValueError, match="excess.*n_surrogates"):
     prof.ProfileConfig(ranking="excess", n_surrogates=0)
   with pytest.raises(ValueError, match="null must be one of"):
@@ -208,7 +209,8 @@ def test_profile_activity_on_planted_structure():
   for j in range(1, t):
     driver[..., j] += 0.8 * driver[..., j - 1]
   acts[:, heads:2 * heads] = driver + 0.3 * rng.standard_normal((p, heads, t))
-  res = prof.profile_activity(acts, layers, heads, prof.ProfileConfig(n_surrogates=100))
+  res = prof.profile_activity(acts, Units.grid(layers, heads),
+                              prof.ProfileConfig(n_surrogates=100))
   red = res.scores.redundancy
   assert np.all(red[heads:2 * heads].min() > np.delete(red, np.s_[heads:2 * heads]).max())
   # The surrogate null flags the copies' redundancy and not the independent units'. (100
@@ -230,8 +232,9 @@ def test_sharded_profile_equals_one_device():
   rng = np.random.default_rng(1)
   acts = rng.standard_normal((3, 16, 60)).cumsum(-1) * 0.1 + rng.standard_normal((3, 16, 60))
   # 3 prompts: too few for trial shuffling, so the circular-shift null (on the sharded path).
-  one = prof.profile_activity(acts, 4, 4, prof.ProfileConfig(n_surrogates=5, null="circular"))
-  many = prof.profile_activity(acts, 4, 4, prof.ProfileConfig(n_surrogates=5, null="circular",
+  grid = Units.grid(4, 4)
+  one = prof.profile_activity(acts, grid, prof.ProfileConfig(n_surrogates=5, null="circular"))
+  many = prof.profile_activity(acts, grid, prof.ProfileConfig(n_surrogates=5, null="circular",
                                                               shard=True))
   np.testing.assert_allclose(many.atoms, one.atoms, rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(many.surrogates.head_z, one.surrogates.head_z, rtol=1e-4, atol=1e-5)

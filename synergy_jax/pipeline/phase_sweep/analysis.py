@@ -33,6 +33,7 @@ import numpy as np
 
 from synergy_jax import analysis, phiid, results, tasks
 from synergy_jax.analysis import ranking, uncertainty
+from synergy_jax.analysis.units import Units
 from synergy_jax.analysis.stats import (percentile_interval, stratified_bootstrap_indices,
                                         stratified_mean_ci)
 from synergy_jax.pipeline import profile, specs, typed
@@ -72,11 +73,12 @@ def _as_atoms(sts_rtr: np.ndarray) -> np.ndarray:
   return atoms
 
 
-def order_values(sts_rtr: np.ndarray, num_layers: int, num_heads: int) -> np.ndarray:
-  """(3,) order parameters (``ORDER_PARAMETERS`` order) of one (U, U, 2) sts/rtr array."""
+def order_values(sts_rtr: np.ndarray, units: "Units") -> np.ndarray:
+  """(3,) order parameters (``ORDER_PARAMETERS`` order) of one (U, U, 2) sts/rtr array of the
+  units in ``units``."""
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices → NaN, reported as NaN
-    o = analysis.order_parameters(_as_atoms(sts_rtr), num_layers, num_heads)
+    o = analysis.order_parameters(_as_atoms(sts_rtr), units)
   return np.array([o[k] for k in ORDER_PARAMETERS])
 
 
@@ -98,7 +100,7 @@ class LevelResult:
 
 
 def analyse_level(sts_rtr: np.ndarray, groups: Sequence[str], correct: np.ndarray | None,
-                  num_layers: int, num_heads: int, level: float, *, n_boot: int = 500,
+                  units: "Units", level: float, *, n_boot: int = 500,
                   ci_level: float = 0.95, seed: int = 0) -> LevelResult:
   """Order parameters (pooled, with bootstrap CIs over prompts) and accuracy of one level.
 
@@ -107,13 +109,13 @@ def analyse_level(sts_rtr: np.ndarray, groups: Sequence[str], correct: np.ndarra
       bootstrap resamples within family); correct: (P,) bool exact matches or None.
   """
   g = np.asarray(groups)
-  est = order_values(pooled_mean(sts_rtr), num_layers, num_heads)
+  est = order_values(pooled_mean(sts_rtr), units)
   idx = stratified_bootstrap_indices(g, n_boot, seed)
-  boot = np.stack([order_values(pooled_mean(sts_rtr[i]), num_layers, num_heads) for i in idx])
+  boot = np.stack([order_values(pooled_mean(sts_rtr[i]), units) for i in idx])
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
     lo, hi = percentile_interval(boot, ci_level)
-  per = np.stack([order_values(s, num_layers, num_heads) for s in sts_rtr])  # (P, 3)
+  per = np.stack([order_values(s, units) for s in sts_rtr])  # (P, 3)
   order = {}
   for j, name in enumerate(ORDER_PARAMETERS):
     m, plo, phi = stratified_mean_ci(per[:, j], g, n_boot, ci_level, seed + 1)
@@ -166,7 +168,8 @@ def level_data(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: Phas
   level's prompts, plus the continuations' exact-match results.
 
   Returns {"sts_rtr" (P, U, U, 2), "tokens" (P, T), "correct" (P,) bool or None,
-  "degenerate": [{"unit", "layer", "head", "prompt", "reason"}]}.
+  "degenerate": [``specs.degenerate_records``: unit, name, kind, layer, index, ..., prompt,
+  reason]}.
   """
   prompts = [it.text for it in items]
   pc = config.profile_config()
@@ -174,11 +177,12 @@ def level_data(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: Phas
   acts = np.asarray(act["acts"])
   key = {"what": "per_prompt_sts_rtr", "model": specs.model_fingerprint(spec.model),
          "prompts": prompts, "max_new_tokens": config.max_new_tokens,
-         "phiid": config.phiid.cache_key(specs.compute_dtype())}
+         "phiid": config.phiid.cache_key(specs.compute_dtype()), **profile.units_key(pc)}
   sts_rtr = np.asarray(results.cached(
       cache_dir, key, lambda: per_prompt_sts_rtr(acts, config=config.phiid), "sts_rtr"))
-  nh = spec.model.config.num_heads
-  deg = specs.degenerate_records(phiid.degenerate(acts, config.phiid, specs.compute_dtype()), nh)
+  units = profile.model_units(spec, pc)
+  deg = specs.degenerate_records(phiid.degenerate(acts, config.phiid, specs.compute_dtype()),
+                                 units)
   correct = None
   if all(it.example is not None for it in items):
     texts = _decode(spec.tokenizer, np.asarray(act["tokens"]))
@@ -223,9 +227,11 @@ class SweepSummary:
   deciding the verdict; accuracy None for JSONL prompts; transition {name: the transition
   analysis dict or {"skipped": reason}} (``transition_analyses``), susceptibility(_peak) and
   threshold copied from it; supported: the primary parameter passes the transition tests;
-  claim_supported: and its step goes up (toward synergy); degenerate: [{"unit", "layer", "head",
-  "prompt", "reason", "level"}]; config: the PhaseSweepConfig as a dict; wall_s: the whole run's
-  seconds (set by ``run_phase_sweep``; absent from the JSON while None).
+  claim_supported: and its step goes up (toward synergy); degenerate: [{unit record (unit, name,
+  kind, layer, index, shared, head for heads), "prompt", "reason", "level"}]; config: the
+  PhaseSweepConfig as a dict; units: ``Units.summary`` of the units analysed (absent in files
+  of earlier versions, which were heads); wall_s: the whole run's seconds (set by
+  ``run_phase_sweep``; absent from the JSON while None).
   """
   experiment: str
   model: str
@@ -248,6 +254,7 @@ class SweepSummary:
   transition: dict
   degenerate: list
   config: dict
+  units: dict | None = None
   wall_s: float | None = None
 
   def to_dict(self) -> dict:
@@ -292,7 +299,7 @@ def analyse_sweep(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: P
   is results.json's content."""
   cache_dir = pathlib.Path(cache_dir)
   cfg = spec.model.config
-  L, H = cfg.num_layers, cfg.num_heads
+  units = profile.model_units(spec, config.profile_config())
   levels = sorted({it.level for it in items})
   if not levels:
     raise ValueError("the phase sweep got no prompts")
@@ -301,7 +308,7 @@ def analyse_sweep(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: P
     lv_items = [it for it in items if it.level == k]
     data = level_data(spec, lv_items, config, cache_dir, progress)
     g = [it.group for it in lv_items]
-    res = analyse_level(data["sts_rtr"], g, data["correct"], L, H, k, n_boot=config.n_boot,
+    res = analyse_level(data["sts_rtr"], g, data["correct"], units, k, n_boot=config.n_boot,
                         ci_level=config.ci_level, seed=config.seed + 7919 * li)
     per_level.append(res)
     xs.append(np.full(len(lv_items), k))
@@ -337,7 +344,7 @@ def analyse_sweep(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: P
       experiment="phase_sweep",
       model=spec.label,
       fingerprint=specs.model_fingerprint(spec.model),
-      num_layers=L, num_heads=H,
+      num_layers=cfg.num_layers, num_heads=cfg.num_heads,
       control=("task difficulty rank (1 = each family's easiest level; families pooled at "
                "every rank)" if has_acc else "difficulty label of the JSONL prompts"),
       level_values=(level_values(sorted(set(groups), key=groups.index),
@@ -358,6 +365,8 @@ def analyse_sweep(spec: "specs.ModelSpec", items: Sequence[SweepItem], config: P
       transition=trans,
       degenerate=degenerate,
       config=dataclasses.asdict(config),
+      units={**units.summary(), **({"expert_activity": config.expert_activity}
+                                   if units.counts()["expert"] else {})},
   )
   return SweepResult(summary, x, per, np.asarray(groups),
                      None if not has_acc else np.concatenate(corrects))

@@ -26,7 +26,9 @@ class PhaseSweepConfig:
   and accuracies; n_transition_boot / n_perm: replicates of the threshold CI / shuffled-label
   null. max_new_tokens, batch_size: generation. phiid: the estimator (``phiid.PhiidConfig``;
   pool is always "mean" here: every prompt is its own estimate); tau, redundancy: shorthands for
-  building it (after construction they mirror ``phiid``).
+  building it (after construction they mirror ``phiid``). units, expert_activity: which units
+  (heads, experts or heads+experts of a mixture-of-experts model) and how experts' activity is
+  recorded (``profile.ProfileConfig``); the order parameters are taken over these units.
   """
   families: tuple = tasks.FAMILIES
   levels: tuple | None = None
@@ -42,6 +44,8 @@ class PhaseSweepConfig:
   n_perm: int = 1000
   ci_level: float = 0.95
   seed: int = 0
+  units: str = "heads"
+  expert_activity: str = "dense"
 
   def __post_init__(self):
     estimator = resolve_phiid(self.phiid, tau=self.tau, redundancy=self.redundancy)
@@ -62,12 +66,14 @@ class PhaseSweepConfig:
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     check_length(self.max_new_tokens, self.phiid)
+    self.profile_config()  # checks units and expert_activity
 
   def profile_config(self) -> "profile.ProfileConfig":
     """The generation settings in the form the shared activity cache keys on."""
     return profile.ProfileConfig(phiid=self.phiid, n_surrogates=0,
                                  seed=self.seed, max_new_tokens=self.max_new_tokens,
-                                 batch_size=self.batch_size, greedy=True)
+                                 batch_size=self.batch_size, greedy=True, units=self.units,
+                                 expert_activity=self.expert_activity)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from synergy_jax.pipeline import profile_report, specs
 from synergy_jax.pipeline.phase_sweep.analysis import SweepSummary
 from synergy_jax.pipeline.phase_sweep.config import ORDER_PARAMETERS
 from synergy_jax.pipeline.text import fmt
@@ -76,6 +77,7 @@ def summary_markdown(res: SweepSummary) -> str:
            *(["Task level k of each family at these ranks: "
               + "; ".join(f"{f} {v}" for f, v in res.level_values.items()) + "."]
              if res.level_values else []),
+           *([profile_report.units_line({"units": res.units})] if res.units else []),
            f"Order parameter deciding the verdict: **{name}**. Table and figures: mean over a "
            f"level's prompts of each prompt's value, [{int(op.ci_level * 100)}% bootstrap CI "
            "over prompts].", "",
@@ -129,9 +131,12 @@ def summary_markdown(res: SweepSummary) -> str:
     lines += ["", f"Task accuracy goes from {fmt(acc[0], 2)} at level {lv[0]:g} to "
               f"{fmt(acc[-1], 2)} at level {lv[-1]:g}."]
   if res.degenerate:
-    units = sorted({(d["layer"], d["head"]) for d in res.degenerate})
-    lines += ["", f"{len(units)} head(s) had constant or non-finite series in some prompts and "
-              f"were left out of those prompts' pairs: {units[:10]}"]
+    deg = specs.degenerate_summary(res.degenerate)
+    lines += ["", f"{deg['n_units']} unit(s) had constant or non-finite series in some prompts "
+              f"and were left out of those prompts' pairs: {', '.join(deg['units'][:10])}"
+              f"{' …' if deg['n_units'] > 10 else ''}" + (
+                  f"; {deg['n_pairs']} pair(s) were singular in some prompt" if deg["n_pairs"]
+                  else "")]
   lines += ["", "Per-prompt values come from 1-prompt ΦID estimates (noisier than the pooled level "
             "values); the transition criteria are listed in results.json → transition."]
   return "\n".join(lines) + "\n"
