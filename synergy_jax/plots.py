@@ -391,8 +391,10 @@ def phase_sweep(levels, order_parameter: Mapping[str, np.ndarray], susceptibilit
 
 
 def divergence_curves(fractions, synergistic, redundant, random, *, save=None,
-                      ylabel: str = "KL(original ‖ ablated), nats", title: str = "") -> Figure:
-  """Behaviour divergence vs ablated fraction; random orders as mean ± sd band (random (R, F))."""
+                      ylabel: str = "KL(original ‖ ablated), nats", title: str = "",
+                      units: str = "heads") -> Figure:
+  """Behaviour divergence vs ablated fraction; random orders as mean ± sd band (random (R, F)).
+  units: what was ablated, for the x label ("heads", "experts", "heads and experts")."""
   fr = np.asarray(fractions)
   rnd = np.atleast_2d(np.asarray(random, dtype=np.float64))
   fig, axes = _figure(1, 1, (5.0, 3.8))
@@ -402,7 +404,7 @@ def divergence_curves(fractions, synergistic, redundant, random, *, save=None,
   m, sd = rnd.mean(0), (rnd.std(0, ddof=1) if rnd.shape[0] > 1 else np.zeros(rnd.shape[1]))
   ax.plot(fr, m, "-", color=COLORS["random"], label=f"random ({rnd.shape[0]} orders, ±sd)")
   ax.fill_between(fr, m - sd, m + sd, color=COLORS["random"], alpha=0.25, lw=0)
-  ax.set_xlabel("fraction of heads ablated")
+  ax.set_xlabel(f"fraction of {units} ablated")
   ax.set_ylabel(ylabel)
   ax.set_title(title or "behaviour divergence under zero ablation", fontsize=9)
   ax.legend(fontsize=8)

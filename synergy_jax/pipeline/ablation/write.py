@@ -50,9 +50,8 @@ named as ``Units.names``), divergence.png, perturbation.png, perturbation_<famil
                     sigmas=np.asarray(p.sigmas), conditions=np.asarray(p.conditions))
   fig = plots.divergence_curves(d.fractions, d.synergistic, d.redundant, d.random["curves"],
                                 title=f"{res.model}: zero ablation, {noun} ranked by "
-                                      f"{res.ranking}")
-  fig.axes[0].set_xlabel(f"fraction of {noun} ablated")
-  results.save_figure(fig, run_dir / "divergence.png")
+                                      f"{res.ranking}", units=noun,
+                                save=run_dir / "divergence.png")
   ci_text = f"{int(res.config['ci_level'] * 100)}% bootstrap CI over seeds × examples"
   for fam, levels, acc, name, kind in (
       [("families " + ", ".join(p.families) + " pooled", p.levels, p.accuracy,
