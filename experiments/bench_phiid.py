@@ -41,7 +41,7 @@ from synergy_jax import phiid  # noqa: E402  pylint: disable=g-import-not-at-top
 from synergy_jax.phiid import blocks_gaussian  # noqa: E402  pylint: disable=g-import-not-at-top
 from synergy_jax.phiid import gaussian  # noqa: E402  pylint: disable=g-import-not-at-top
 from synergy_jax.phiid import grid  # noqa: E402  pylint: disable=g-import-not-at-top
-from synergy_jax.phiid import lattice  # noqa: E402  pylint: disable=g-import-not-at-top
+from synergy_jax.phiid import pairs  # noqa: E402  pylint: disable=g-import-not-at-top
 from synergy_jax.phiid import units  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -91,12 +91,11 @@ def previous_ccs_all_pairs(acts, *, config, block, dtype):
   """(P, U, T) → (U, U, 16) CCS atoms with the previous kernel (NaN where all_pairs masks)."""
   u = acts.shape[1]
   past, future, _, _, bad = units.prepared(acts, config, dtype)
-  vals, first = grid.pair_grid(lambda xb, yw: _previous_ccs_block(xb, yw, config.pool),
-                               (past, future), (past, future), u=u, block=block, same=True,
-                               mesh=None)
-  atoms = lattice.atoms_from_lattice_values(vals)
-  masked = bad[:, None] | bad[None, :] | (first >= 0) | jnp.eye(u, dtype=bool)
-  return jnp.where(masked[..., None], jnp.nan, atoms)
+  atoms, _ = grid.pair_grid(lambda xb, yw: _previous_ccs_block(xb, yw, config.pool),
+                            (past, future), (past, future), u=u, block=block, same=True,
+                            mesh=None, finish=functools.partial(pairs.finish_rows, same=True),
+                            aux=(bad, bad))
+  return atoms
 
 
 def previous_ccs_block_size(p, n, s, itemsize, memory_bytes=2 ** 31):
@@ -162,22 +161,22 @@ def bench_one(n, kind):
     row["speedup_vs_previous"] = row["previous_s"] / run
   if FLAGS.reference_pairs:
     rng = np.random.default_rng(FLAGS.seed + 1)
-    pairs = set()
-    while len(pairs) < min(FLAGS.reference_pairs, n * (n - 1)):
+    chosen = set()
+    while len(chosen) < min(FLAGS.reference_pairs, n * (n - 1)):
       i, j = rng.integers(0, n, 2)
       if i != j:
-        pairs.add((int(i), int(j)))
-    pairs = sorted(pairs)
+        chosen.add((int(i), int(j)))
+    chosen = sorted(chosen)
     start = time.perf_counter()
-    expected = _reference(acts, config, pairs)
+    expected = _reference(acts, config, chosen)
     ref_s = time.perf_counter() - start
     if expected:
-      per_pair = ref_s / len(pairs)
-      row.update(ref_pairs=len(pairs), ref_s_per_pair_prompt=per_pair / p,
+      per_pair = ref_s / len(chosen)
+      row.update(ref_pairs=len(chosen), ref_s_per_pair_prompt=per_pair / p,
                  ref_total_s_extrapolated=per_pair * n * (n - 1),
                  speedup=per_pair * n * (n - 1) / run,
                  max_abs_diff=float(max(np.max(np.abs(out[pair] - expected[pair]))
-                                        for pair in pairs)))
+                                        for pair in chosen)))
   return row
 
 
