@@ -145,7 +145,10 @@ def test_concat_pool_on_a_prompt_mesh_equals_one_device(kind):
   config = phiid.PhiidConfig(kind=kind, pool="concat")
   mesh = distributed.prompt_mesh()
   with jax.enable_x64(True):
-    got = distributed.all_pairs(distributed.global_prompts(acts, mesh), config=config, mesh=mesh)
+    # block_size=1: 5 row blocks (and 3 spare) over the 8 devices, so the half-grid band's x↔y
+    # exchanged entries travel between devices
+    got = distributed.all_pairs(distributed.global_prompts(acts, mesh), config=config, mesh=mesh,
+                                block_size=1)
     want = np.asarray(phiid.all_pairs(acts, config=config))
     per_prompt = np.asarray(phiid.all_pairs(acts, config=config.replace(pool="mean")))
   off = ~np.eye(5, dtype=bool)
