@@ -20,6 +20,14 @@ correction) also times, in the same run and on the same data, the CCS all-pairs 
 project had before 2026-12-02 (``previous_ccs_all_pairs``: per-sample forward substitution of
 every correlation sub-matrix via ``gaussian.local_lattice_values``, 16 sums over samples, its
 block size of 2 GiB of temporaries) and prints the ratio and the max |difference|.
+
+  python -m experiments.bench_phiid --nox64 --kinds=gaussian --num_units=256 --surrogates=100 \
+      --reference_pairs=0
+
+--surrogates=S also times ``analysis.nulls.null_moments`` for S trial-shuffling surrogates (sts
+and rtr; the compiled Gaussian MMI kernel where it applies) against the all_pairs time of the
+same row, and checks it against the straightforward computation (one all_pairs call per
+surrogate, timed once) on the same design.
 """
 import functools
 import pathlib
@@ -41,7 +49,7 @@ from synergy_jax import phiid  # noqa: E402  pylint: disable=g-import-not-at-top
 from synergy_jax.phiid import blocks_gaussian  # noqa: E402  pylint: disable=g-import-not-at-top
 from synergy_jax.phiid import gaussian  # noqa: E402  pylint: disable=g-import-not-at-top
 from synergy_jax.phiid import grid  # noqa: E402  pylint: disable=g-import-not-at-top
-from synergy_jax.phiid import lattice  # noqa: E402  pylint: disable=g-import-not-at-top
+from synergy_jax.phiid import pairs  # noqa: E402  pylint: disable=g-import-not-at-top
 from synergy_jax.phiid import units  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -61,6 +69,9 @@ flags.DEFINE_list("kinds", ["gaussian", "copula", "discrete"], "Estimator kinds 
 flags.DEFINE_enum("preprocess", "none", ["none", "detrend", "diff"], "Series preprocessing.")
 flags.DEFINE_bool("bias_correction", False, "Analytic Gaussian bias correction.")
 flags.DEFINE_bool("ccs_baseline", False, "Also time the previous CCS kernel (same run, same data).")
+flags.DEFINE_integer("surrogates", 0, "Also time the surrogate null of this many trial-shuffling "
+                     "surrogates (0: no) against one all_pairs call, and check it against the "
+                     "straightforward computation (one all_pairs call per surrogate).")
 
 
 def _previous_ccs_block(xs, ys, pool):
@@ -91,12 +102,11 @@ def previous_ccs_all_pairs(acts, *, config, block, dtype):
   """(P, U, T) → (U, U, 16) CCS atoms with the previous kernel (NaN where all_pairs masks)."""
   u = acts.shape[1]
   past, future, _, _, bad = units.prepared(acts, config, dtype)
-  vals, first = grid.pair_grid(lambda xb, yw: _previous_ccs_block(xb, yw, config.pool),
-                               (past, future), (past, future), u=u, block=block, same=True,
-                               mesh=None)
-  atoms = lattice.atoms_from_lattice_values(vals)
-  masked = bad[:, None] | bad[None, :] | (first >= 0) | jnp.eye(u, dtype=bool)
-  return jnp.where(masked[..., None], jnp.nan, atoms)
+  atoms, _ = grid.pair_grid(lambda xb, yw: _previous_ccs_block(xb, yw, config.pool),
+                            (past, future), (past, future), u=u, block=block, same=True,
+                            mesh=None, finish=functools.partial(pairs.finish_rows, same=True),
+                            aux=(bad, bad))
+  return atoms
 
 
 def previous_ccs_block_size(p, n, s, itemsize, memory_bytes=2 ** 31):
@@ -160,25 +170,54 @@ def bench_one(n, kind):
   if FLAGS.ccs_baseline:
     row.update(_time_previous_ccs(acts_dev, config, out))
     row["speedup_vs_previous"] = row["previous_s"] / run
+  if FLAGS.surrogates:
+    row.update(_time_null(np.asarray(acts_dev), config, out))
+    row["null_calls"] = row["null_s"] / run
   if FLAGS.reference_pairs:
     rng = np.random.default_rng(FLAGS.seed + 1)
-    pairs = set()
-    while len(pairs) < min(FLAGS.reference_pairs, n * (n - 1)):
+    chosen = set()
+    while len(chosen) < min(FLAGS.reference_pairs, n * (n - 1)):
       i, j = rng.integers(0, n, 2)
       if i != j:
-        pairs.add((int(i), int(j)))
-    pairs = sorted(pairs)
+        chosen.add((int(i), int(j)))
+    chosen = sorted(chosen)
     start = time.perf_counter()
-    expected = _reference(acts, config, pairs)
+    expected = _reference(acts, config, chosen)
     ref_s = time.perf_counter() - start
     if expected:
-      per_pair = ref_s / len(pairs)
-      row.update(ref_pairs=len(pairs), ref_s_per_pair_prompt=per_pair / p,
+      per_pair = ref_s / len(chosen)
+      row.update(ref_pairs=len(chosen), ref_s_per_pair_prompt=per_pair / p,
                  ref_total_s_extrapolated=per_pair * n * (n - 1),
                  speedup=per_pair * n * (n - 1) / run,
                  max_abs_diff=float(max(np.max(np.abs(out[pair] - expected[pair]))
-                                        for pair in pairs)))
+                                        for pair in chosen)))
   return row
+
+
+def _time_null(acts, config, out):
+  """Median time of ``nulls.null_moments`` (sts, rtr; its compiled kernel where it applies) for
+  --surrogates trial surrogates, the time of the straightforward computation (one
+  ``all_pairs(acts, acts_y=surrogate)`` call per surrogate) and the largest difference."""
+  from synergy_jax.analysis import nulls  # pylint: disable=g-import-not-at-top
+  p, _, t = acts.shape
+  design = nulls.draw_design("trial", FLAGS.surrogates, p, t, tau=config.tau, seed=FLAGS.seed)
+  obs = out[..., [phiid.ATOMS.index("sts"), phiid.ATOMS.index("rtr")]]
+  call = lambda **kw: nulls.null_moments(acts, obs, design, config, dtype=acts.dtype, **kw)
+  call()
+  times = []
+  for _ in range(FLAGS.repeats):
+    start = time.perf_counter()
+    fast = call()
+    times.append(time.perf_counter() - start)
+  start = time.perf_counter()
+  slow = call(force_slow=True)
+  slow_s = time.perf_counter() - start
+  diff = max(float(np.nanmax(np.abs(getattr(fast, k) - getattr(slow, k))))
+             for k in ("s1", "s2", "null_head"))
+  # counts of surrogates ≥ observed can differ where a value is within rounding of the observed
+  counts = sum(int(np.sum(getattr(fast, k) != getattr(slow, k))) for k in ("cnt", "ge"))
+  return {"null_s": float(np.median(times)), "null_slow_s": slow_s, "null_max_abs_diff": diff,
+          "null_counts_differ": counts, "null_kernel": nulls.kernel_applies(config, ("sts", "rtr"))}
 
 
 def _time_previous_ccs(acts_dev, config, out):
@@ -230,6 +269,13 @@ def main(argv):
       print(f"#   previous CCS kernel (block {r['previous_block']}): {r['previous_s']:.3f} s, "
             f"this one {r['all_pairs_s']:.3f} s: {r['speedup_vs_previous']:.1f}x faster, "
             f"max abs diff {r['previous_max_abs_diff']:.1e}", flush=True)
+    if "null_s" in r:
+      print(f"#   surrogate null, {FLAGS.surrogates} trial surrogates of sts and rtr "
+            f"({'compiled kernel' if r['null_kernel'] else 'estimator per surrogate'}): "
+            f"{r['null_s']:.3f} s = {r['null_calls']:.1f} all_pairs calls; straightforward "
+            f"(one all_pairs call per surrogate) {r['null_slow_s']:.2f} s; max abs diff of sums "
+            f"and null head means {r['null_max_abs_diff']:.1e}, counts (finite, ≥ observed) "
+            f"that differ: {r['null_counts_differ']} of {2 * r['N'] ** 2 * 2}", flush=True)
 
 
 if __name__ == "__main__":

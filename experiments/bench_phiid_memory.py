@@ -6,7 +6,8 @@
 Two modes, each case in a fresh subprocess (the simulated CPU devices are fixed when jax starts:
 ``XLA_FLAGS=--xla_force_host_platform_device_count=D``):
 
-  pairs       ``phiid.all_pairs``: the full (N, N, 16) grid (17 GB at N = 16384 in float32).
+  pairs       ``phiid.all_pairs``: the full (N, N, 16) grid (17 GB at N = 16384 in float32), then
+              ``np.asarray`` of it (the peak RSS after it shows whether a host copy was made).
   unit_means  ``phiid.unit_means.unit_means``: the same pairs in row blocks, each block reduced at
               once to per-unit partner sums (what the study reports: partner means of sts / rtr
               and ranks); the N × N grid is never held. The executed result is checked against
@@ -19,7 +20,8 @@ Two memory figures are printed:
             what a real accelerator would have to hold; nothing is executed.
   RSS       the subprocess's peak resident set (``ru_maxrss``) over the executed calls, minus the
             RSS just before them, for the whole process (all simulated devices together), and the
-            absolute peak.
+            absolute peak. Each call's result is released before the next call starts, so the
+            figure is one call's peak (two results held at once added 1 GiB at N = 4096).
 
 --run_units executes at a smaller N than the compiled analysis (0: the same N; -1: none).
 float32, MMI, pool="mean", block size automatic.
@@ -74,7 +76,9 @@ if run_n > 0:
   a[:, 1, 1:] += 0.8 * a[:, 0, :-1]  # a coupled pair
   before = rss()
   times = []
+  res = None
   for _ in range(repeats):
+    res = None  # the previous call's result is released first: the peak is that of one call
     start = time.perf_counter()
     if mode == "pairs":
       res = phiid.all_pairs(a, config=config, mesh=mesh)
@@ -85,7 +89,9 @@ if run_n > 0:
   peak = rss()
   run = {"N": run_n, "call_s": times, "rss_increase_bytes": peak - before, "rss_peak_bytes": peak}
   if mode == "pairs":
-    run["finite_sample"] = bool(np.isfinite(np.asarray(res[0, 1:8])).all())
+    host = np.asarray(res)  # on CPU a view of the result's buffer: no second copy
+    run["rss_peak_after_numpy_bytes"] = rss()
+    run["finite_sample"] = bool(np.isfinite(host[0, 1:8]).all())
   else:
     # Units 0 and N − 1 against every partner, pair by pair (phiid.phiid's kernel, pool="mean":
     # the mean over prompts of per-prompt atoms), in float64.
@@ -142,7 +148,8 @@ def main(argv):
             f"peak RSS {gb(u['rss_peak_bytes'])}, increase over the calls "
             f"{gb(u['rss_increase_bytes'])} (all devices)")
     if "finite_sample" in u:
-      line += f", finite sample {u['finite_sample']}"
+      line += (f"; peak RSS after np.asarray of the result {gb(u['rss_peak_after_numpy_bytes'])}"
+               f", finite sample {u['finite_sample']}")
     else:
       line += (f"; sts partner means all finite {u['synergy_finite']}, fewest partners "
                f"{u['count_min']:.0f}, units {u['check_units']} against phiid.phiid pair by pair: "

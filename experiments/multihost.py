@@ -7,14 +7,16 @@
 Each process takes its share of the prompts (the built-in suite, or --prompts=FILE.jsonl, first
 --num_prompts of them; the count is cut to a multiple of the number of devices), captures them
 with ``pipeline.capture.collect_activity``, and the atoms come from ``distributed.all_pairs`` over
-the global mesh (pool="mean"); with --surrogates > 0 also the null moments of sts and rtr under
-the --null design (default trial shuffling; ``distributed.null_moments`` gathers the activity and
-splits the surrogates over the global mesh). Process 0 writes OUT/atoms.npz (atoms (N, N, 16)
-and the null moments) and OUT/flags.json. Flags shared with the other experiments: --model,
---prompts, --max_new_tokens, --batch_size, --tau, --redundancy, --kind, --preprocess,
---bias_correction, --surrogates, --null, --seed, --out; --coordinator, --num_processes,
---process_id and --cpu_devices are this script's. Without --coordinator, jax.distributed detects
-the cluster itself (Cloud TPU, Slurm, Open MPI).
+the global mesh (--pool=mean: per-prompt estimates summed over the mesh; --pool=concat: every
+prompt gathered onto every device, the pairs split over the mesh); with --surrogates > 0 also the
+null moments of sts and rtr under the --null design (default trial shuffling;
+``distributed.null_moments`` gathers the activity and splits the surrogates over the global
+mesh). Process 0 writes OUT/atoms.npz (atoms (N, N, 16) and the null moments) and
+OUT/flags.json. Flags shared with the other experiments: --model, --prompts, --max_new_tokens,
+--batch_size, --tau, --redundancy, --kind, --preprocess, --bias_correction, --surrogates, --null,
+--seed, --out, --pool (as for the profile); --coordinator, --num_processes, --process_id and
+--cpu_devices are this script's. Without --coordinator, jax.distributed detects the cluster
+itself (Cloud TPU, Slurm, Open MPI).
 """
 import json
 import os
@@ -33,6 +35,10 @@ flags.DEFINE_integer("process_id", None, "This process's id, 0 … num_processes
 flags.DEFINE_integer("cpu_devices", 0, "CPU-only job: devices per process, gloo collectives "
                      "(0: use the accelerators).")
 flags.DEFINE_integer("num_prompts", 0, "Use the first N prompts (0: all).")
+flags.DEFINE_enum("pool", "mean", ["mean", "concat"],
+                  "mean: estimate per prompt and average (each process its own prompts, summed "
+                  "over the mesh); concat: pool the samples of all prompts (all prompts gathered "
+                  "onto every device, pairs split over the mesh).")
 
 
 def main(argv):
@@ -66,8 +72,7 @@ def main(argv):
                                  max_new_tokens=FLAGS.max_new_tokens,
                                  batch_size=FLAGS.batch_size)
   local = act.acts.astype(np.float64)
-  config = phiid.PhiidConfig(tau=FLAGS.tau, redundancy=FLAGS.redundancy, kind=FLAGS.kind,
-                             preprocess=FLAGS.preprocess, bias_correction=FLAGS.bias_correction)
+  config = common.phiid_config()
   mesh = distributed.prompt_mesh()
   atoms = distributed.all_pairs(distributed.global_prompts(local, mesh), config=config, mesh=mesh)
   out = {"atoms": atoms}

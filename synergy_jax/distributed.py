@@ -13,10 +13,18 @@ additions). A unit that is degenerate in any prompt, or a pair singular in any p
 finite in the sum: `all_pairs` raises naming those pairs (or returns them as NaN with
 on_degenerate="mask", as ``phiid.all_pairs`` does).
 
+Under pool="concat" the estimate pools the lagged samples of all prompts, with statistics over
+all of them (standardisation, copula ranks, discrete quantiles), so per-prompt sums are not
+enough: the activity of every prompt is gathered onto every device explicitly (it is small:
+P·U·T floats, 55 MB for 60 prompts × 1152 heads × 100 steps in float64), the single-process
+program runs on it with the pair grid's row blocks split over the global mesh, and the result is
+gathered onto every device: the same (U, U, 16) as one process holding every prompt.
+
   initialize(coordinator_address, num_processes, process_id, cpu_devices=None)
   prompt_mesh()                                the global 1-D mesh ("prompts") over all devices
   global_prompts(local, mesh)                  this process's (P_h, U, T) → a global (P, U, T)
   all_pairs(acts, config=..., acts_y=...)      global acts → (U, U, 16) atoms on every process
+                                               (pool "mean": summed; "concat": gathered)
   null_moments(local_acts, obs, design, ...)   the surrogate null (any design): activity gathered,
                                                surrogates split over the global mesh
 
@@ -101,6 +109,18 @@ def _summed_atoms(acts, acts_y, *, config, mesh, same, block, dtype):
                        check_vma=False)(acts, acts_y)
 
 
+@functools.partial(jax.jit, static_argnames=("config", "mesh", "same", "block", "dtype"))
+def _pooled_atoms(acts, acts_y, *, config, mesh, same, block, dtype):
+  """pool="concat": every prompt gathered onto every device, then the single-process program with
+  the pair grid's rows split over the mesh; the (U, U, 16) atoms gathered onto every device."""
+  everywhere = NamedSharding(mesh, PartitionSpec())
+  acts = jax.lax.with_sharding_constraint(acts, everywhere)
+  acts_y = jax.lax.with_sharding_constraint(acts_y, everywhere)
+  atoms, _ = pairs.all_pairs_core(acts, acts_y, config=config, same=same, mesh=mesh, block=block,
+                                  dtype=dtype)
+  return jax.lax.with_sharding_constraint(atoms, everywhere)
+
+
 def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
               mesh: jax.sharding.Mesh | None = None, block_size: int | None = None,
               dtype=None, on_degenerate: str = "raise") -> np.ndarray:
@@ -109,8 +129,11 @@ def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
   Args:
     acts: global (P, U, T) array from ``global_prompts`` (or any array sharded over ``mesh``'s
       "prompts" axis). acts_y: the same for source y (e.g. surrogates), as ``phiid.all_pairs``.
-    config: ``phiid.PhiidConfig`` with pool="mean" (pooled estimates need global
-      standardisation first; not implemented across processes).
+    config: ``phiid.PhiidConfig``. pool="mean": each device estimates its own prompts and the
+      prompt-weighted atoms are summed over the mesh. pool="concat" pools the lagged samples of
+      all prompts (statistics over all of them: standardisation, ranks, quantiles), so every
+      prompt is gathered onto every device first (P·U·T floats) and the pair grid's row blocks
+      are split over the mesh; the result is the single-process program's.
     mesh: the mesh of ``acts`` (default ``prompt_mesh()``).
     on_degenerate: "raise" (default, as ``phiid.all_pairs``): a ValueError naming the pairs
       whose estimate is not finite (a unit constant or a pair singular in some process's
@@ -122,9 +145,6 @@ def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
   if on_degenerate not in ("raise", "mask"):
     raise ValueError(f"on_degenerate must be 'raise' or 'mask', got {on_degenerate!r}")
   config = resolve_config(config)
-  if config.pool != "mean":
-    raise ValueError(f"distributed.all_pairs supports pool='mean' (per-prompt estimates "
-                     f"summed over processes), got pool={config.pool!r}")
   mesh = mesh or prompt_mesh()
   p, n, t = acts.shape
   if acts_y is not None and acts_y.shape != acts.shape:
@@ -132,12 +152,15 @@ def all_pairs(acts: jax.Array, *, config=None, acts_y: jax.Array | None = None,
   if p % mesh.devices.size:
     raise ValueError(f"{p} prompts do not split evenly over {mesh.devices.size} devices")
   dtype = jnp.dtype(dtype) if dtype is not None else pairs.default_dtype()
+  pooled = config.pool == "concat"
   if block_size is None:
-    block_size = pairs.auto_block_size(p // mesh.devices.size, n, pairs.lagged_steps(t, config),
+    per_block = p if pooled else p // mesh.devices.size  # prompts a block function sees
+    block_size = pairs.auto_block_size(per_block, n, pairs.lagged_steps(t, config),
                                        itemsize=dtype.itemsize, config=config)
   same = acts_y is None
-  out = _summed_atoms(acts, acts if same else acts_y, config=config, mesh=mesh, same=same,
-                      block=min(block_size, n), dtype=dtype)
+  program = _pooled_atoms if pooled else _summed_atoms
+  out = program(acts, acts if same else acts_y, config=config, mesh=mesh, same=same,
+                block=min(block_size, n), dtype=dtype)
   atoms = np.asarray(out.addressable_data(0))
   finite = np.isfinite(atoms).all(-1)
   if same:  # a unit with itself is NaN by convention (phiid.all_pairs), not a failure

@@ -38,7 +38,10 @@ surrogates, in ``analysis.nulls_sharded`` (one or many processes; ``distributed.
 Speed, and why "100 surrogates in ≤ 5 × one all_pairs call" is out of reach for pool="mean"
 (2-core CPU, load ≈ 2, U = 256, P = 60, T = 100, float32, 2026-12-01): one ``all_pairs`` call
 0.096 s; 100 trial surrogates through this kernel 2.4 s (25×), against 100 calls of
-``all_pairs(acts, acts_y=...)``. The floor is arithmetic: under pool="mean" each atom is a mean
+``all_pairs(acts, acts_y=...)``. Re-measured 2026-12-02 18:51 UTC on the same machine under load
+(1-minute load 4.7–5.7, indicative only; ``bench_phiid --kinds=gaussian --num_units=256
+--surrogates=100 --reference_pairs=0``, float64): 21.1 s = 39 all_pairs calls of 0.54 s, the
+straightforward 100 calls 53.7 s; sums equal to 6e-15, counts identical. The floor is arithmetic: under pool="mean" each atom is a mean
 of per-prompt nonlinear functions of that prompt's correlations, so every surrogate needs fresh
 cross-correlations of all P prompts, i.e. P (2N × 2N) products of length T − τ — the same
 products one all_pairs call makes — and 16 of the 17 MMI arguments per pair and prompt for sts.

@@ -61,13 +61,10 @@ def all_pairs_core(acts, acts_y, *, config, same, mesh, block, dtype):
   else:
     py, fy, _, _, bad_y = units.prepared(acts_y, config, dtype)
     ys = kind.encode(py, fy, config, dtype)
-  vals, first = grid.pair_grid(lambda xb, yw: kind.block(xb, yw, config), xs, ys, u=u,
-                               block=block, same=same, mesh=mesh)
-  atoms = lattice.atoms_from_lattice_values(vals)
-  masked = bad_x[:, None] | bad_y[None, :] | (first >= 0)
-  if same:
-    masked = masked | jnp.eye(u, dtype=bool)
-  atoms = jnp.where(masked[..., None], jnp.asarray(jnp.nan, atoms.dtype), atoms)
+  atoms, first = grid.pair_grid(lambda xb, yw: kind.block(xb, yw, config), xs, ys, u=u,
+                                block=block, same=same, mesh=mesh,
+                                finish=functools.partial(finish_rows, same=same),
+                                aux=(bad_x, bad_y))
   if mesh is not None:
     # Rows stay split over the devices: without this the compiler may keep a full (U, U, 16)
     # copy per device (17 GB each at U = 16384 in float32).
@@ -75,6 +72,17 @@ def all_pairs_core(acts, acts_y, *, config, same, mesh, block, dtype):
     atoms = jax.lax.with_sharding_constraint(atoms, rows)
     first = jax.lax.with_sharding_constraint(first, rows)
   return atoms, first
+
+
+def finish_rows(vals, first, rows, bad_x, bad_y, *, same):
+  """Rows ``rows`` (C,) of the grid: (C, M, 16) lattice values → atoms (Möbius inversion), NaN
+  where a unit is degenerate (bad_x (U,), bad_y (M,)), the pair singular (first (C, M) ≥ 0) or,
+  with one set of units (``same``), on the diagonal."""
+  atoms = lattice.atoms_from_lattice_values(vals)
+  masked = bad_x[rows][:, None] | bad_y[None, :] | (first >= 0)
+  if same:
+    masked = masked | (rows[:, None] == jnp.arange(vals.shape[1])[None, :])
+  return jnp.where(masked[..., None], jnp.asarray(jnp.nan, atoms.dtype), atoms)
 
 
 def validate(acts, acts_y, config, on_degenerate):
