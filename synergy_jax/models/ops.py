@@ -130,22 +130,26 @@ def attention_mask(q_pos, k_pos, k_valid, window):
   return visible & ((window <= 0) | (diff < window))
 
 
-def attend(q, k, v, mask, *, scale: float, softcap: float | None = None):
+def attend(q, k, v, mask, *, scale: float, softcap: float | None = None,
+           heads_first: bool = False):
   """Per-head attention outputs softmax(q kᵀ * scale) v, before any output projection.
 
-  q (B, S, N, K); k (B, C, M, K); v (B, C, M, Kv); mask (B, S, C) bool -> (B, S, N, Kv) in v's
+  q (B, S, N, K); k (B, C, M, K); v (B, C, M, Kv), or with heads_first k (B, M, C, K) and
+  v (B, M, C, Kv) (the dense cache's layout: the batched dots' batch axes B, M lead, so XLA
+  reads the cache without a transposing copy); mask (B, S, C) bool -> (B, S, N, Kv) in v's
   dtype (Kv = K except for multi-head latent attention).
   Scores and softmax in float32; optional tanh soft-capping of the scores (Gemma 2).
   """
   b, s, n, kd = q.shape
-  m = k.shape[2]
+  m = k.shape[1] if heads_first else k.shape[2]
+  kv = "BMCK" if heads_first else "BCMK"
   qg = q.reshape(b, s, m, n // m, kd)  # query head n = m * G + g
-  scores = einsum("BSMGK,BCMK->BMGSC", qg, k, out_dtype=jnp.float32) * scale
+  scores = einsum(f"BSMGK,{kv}->BMGSC", qg, k, out_dtype=jnp.float32) * scale
   if softcap is not None:
     scores = jnp.tanh(scores / softcap) * softcap
   scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1)
-  out = einsum("BMGSC,BCMK->BSMGK", probs.astype(v.dtype), v, out_dtype=v.dtype)
+  out = einsum(f"BMGSC,{kv}->BSMGK", probs.astype(v.dtype), v, out_dtype=v.dtype)
   return out.reshape(b, s, n, v.shape[-1])  # the value head dim (MLA: != q's)
 
 
