@@ -209,7 +209,7 @@ def moe_segments(cfg: ModelConfig, segments) -> list[int | None]:
 def run(model, ids, positions, valid, *, cache: Cache | None = None,
         slot=0, head_mask=None, head_means=None, capture: str | None = None,
         capture_outputs: bool = False, logits_at: str = "all", remat: bool = False,
-        expert_mask=None, expert_activity: str = "dense", unroll: bool = False):
+        expert_mask=None, expert_activity: str = "dense"):
   """Runs the decoder `model` (a Model: config + nnx.Param weights) on ids (B, S).
 
   positions (B, S) int32; valid (B, S) bool (False = padding). With `cache`, the new keys/values
@@ -223,8 +223,6 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
   expert_mask (L_moe, U) (MoE models): scales each expert's contribution (0 removes it; routing
   unchanged); traced. expert_activity: "dense" (‖E_u(x)‖ of every expert at every token) or
   "routed" (‖g_u(x) E_u(x)‖, 0 where not selected); see moe/block.py.
-  unroll: unroll the scan over each segment's layers (static layer indices: the decode step of
-  generate, where it saves the per-layer loop and dynamic slicing; compile time grows with L).
 
   Returns (logits, new_cache, norms, heads, experts): experts (B, L_moe, S', U) float32 expert
   activity when capturing an MoE model, else None.
@@ -278,8 +276,7 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
           out["experts"] = a if capture == "all" else a[:, -1:]
       return (x, kv), out
 
-    (x, kv), ys = jax.lax.scan(jax.checkpoint(body) if remat else body, (x, kv), xs,
-                               unroll=bool(unroll))
+    (x, kv), ys = jax.lax.scan(jax.checkpoint(body) if remat else body, (x, kv), xs)
     outs.append(ys)
   new_cache = None if cache is None else Cache(kv, cache.pos, cache.valid)
   if logits_at == "last":
