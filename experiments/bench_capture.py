@@ -1,12 +1,17 @@
 """Speed of generation with per-head capture: synergy_jax vs transformers (PyTorch, eager).
 
-  python -m experiments.bench_capture [--models=stories260k,random20m] [--batches=8,64]
+  python -m experiments.bench_capture [--models=stories260k,random20m,random_moe] [--batches=8,64]
       [--dtypes=float32,bfloat16] [--new_tokens=100] [--repeats=3] [--quick]
       [--out=runs/bench_capture.json]
 
 For each model, dtype and batch size, both implementations greedily generate --new_tokens tokens
 for the same left-padded prompts with the per-head output norms captured at every generated
 token (PyTorch: forward pre-hooks on every o_proj). Same weights, same machine, same process.
+The mixture-of-experts model (random_moe, Mixtral-style) also captures every expert's output
+norm at every generated token, ‖E_u(x)‖ of all experts whether routed or not (JAX:
+expert_activity="dense", one einsum over the expert axis; PyTorch: a forward pre-hook on each
+layer's sparse MoE block evaluating every expert of its fused expert weights on the block's
+input), and compares those too.
 The two sides' timed repetitions alternate (JAX, PyTorch, JAX, ...) so that a change in the
 machine's load hits both alike; each reports tokens/s (median over --repeats, compile and
 warm-up excluded; JAX compile time separately), the fraction of identical tokens and the largest
@@ -39,7 +44,8 @@ from absl import flags
 
 flags.DEFINE_list("models", ["stories260k", "random20m"],
                   "Models: stories260k (../shared/models/stories260k), random20m (a seeded random "
-                  "~21M-parameter Llama) or a local HF directory.")
+                  "~21M-parameter Llama), random_moe (a seeded random Mixtral: 4 layers, hidden "
+                  "256, 8 experts of width 512, top-2) or a local HF directory.")
 flags.DEFINE_list("batches", ["8", "64"], "Prompts per batch (one row each), or 'auto'.")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Weight dtypes (both sides).")
 flags.DEFINE_integer("new_tokens", 100, "New tokens per prompt.")
@@ -68,6 +74,24 @@ def _random20m(directory):
                       initializer_range=0.02)
   M.save(M.init(cfg, seed=0), directory)
   return directory
+
+
+def _random_moe(directory):
+  """A seeded random Mixtral (~15M parameters, 13M of them in 32 experts): 4 layers, hidden
+  256, 8 query / 4 key-value heads of 32, 8 experts of width 512 per layer, top-2 routing."""
+  import transformers
+  from synergy_jax import models as M
+  transformers.MixtralConfig(
+      vocab_size=4096, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+      num_attention_heads=8, num_key_value_heads=4, head_dim=32, num_local_experts=8,
+      num_experts_per_tok=2, max_position_embeddings=1024, rms_norm_eps=1e-5,
+      tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+      initializer_range=0.02).save_pretrained(directory)
+  M.save(M.init(M.load_config(directory), seed=0), directory)
+  return directory
+
+
+BUILT = {"random20m": _random20m, "random_moe": _random_moe}
 
 
 def _prompts(vocab, n, seed=0):
@@ -132,14 +156,34 @@ class JaxSide:
     self.weight_bytes = sum(int(x.size) * x.dtype.itemsize for x in leaves)
 
   def run(self, ids, mask, new_tokens):
+    """-> tokens (B, T), head norms (B, L, N, T), expert norms (B, L_moe, E, T) or None."""
     import numpy as np
-    r = self.M.generate(self.model, ids, mask, max_new_tokens=new_tokens)
-    self.jax.block_until_ready((r.tokens, r.head_norms))
-    return np.asarray(r.tokens), np.asarray(r.head_norms, np.float32)
+    r = self.M.generate(self.model, ids, mask, max_new_tokens=new_tokens,
+                        expert_activity="dense")
+    self.jax.block_until_ready((r.tokens, r.head_norms, r.expert_norms))
+    experts = None if r.expert_norms is None else np.asarray(r.expert_norms, np.float32)
+    return np.asarray(r.tokens), np.asarray(r.head_norms, np.float32), experts
+
+
+def _expert_norms_hook(store):
+  """A forward pre-hook for a transformers sparse MoE block (Mixtral's: `experts.gate_up_proj`
+  (E, 2F, D), `experts.down_proj` (E, D, F), `experts.act_fn`) appending ‖E_e(x)‖ (B, E) of
+  every expert e at the block input's last position x (B, D) to `store`. The block itself runs
+  only the routed experts; this evaluates all of them, as JAX's dense capture does."""
+  import torch
+
+  def hook(module, args):
+    x = args[0][:, -1]  # (B, D)
+    ex = module.experts
+    gate, up = torch.einsum("bd,efd->bef", x, ex.gate_up_proj).chunk(2, dim=-1)  # (B, E, F)
+    out = torch.einsum("bef,edf->bed", ex.act_fn(gate) * up, ex.down_proj)  # (B, E, D)
+    store.append(out.float().norm(dim=-1))
+  return hook
 
 
 class TorchSide:
-  """transformers generation (eager attention) with o_proj pre-hooks capturing head norms."""
+  """transformers generation (eager attention) with o_proj pre-hooks capturing head norms and,
+  for a mixture-of-experts model, pre-hooks on each sparse MoE block capturing expert norms."""
 
   def __init__(self, directory, dtype):
     import torch
@@ -161,18 +205,26 @@ class TorchSide:
 
     self.hooks = [layer.self_attn.o_proj.register_forward_pre_hook(hook_for(i))
                   for i, layer in enumerate(self.tm.model.layers)]
+    moe = [layer.mlp for layer in self.tm.model.layers if hasattr(layer.mlp, "experts")]
+    self.expert_captured = [[] for _ in moe]
+    self.hooks += [block.register_forward_pre_hook(_expert_norms_hook(store))
+                   for block, store in zip(moe, self.expert_captured)]
     self.threads = torch.get_num_threads()
+    # how transformers runs the routed experts ("eager" loop, "batched_mm", "grouped_mm")
+    self.experts_impl = getattr(self.tm.config, "_experts_implementation", None) if moe else None
 
   def run(self, ids, mask, new_tokens):
     torch = self.torch
-    for c in self.captured:
+    for c in self.captured + self.expert_captured:
       c.clear()
     with torch.no_grad():
       out = self.tm.generate(torch.tensor(ids), attention_mask=torch.tensor(mask),
                              max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                              do_sample=False, pad_token_id=0, eos_token_id=None)
       norms = torch.stack([torch.stack(c, dim=-1) for c in self.captured], dim=1)  # (B, L, N, T)
-    return out[:, ids.shape[1]:].numpy(), norms.numpy()
+      experts = (torch.stack([torch.stack(c, dim=-1) for c in self.expert_captured], dim=1)
+                 .numpy() if self.expert_captured else None)  # (B, L_moe, E, T)
+    return out[:, ids.shape[1]:].numpy(), norms.numpy(), experts
 
   def close(self):
     for h in self.hooks:
@@ -217,16 +269,24 @@ def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int,
   pt.run(ids, mask, new_tokens)  # warm-up
   jt, pt_times = [], []
   for _ in range(repeats):
-    s, (j_tokens, j_norms) = _timed(jx.run, ids, mask, new_tokens)
+    s, (j_tokens, j_norms, j_experts) = _timed(jx.run, ids, mask, new_tokens)
     jt.append(s)
-    s, (t_tokens, t_norms) = _timed(pt.run, ids, mask, new_tokens)
+    s, (t_tokens, t_norms, t_experts) = _timed(pt.run, ids, mask, new_tokens)
     pt_times.append(s)
   j_s, t_s = statistics.median(jt), statistics.median(pt_times)
   same = j_tokens == t_tokens
+  if (j_experts is None) != (t_experts is None):
+    raise ValueError(f"expert capture on one side only (JAX: {j_experts is not None}, "
+                     f"PyTorch: {t_experts is not None}): is the model's MoE block hooked?")
   # compare norms only up to each row's first disagreement (the sequences differ after it)
   upto = [int(np.argmin(row)) if not row.all() else len(row) for row in same]
-  diff = max((float(np.abs(j_norms[b, ..., :u] - t_norms[b, ..., :u]).max()) for b, u in
-              enumerate(upto) if u > 0), default=float("nan"))
+
+  def max_diff(a, b):
+    return max((float(np.abs(a[r, ..., :u] - b[r, ..., :u]).max()) for r, u in
+                enumerate(upto) if u > 0), default=float("nan"))
+
+  diff = max_diff(j_norms, t_norms)
+  expert_diff = None if j_experts is None else max_diff(j_experts, t_experts)
   j_rate, t_rate = batch * new_tokens / j_s, batch * new_tokens / t_s
   limit = batch * bandwidth * 1e9 / jx.weight_bytes
   return {"batch": batch, "new_tokens": new_tokens, "jax_tokens_per_s": j_rate,
@@ -235,7 +295,8 @@ def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int,
           "bandwidth_limit_tokens_per_s": limit, "jax_bandwidth_fraction": j_rate / limit,
           "torch_bandwidth_fraction": t_rate / limit,
           "identical_token_fraction": float(same.mean()), "tokens_identical": bool(same.all()),
-          "max_head_norm_diff": diff, "load_1min_before": load_before,
+          "max_head_norm_diff": diff, "max_expert_norm_diff": expert_diff,
+          "torch_experts_implementation": pt.experts_impl, "load_1min_before": load_before,
           "load_1min_after": _load1(), "jax_times": jt, "torch_times": pt_times}
 
 
@@ -248,7 +309,10 @@ def _line(name, dtype, jx, pt, r):
           f"{r['jax_bandwidth_fraction']:.2f}, PyTorch at {r['torch_bandwidth_fraction']:.2f} | "
           f"tokens identical {'yes' if r['tokens_identical'] else 'no'} "
           f"({r['identical_token_fraction']:.3f}) | max |norm diff| {r['max_head_norm_diff']:.1e} "
-          f"| load {r['load_1min_before']} -> {r['load_1min_after']}")
+          + ("" if r["max_expert_norm_diff"] is None else
+             f"| max |expert norm diff| {r['max_expert_norm_diff']:.1e} (PyTorch experts "
+             f"{r['torch_experts_implementation']}) ")
+          + f"| load {r['load_1min_before']} -> {r['load_1min_after']}")
 
 
 def _check_flags(batches, dtypes, new_tokens, repeats):
@@ -299,8 +363,8 @@ def main(argv):
           print(f"skipping stories260k: {STORIES} is absent")
           continue
         directory = str(STORIES)
-      elif name == "random20m":
-        directory = _random20m(os.path.join(tmp, "random20m"))
+      elif name in BUILT:
+        directory = BUILT[name](os.path.join(tmp, name))
       else:
         directory = name
       with open(os.path.join(directory, "config.json")) as f:

@@ -15,9 +15,11 @@ layer stacked on axis 0.
   shard_axes           for each parameter path ("layers/attn/q"), the axis split over the
                        mesh's model axis (attached to every `nnx.Param` as its sharding
                        annotation, `out_sharding`).
-  cache_layout(config) the key/value cache entries one layer stores per token slot
-                       (dense attention: k and v, (M, K) each; latent attention would store the
-                       latent and the shared rope key instead).
+  cache_layout(config) the key/value cache entries one layer stores per token slot and where
+                       the slot axis sits among them (`CacheEntry`; dense attention: k and v,
+                       (M, K) each, stored heads first, (M, C, K), the layout the attention
+                       dots read; latent attention stores the latent and the shared rope key,
+                       slot first).
   segments(config)     runs of consecutive layers with the same parameter structure, each
                        a stacked Block module at model.<segment.key>, scanned
                        (dense models: one segment "layers"; DeepSeek-style MoE: dense layers,
@@ -117,9 +119,36 @@ DENSE_SHARD_AXES: Mapping[str, int] = {
     "layers/mlp/up_bias": 1, "embed": 0, "lm_head": 0}
 
 
-def dense_cache_layout(cfg: "ModelConfig") -> dict[str, tuple[int, ...]]:
-  """Per layer and token slot: k and v of every key/value head, (M, K) each."""
-  return {"k": (cfg.num_kv_heads, cfg.head_dim), "v": (cfg.num_kv_heads, cfg.head_dim)}
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+  """One named cache entry of a layer: `shape` per token slot, and the position of the slot
+  axis C among those axes in storage (0: slot first, (C, *shape); dense k/v use 1: (M, C, K),
+  so that the attention dots read each head's keys contiguously, without a transposing copy
+  per decode step; docs/perf_capture.md)."""
+  shape: tuple[int, ...]
+  slot_axis: int = 0
+
+  def __post_init__(self):
+    if not 0 <= self.slot_axis <= len(self.shape):
+      raise ValueError(f"CacheEntry{self.shape}: slot_axis={self.slot_axis} is outside "
+                       f"0..{len(self.shape)}")
+
+  def stored(self, slots: int) -> tuple[int, ...]:
+    """The entry's shape per layer and batch row with `slots` slots: shape with C inserted."""
+    a = self.slot_axis
+    return self.shape[:a] + (slots,) + self.shape[a:]
+
+
+def cache_entry(entry) -> CacheEntry:
+  """A layout value as a CacheEntry (a plain per-slot shape tuple means slot first)."""
+  return entry if isinstance(entry, CacheEntry) else CacheEntry(tuple(entry))
+
+
+def dense_cache_layout(cfg: "ModelConfig") -> dict[str, CacheEntry]:
+  """Per layer and token slot: k and v of every key/value head, (M, K) each, stored heads
+  first: (M, C, K)."""
+  kv = CacheEntry((cfg.num_kv_heads, cfg.head_dim), slot_axis=1)
+  return {"k": kv, "v": kv}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +177,8 @@ class Family:
   units(config) -> tuple[UnitParam]: the parameter slices of each head (default
     `attention_heads`).
   shard_axes: leaf path -> axis split over the model axis (default `DENSE_SHARD_AXES`).
-  cache_layout(config) -> name -> per-slot shape (default `dense_cache_layout`).
+  cache_layout(config) -> name -> CacheEntry, or a per-slot shape tuple (slot axis first)
+    (default `dense_cache_layout`).
   segments(config) -> tuple[Segment] (default: one segment "layers" of every layer, run by
     `block`).
   """

@@ -27,14 +27,17 @@ from flax import nnx
 
 from synergy_jax.models import ops
 from synergy_jax.models.config import FAMILIES, ModelConfig
+from synergy_jax.models.contract import CacheEntry, cache_entry
 
 
 @dataclasses.dataclass(frozen=True)
 class Cache:
   """Preallocated cache for all layers, laid out as the family says (Family.cache_layout).
 
-  entries: name -> (L, B, C, *per-slot shape) in the parameter dtype; dense attention stores
-  "k" and "v", (L, B, C, M, K) each. pos: (B, C) int32 token position of each slot.
+  entries: name -> (L, B, *stored shape) in the parameter dtype, the stored shape being the
+  per-slot shape with the slot axis C inserted where the layout's CacheEntry says; dense
+  attention stores "k" and "v" heads first, (L, B, M, C, K) each; a slot-first entry is
+  (L, B, C, *per-slot shape). pos: (B, C) int32 token position of each slot.
   valid: (B, C) bool, True for slots holding a real token (not left padding); slots not yet
   written are excluded by causality (their positions lie in the future).
   """
@@ -46,13 +49,17 @@ class Cache:
 jax.tree_util.register_dataclass(Cache, data_fields=["entries", "pos", "valid"], meta_fields=[])
 
 
+def cache_layout(cfg: ModelConfig) -> dict[str, CacheEntry]:
+  """The family's cache layout (Family.cache_layout), every entry as a CacheEntry."""
+  return {name: cache_entry(e) for name, e in FAMILIES[cfg.family].cache_layout(cfg).items()}
+
+
 def empty_cache(cfg: ModelConfig, positions, valid, max_new_tokens: int, dtype) -> Cache:
   """A zero cache for prompts with positions/valid (B, P) plus max_new_tokens future slots."""
   b, p = positions.shape
   lens = valid.sum(1).astype(jnp.int32)
-  layout = FAMILIES[cfg.family].cache_layout(cfg)
-  entries = {name: jnp.zeros((cfg.num_layers, b, p + max_new_tokens, *shape), dtype)
-             for name, shape in layout.items()}
+  entries = {name: jnp.zeros((cfg.num_layers, b, *e.stored(p + max_new_tokens)), dtype)
+             for name, e in cache_layout(cfg).items()}
   return Cache(entries=entries,
                pos=jnp.concatenate([positions, lens[:, None] + jnp.arange(
                    max_new_tokens, dtype=jnp.int32)[None]], axis=1),
@@ -67,18 +74,21 @@ class Attend:
   `attend.window` (traced int, 0 = full attention) describe the current layer, for families
   whose layers differ (e.g. local/global rope tables).
 
-  Dense attention: `attend(q, k, v)` writes k, v (B, S, M, K) into the cache (if any), attends,
-  applies the head mask and returns the per-head outputs (B, S, N, K) that enter the output
-  projection. Those outputs are what `head_norms` measures.
+  Dense attention: `attend(q, k, v)` writes k, v (B, S, M, K) into the cache (if any; stored
+  heads first, (L, B, M, C, K)), attends, applies the head mask and returns the per-head
+  outputs (B, S, N, K) that enter the output projection. Those outputs are what `head_norms`
+  measures.
 
   Families with another cache layout (Family.cache_layout; e.g. deepseek_v2 caches a latent and
   a rope key, not K/V) use the two halves of that call:
     full = attend.cache({name: (B, S, *slot shape)})  writes the current tokens' entries and
-      returns every slot of this layer, name -> (B, C, *slot shape) (without a cache, the
-      entries themselves, C = S);
+      returns every slot of this layer in the stored layout, name -> (B, *stored shape)
+      ((B, C, *slot shape) for a slot-first entry; without a cache, the entries themselves,
+      C = S, axes in the same order);
     attend.core(q, keys, values, scale=...)  attends q (B, S, N, K) over keys (B, C, M, K) and
-      values (B, C, M, Kv) built from `full`, with the cache's positions and validity, applies
-      the head mask and returns the per-head outputs (B, S, N, Kv).
+      values (B, C, M, Kv) built from `full` (or keys (B, M, C, K), values (B, M, C, Kv) with
+      heads_first=True), with the cache's positions and validity, applies the head mask and
+      returns the per-head outputs (B, S, N, Kv).
 
   Mixture-of-experts layers: `attend.expert_mask` is this MoE layer's row (U,) of the traced
   expert mask (or None: all experts on); the Block calls `res = self.moe(h,
@@ -89,6 +99,7 @@ class Attend:
   def __init__(self, cfg, positions, valid, tables, layer, window, cache, cache_keys, slot,
                mask_row, mean_row):
     self.cfg, self.positions, self.valid = cfg, positions, valid
+    self.layout = cache_layout(cfg)  # name -> CacheEntry
     self.entries = cache  # name -> (L, B, C, *slot shape): the whole cache, or None
     self.cache_keys = cache_keys  # (pos (B, C), valid (B, C)) of the cache slots, or None
     self.tables = tables  # name -> (cos, sin), each (B, S, R)
@@ -112,32 +123,40 @@ class Attend:
 
   def cache(self, entries: dict) -> dict:
     """Writes this layer's cache entries for the current tokens (slots slot .. slot+S-1) and
-    returns the layer's full entries: name -> (B, C, *slot shape) (see the class docstring).
+    returns the layer's full entries in the stored layout: name -> (B, *stored shape) (see the
+    class docstring).
 
     entries: name -> (B, S, *slot shape), exactly the names of the family's cache layout.
     """
-    if self.entries is None:
-      return dict(entries)
-    if set(entries) != set(self.entries):
+    if set(entries) != set(self.layout):
       raise ValueError(f"family {self.cfg.family!r}: the block writes cache entries "
-                       f"{sorted(entries)}, its cache layout has {sorted(self.entries)}")
-    new = {}
+                       f"{sorted(entries)}, its cache layout has {sorted(self.layout)}")
+    stored = {}  # name -> (B, *stored shape with C = S)
     for name, x in entries.items():
-      full = self.entries[name]  # (L, B, C, *slot shape)
-      if tuple(x.shape[2:]) != tuple(full.shape[3:]):
+      e = self.layout[name]
+      if tuple(x.shape[2:]) != e.shape:
         raise ValueError(f"family {self.cfg.family!r}: cache entry {name!r} per slot has shape "
-                         f"{tuple(x.shape[2:])}, the cache layout says {tuple(full.shape[3:])}")
+                         f"{tuple(x.shape[2:])}, the cache layout says {e.shape}")
+      stored[name] = jnp.moveaxis(x, 1, 1 + e.slot_axis)
+    if self.entries is None:
+      return stored
+    new = {}
+    for name, x in stored.items():
+      full = self.entries[name]  # (L, B, *stored shape)
       # int32 indices whatever jax_enable_x64 says (dynamic_update_slice needs one index type)
-      start = tuple(jnp.asarray(i, jnp.int32)
-                    for i in (self.layer, 0, self.slot) + (0,) * (x.ndim - 2))
+      a = self.layout[name].slot_axis
+      start = tuple(jnp.asarray(i, jnp.int32) for i in
+                    (self.layer, 0) + (0,) * a + (self.slot,) + (0,) * (x.ndim - 2 - a))
       new[name] = jax.lax.dynamic_update_slice(full, x[None].astype(full.dtype), start)
     self.new_kv = {**self.entries, **new}
     return {name: a[self.layer] for name, a in new.items()}
 
-  def core(self, q, keys, values, *, scale: float, softcap: float | None = None):
+  def core(self, q, keys, values, *, scale: float, softcap: float | None = None,
+           heads_first: bool = False):
     """Per-head outputs (B, S, N, Kv) of q (B, S, N, K) over keys (B, C, M, K) and values
-    (B, C, M, Kv) of every cache slot (after `cache`), or of the current tokens without a
-    cache; masked by causality, validity and the layer's window; head mask applied."""
+    (B, C, M, Kv) (heads_first: (B, M, C, K) and (B, M, C, Kv)) of every cache slot (after
+    `cache`), or of the current tokens without a cache; masked by causality, validity and the
+    layer's window; head mask applied."""
     if self.entries is None:
       k_pos, k_valid = self.positions, self.valid
     else:
@@ -146,7 +165,8 @@ class Attend:
                          "cache entries (call attend.cache(...) first)")
       k_pos, k_valid = self.cache_keys
     mask = ops.attention_mask(self.positions, k_pos, k_valid, self.window)
-    heads = ops.attend(q, keys, values, mask, scale=scale, softcap=softcap)
+    heads = ops.attend(q, keys, values, mask, scale=scale, softcap=softcap,
+                       heads_first=heads_first)
     if self.mask_row is not None:
       scale_h = self.mask_row.astype(heads.dtype)[None, None, :, None]  # (1, 1, N, 1)
       heads = heads * scale_h
@@ -157,8 +177,10 @@ class Attend:
 
   def __call__(self, q, k, v, *, scale: float | None = None, softcap: float | None = None):
     scale = self.cfg.head_dim ** -0.5 if scale is None else scale
-    full = self.cache({"k": k, "v": v})  # (B, C, M, K) each
-    return self.core(q, full["k"], full["v"], scale=scale, softcap=softcap)
+    full = self.cache({"k": k, "v": v})  # (B, M, C, K) each (dense_cache_layout)
+    heads_first = self.layout["k"].slot_axis == 1
+    return self.core(q, full["k"], full["v"], scale=scale, softcap=softcap,
+                     heads_first=heads_first)
 
 
 def positions_from_mask(valid):

@@ -130,22 +130,43 @@ def attention_mask(q_pos, k_pos, k_valid, window):
   return visible & ((window <= 0) | (diff < window))
 
 
-def attend(q, k, v, mask, *, scale: float, softcap: float | None = None):
+def _widen_on_cpu(*xs):
+  """The operands of a batched dot with two or more batch axes, widened to float32 on CPU when
+  of lower precision: XLA:CPU has no such bf16 x bf16 -> f32 dot ("Unsupported element type for
+  DotThunk"). Exact: the product of two bfloat16 (or float16) values is exact in float32, and
+  the accumulation is float32 either way. Other backends get the operands unchanged."""
+  if jax.default_backend() != "cpu":
+    return xs
+  return tuple(x.astype(jnp.float32) if jnp.dtype(x.dtype).itemsize < 4 else x for x in xs)
+
+
+def attend(q, k, v, mask, *, scale: float, softcap: float | None = None,
+           heads_first: bool = False):
   """Per-head attention outputs softmax(q kᵀ * scale) v, before any output projection.
 
-  q (B, S, N, K); k (B, C, M, K); v (B, C, M, Kv); mask (B, S, C) bool -> (B, S, N, Kv) in v's
-  dtype (Kv = K except for multi-head latent attention).
+  q (B, S, N, K); k (B, C, M, K); v (B, C, M, Kv), or with heads_first k (B, M, C, K) and
+  v (B, M, C, Kv) (the dense cache's layout: the batched dots' batch axes B, M lead, so XLA
+  reads the cache without a transposing copy; lower-precision operands are widened for those
+  dots on CPU, `_widen_on_cpu`); mask (B, S, C) bool -> (B, S, N, Kv) in v's dtype (Kv = K
+  except for multi-head latent attention).
   Scores and softmax in float32; optional tanh soft-capping of the scores (Gemma 2).
   """
   b, s, n, kd = q.shape
-  m = k.shape[2]
+  m = k.shape[1] if heads_first else k.shape[2]
+  kv = "BMCK" if heads_first else "BCMK"
   qg = q.reshape(b, s, m, n // m, kd)  # query head n = m * G + g
-  scores = einsum("BSMGK,BCMK->BMGSC", qg, k, out_dtype=jnp.float32) * scale
+  dtype = v.dtype
+  if heads_first:
+    qg, k = _widen_on_cpu(qg, k)
+  scores = einsum(f"BSMGK,{kv}->BMGSC", qg, k, out_dtype=jnp.float32) * scale
   if softcap is not None:
     scores = jnp.tanh(scores / softcap) * softcap
   scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1)
-  out = einsum("BMGSC,BCMK->BSMGK", probs.astype(v.dtype), v, out_dtype=v.dtype)
+  probs = probs.astype(dtype)  # rounded to the value dtype (as the dot of that dtype reads it)
+  if heads_first:
+    probs, v = _widen_on_cpu(probs, v)
+  out = einsum(f"BMGSC,{kv}->BSMGK", probs, v, out_dtype=dtype)
   return out.reshape(b, s, n, v.shape[-1])  # the value head dim (MLA: != q's)
 
 

@@ -148,3 +148,31 @@ def test_moe_layers_must_exist(llama_pair):
                     moe_layers=(1, 3))
   with pytest.raises(ValueError, match="MoE layers beyond num_layers=3"):
     m.config.replace(moe=moe)
+
+
+def test_dense_cache_is_stored_heads_first(llama_pair):
+  """The dense K/V cache is (L, B, M, C, K): Attend.cache writes token s of batch row b, kv
+  head h into [layer, b, h, slot + s, :] (placed here with NumPy indexing) and leaves every
+  other entry zero; a per-slot CacheEntry whose slot axis lies outside its shape is refused."""
+  from synergy_jax.models import decoder
+  from synergy_jax.models.contract import CacheEntry
+  cfg = llama_pair[0].config
+  L, M_, K = cfg.num_layers, cfg.num_kv_heads, cfg.head_dim
+  valid = np.ones((2, 3), bool)
+  pos = decoder.positions_from_mask(valid)
+  cache = decoder.empty_cache(cfg, pos, valid, 4, np.float32)  # C = 3 + 4 slots
+  assert {n: a.shape for n, a in cache.entries.items()} == {"k": (L, 2, M_, 7, K),
+                                                            "v": (L, 2, M_, 7, K)}
+  rs = np.random.RandomState(0)
+  k, v = (rs.randn(2, 3, M_, K).astype(np.float32) for _ in range(2))  # (B, S, M, K)
+  att = decoder.Attend(cfg, pos, valid, {}, 1, 0, cache.entries, (cache.pos, cache.valid), 2,
+                       None, None)
+  full = att.cache({"k": k, "v": v})
+  for name, x in (("k", k), ("v", v)):
+    want = np.zeros((L, 2, M_, 7, K), np.float32)
+    for s in range(3):
+      want[1, :, :, 2 + s, :] = x[:, s]
+    np.testing.assert_array_equal(np.asarray(att.new_kv[name]), want)
+    np.testing.assert_array_equal(np.asarray(full[name]), want[1])
+  with pytest.raises(ValueError, match=r"CacheEntry\(4, 8\): slot_axis=3 is outside 0..2"):
+    CacheEntry((4, 8), slot_axis=3)
