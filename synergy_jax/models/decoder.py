@@ -88,7 +88,8 @@ class Attend:
     attend.core(q, keys, values, scale=...)  attends q (B, S, N, K) over keys (B, C, M, K) and
       values (B, C, M, Kv) built from `full` (or keys (B, M, C, K), values (B, M, C, Kv) with
       heads_first=True), with the cache's positions and validity, applies the head mask and
-      returns the per-head outputs (B, S, N, Kv).
+      returns the per-head outputs (B, S, N, Kv); `project=` maps attention results computed in
+      another space to the per-head outputs first (see core).
 
   Mixture-of-experts layers: `attend.expert_mask` is this MoE layer's row (U,) of the traced
   expert mask (or None: all experts on); the Block calls `res = self.moe(h,
@@ -152,11 +153,17 @@ class Attend:
     return {name: a[self.layer] for name, a in new.items()}
 
   def core(self, q, keys, values, *, scale: float, softcap: float | None = None,
-           heads_first: bool = False):
+           heads_first: bool = False, project=None):
     """Per-head outputs (B, S, N, Kv) of q (B, S, N, K) over keys (B, C, M, K) and values
     (B, C, M, Kv) (heads_first: (B, M, C, K) and (B, M, C, Kv)) of every cache slot (after
     `cache`), or of the current tokens without a cache; masked by causality, validity and the
-    layer's window; head mask applied."""
+    layer's window; head mask applied.
+
+    project: optional map of the attention-weighted values (B, S, N, Kv) to the per-head outputs
+    (B, S, N, V), applied before the head mask and the recording, for families that attend in
+    another space than the heads' outputs (deepseek_v2's absorbed decoding attends over latents;
+    its W_UV gives each head's output). Mask, mean ablation and head_norms then all act on the
+    per-head outputs, whichever form computed them."""
     if self.entries is None:
       k_pos, k_valid = self.positions, self.valid
     else:
@@ -167,6 +174,8 @@ class Attend:
     mask = ops.attention_mask(self.positions, k_pos, k_valid, self.window)
     heads = ops.attend(q, keys, values, mask, scale=scale, softcap=softcap,
                        heads_first=heads_first)
+    if project is not None:
+      heads = project(heads)
     if self.mask_row is not None:
       scale_h = self.mask_row.astype(heads.dtype)[None, None, :, None]  # (1, 1, N, 1)
       heads = heads * scale_h

@@ -262,9 +262,9 @@ class Attention(mla.LatentWeights):
     absorbed (decoding steps only: a cache and one query token): the query in latent space
       [q_nope W_UKᵀ | q_R] (B, 1, N, C + R) attends over [ĉ | k_R] (B, C', 1, C + R) as one
       key/value head shared by all query heads, values ĉ; W_UV maps the attention-weighted
-      latent sum (B, 1, N, C) to the per-head outputs. The head mask scales each head linearly,
-      so it is applied in latent space; mean ablation (head_means) is not linear in the latent
-      and takes the expanded form."""
+      latent sum (B, 1, N, C) to the per-head outputs. W_UV is applied inside attend.core
+      (project=), so the head mask, mean ablation and head_norms act on the per-head outputs in
+      both forms."""
 
   def __init__(self, maker: modules.ParamMaker, cfg: MLAConfig):
     mla.declare(self, cfg, lambda name, shape, init: maker.param(name, shape))
@@ -277,8 +277,7 @@ class Attention(mla.LatentWeights):
     cos, sin = mla.rope_angles(cfg, attend.positions)  # (B, S, R/2), attention factor included
     q_nope, q_rope = q[..., :p], mla.rope_interleaved(q[..., p:], cos, sin)
     full = attend.cache({"latent": latent, "rope_key": mla.rope_interleaved(k_rope, cos, sin)})
-    absorbed = (cfg.decode == "absorbed" and attend.entries is not None and x.shape[1] == 1
-                and attend.mean_row is None)
+    absorbed = cfg.decode == "absorbed" and attend.entries is not None and x.shape[1] == 1
     attn = _absorbed if absorbed else _expanded
     return self.output(attn(self, q_nope, q_rope, full, attend))
 
@@ -297,10 +296,10 @@ def _absorbed(w: mla.LatentWeights, q_nope, q_rope, full, attend):
   lat = full["latent"]  # (B, C', C)
   q_lat = jnp.concatenate([w.absorb_query(q_nope), q_rope.astype(q_nope.dtype)], axis=-1)
   keys = jnp.concatenate([lat, full["rope_key"].astype(lat.dtype)], axis=-1)[:, :, None]
-  mixed = attend.core(q_lat, keys, lat[:, :, None], scale=w.cfg.softmax_scale)  # (B, S, N, C)
-  # core recorded the latent-space outputs; head_norms measure the per-head outputs (B, S, N, V)
-  attend.heads = w.values_from_latent(mixed)
-  return attend.heads
+  # attention over latents (B, S, N, C); W_UV (project) turns them into the per-head outputs
+  # (B, S, N, V) before core applies the head mask / mean ablation and records them
+  return attend.core(q_lat, keys, lat[:, :, None], scale=w.cfg.softmax_scale,
+                     project=w.values_from_latent)
 
 
 class DenseBlock(nnx.Module):
