@@ -58,6 +58,9 @@ flags.DEFINE_bool("quick", False, "A fast check: random20m, batch 8, float32, 32
                   "2 repeats (overrides those flags).")
 flags.DEFINE_integer("bandwidth_mib", 512, "Buffer size (MiB) of the read-bandwidth measurement; "
                      "keep it far above the last-level cache.")
+flags.DEFINE_enum("per_layer", "auto", ["auto", "on", "off"],
+                  "JAX decoding over per-layer weight and cache buffers (models.generate "
+                  "per_layer=; auto: on for the CPU backend) or over the scanned stack (off).")
 flags.DEFINE_string("out", None, "Optional JSON file for the figures (written atomically).")
 FLAGS = flags.FLAGS
 
@@ -145,11 +148,11 @@ def measure_bandwidth(nbytes: int, repeats: int = 5) -> dict:
 class JaxSide:
   """synergy_jax generation with capture, one model in one dtype."""
 
-  def __init__(self, directory, dtype):
+  def __init__(self, directory, dtype, per_layer=None):
     import jax
     import numpy as np
     from synergy_jax import models as M
-    self.M, self.jax = M, jax
+    self.M, self.jax, self.per_layer = M, jax, per_layer
     self.model = M.load(directory, dtype=dtype)
     leaves = jax.tree_util.tree_leaves(self.model.params)
     self.params = sum(int(np.prod(x.shape)) for x in leaves)
@@ -159,7 +162,7 @@ class JaxSide:
     """-> tokens (B, T), head norms (B, L, N, T), expert norms (B, L_moe, E, T) or None."""
     import numpy as np
     r = self.M.generate(self.model, ids, mask, max_new_tokens=new_tokens,
-                        expert_activity="dense")
+                        expert_activity="dense", per_layer=self.per_layer)
     self.jax.block_until_ready((r.tokens, r.head_norms, r.expert_norms))
     experts = None if r.expert_norms is None else np.asarray(r.expert_norms, np.float32)
     return np.asarray(r.tokens), np.asarray(r.head_norms, np.float32), experts
@@ -303,7 +306,8 @@ def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int,
 def _line(name, dtype, jx, pt, r):
   return (f"{name} {dtype} batch {r['batch']}: {jx.params / 1e6:.2f}M params, "
           f"{jx.weight_bytes / 1e6:.0f} MB | JAX {r['jax_tokens_per_s']:.0f} tok/s "
-          f"(compile {r['jax_compile_seconds']:.1f}s) | PyTorch eager "
+          f"(compile {r['jax_compile_seconds']:.1f}s, per-layer {r.get('jax_per_layer', '?')}) "
+          f"| PyTorch eager "
           f"{r['torch_tokens_per_s']:.0f} tok/s ({pt.threads} threads) | ratio {r['ratio']:.2f}x "
           f"| bandwidth limit {r['bandwidth_limit_tokens_per_s']:.0f} tok/s: JAX at "
           f"{r['jax_bandwidth_fraction']:.2f}, PyTorch at {r['torch_bandwidth_fraction']:.2f} | "
@@ -370,7 +374,8 @@ def main(argv):
       with open(os.path.join(directory, "config.json")) as f:
         vocab = json.load(f)["vocab_size"]
       for dtype in dtypes:
-        jx, pt = JaxSide(directory, dtype), TorchSide(directory, dtype)
+        per_layer = {"auto": None, "on": True, "off": False}[FLAGS.per_layer]
+        jx, pt = JaxSide(directory, dtype, per_layer), TorchSide(directory, dtype)
         for batch in batches:
           sweep = None
           if batch == "auto":
@@ -381,7 +386,9 @@ def main(argv):
             b = int(batch)
           row = compare(jx, pt, vocab, b, new_tokens, repeats, bw["gb_per_s"])
           row.update(model=name, dtype=dtype, params=jx.params, weight_bytes=jx.weight_bytes,
-                     torch_threads=pt.threads, auto_sweep=sweep)
+                     torch_threads=pt.threads, auto_sweep=sweep,
+                     jax_per_layer=FLAGS.per_layer if FLAGS.per_layer != "auto" else
+                     ("on" if jax.default_backend() == "cpu" else "off"))
           figures["rows"].append(row)
           print(_line(name, dtype, jx, pt, row), flush=True)
         pt.close()

@@ -41,6 +41,7 @@ def test_bench_capture_toy(tmp_path, stories260k_dir):
   assert row["max_head_norm_diff"] < 1e-4
   assert row["jax_tokens_per_s"] > 0 and row["torch_tokens_per_s"] > 0
   assert 0 < row["jax_bandwidth_fraction"] < float("inf")
+  assert row["jax_per_layer"] == "on"  # the default on the CPU backend
 
 
 def test_bench_capture_moe_toy(tmp_path):
@@ -49,10 +50,10 @@ def test_bench_capture_moe_toy(tmp_path):
   figures = tmp_path / "figures.json"
   out = run(["experiments.bench_capture", "--models=random_moe", "--batches=2",
              "--dtypes=float32", "--new_tokens=6", "--repeats=1", "--bandwidth_mib=64",
-             f"--out={figures}"])
+             "--per_layer=off", f"--out={figures}"])
   assert "expert norm diff" in out
   (row,) = json.loads(figures.read_text())["rows"]
-  assert (row["model"], row["batch"]) == ("random_moe", 2)
+  assert (row["model"], row["batch"], row["jax_per_layer"]) == ("random_moe", 2, "off")
   assert row["tokens_identical"]
   assert row["max_head_norm_diff"] < 1e-4
   assert 0 <= row["max_expert_norm_diff"] < 1e-4

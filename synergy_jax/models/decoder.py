@@ -37,7 +37,10 @@ class Cache:
   entries: name -> (L, B, *stored shape) in the parameter dtype, the stored shape being the
   per-slot shape with the slot axis C inserted where the layout's CacheEntry says; dense
   attention stores "k" and "v" heads first, (L, B, M, C, K) each; a slot-first entry is
-  (L, B, C, *per-slot shape). pos: (B, C) int32 token position of each slot.
+  (L, B, C, *per-slot shape); or, per-layer storage (empty_cache(per_layer=True), used with
+  run(layers=...)), name -> a tuple of L buffers (B, *stored shape), one per layer, so that a
+  layer reads its entries without slicing them out of a stacked array (XLA:CPU copies such a
+  slice at every decoding step). pos: (B, C) int32 token position of each slot.
   valid: (B, C) bool, True for slots holding a real token (not left padding); slots not yet
   written are excluded by causality (their positions lie in the future).
   """
@@ -54,12 +57,18 @@ def cache_layout(cfg: ModelConfig) -> dict[str, CacheEntry]:
   return {name: cache_entry(e) for name, e in FAMILIES[cfg.family].cache_layout(cfg).items()}
 
 
-def empty_cache(cfg: ModelConfig, positions, valid, max_new_tokens: int, dtype) -> Cache:
-  """A zero cache for prompts with positions/valid (B, P) plus max_new_tokens future slots."""
+def empty_cache(cfg: ModelConfig, positions, valid, max_new_tokens: int, dtype,
+                per_layer: bool = False) -> Cache:
+  """A zero cache for prompts with positions/valid (B, P) plus max_new_tokens future slots;
+  per_layer: one buffer per layer and entry (see Cache), for run(layers=...)."""
   b, p = positions.shape
   lens = valid.sum(1).astype(jnp.int32)
-  entries = {name: jnp.zeros((cfg.num_layers, b, *e.stored(p + max_new_tokens)), dtype)
-             for name, e in cache_layout(cfg).items()}
+  shapes = {name: (b, *e.stored(p + max_new_tokens)) for name, e in cache_layout(cfg).items()}
+  if per_layer:
+    entries = {name: tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
+               for name, shape in shapes.items()}
+  else:
+    entries = {name: jnp.zeros((cfg.num_layers, *shape), dtype) for name, shape in shapes.items()}
   return Cache(entries=entries,
                pos=jnp.concatenate([positions, lens[:, None] + jnp.arange(
                    max_new_tokens, dtype=jnp.int32)[None]], axis=1),
@@ -101,7 +110,7 @@ class Attend:
                mask_row, mean_row):
     self.cfg, self.positions, self.valid = cfg, positions, valid
     self.layout = cache_layout(cfg)  # name -> CacheEntry
-    self.entries = cache  # name -> (L, B, C, *slot shape): the whole cache, or None
+    self.entries = cache  # name -> (L, B, *stored) or a tuple of L (B, *stored): or None
     self.cache_keys = cache_keys  # (pos (B, C), valid (B, C)) of the cache slots, or None
     self.tables = tables  # name -> (cos, sin), each (B, S, R)
     self.layer, self.window, self.slot = layer, window, slot
@@ -141,16 +150,27 @@ class Attend:
       stored[name] = jnp.moveaxis(x, 1, 1 + e.slot_axis)
     if self.entries is None:
       return stored
-    new = {}
+    new, layer_entries = {}, {}
     for name, x in stored.items():
-      full = self.entries[name]  # (L, B, *stored shape)
+      full = self.entries[name]  # (L, B, *stored shape), or L buffers (B, *stored shape)
       # int32 indices whatever jax_enable_x64 says (dynamic_update_slice needs one index type)
       a = self.layout[name].slot_axis
-      start = tuple(jnp.asarray(i, jnp.int32) for i in
-                    (self.layer, 0) + (0,) * a + (self.slot,) + (0,) * (x.ndim - 2 - a))
-      new[name] = jax.lax.dynamic_update_slice(full, x[None].astype(full.dtype), start)
+      at = (0,) + (0,) * a + (self.slot,) + (0,) * (x.ndim - 2 - a)
+      if isinstance(full, tuple):  # per-layer buffers: the layer index must be static
+        if not isinstance(self.layer, int):
+          raise ValueError(f"family {self.cfg.family!r}: a per-layer cache needs a static "
+                           "layer index (decoder.run(layers=...), not the scanned stack)")
+        buf = full[self.layer]
+        buf = jax.lax.dynamic_update_slice(
+            buf, x.astype(buf.dtype), tuple(jnp.asarray(i, jnp.int32) for i in at))
+        new[name] = full[:self.layer] + (buf,) + full[self.layer + 1:]
+        layer_entries[name] = buf
+      else:
+        start = tuple(jnp.asarray(i, jnp.int32) for i in (self.layer,) + at)
+        new[name] = jax.lax.dynamic_update_slice(full, x[None].astype(full.dtype), start)
+        layer_entries[name] = new[name][self.layer]
     self.new_kv = {**self.entries, **new}
-    return {name: a[self.layer] for name, a in new.items()}
+    return layer_entries
 
   def core(self, q, keys, values, *, scale: float, softcap: float | None = None,
            heads_first: bool = False, project=None):
@@ -215,10 +235,27 @@ def moe_segments(cfg: ModelConfig, segments) -> list[int | None]:
   return out
 
 
+def split_layers(model) -> list:
+  """Per-layer parameter states for run(layers=...): for each segment of the family
+  (Family.segments_of), (graphdef, [state of layer seg.start, ..., state of layer seg.stop-1]).
+
+  Slicing is done here once (inside a jitted caller: once per call, before its token loop), so
+  that an unrolled decoding step reads every layer's weights from their own buffers; XLA:CPU
+  otherwise copies each layer's weight slices out of the stacked (L, ...) arrays at every step.
+  Costs one extra copy of the layer weights while the caller runs."""
+  cfg = model.config
+  out = []
+  for seg in FAMILIES[cfg.family].segments_of(cfg):
+    graphdef, stacked = nnx.split(getattr(model, seg.key))
+    out.append((graphdef, [jax.tree.map(lambda a, j=j: a[j], stacked)
+                           for j in range(seg.num_layers)]))
+  return out
+
+
 def run(model, ids, positions, valid, *, cache: Cache | None = None,
         slot=0, head_mask=None, head_means=None, capture: str | None = None,
         capture_outputs: bool = False, logits_at: str = "all", remat: bool = False,
-        expert_mask=None, expert_activity: str = "dense"):
+        expert_mask=None, expert_activity: str = "dense", layers: list | None = None):
   """Runs the decoder `model` (a Model: config + nnx.Param weights) on ids (B, S).
 
   positions (B, S) int32; valid (B, S) bool (False = padding). With `cache`, the new keys/values
@@ -232,6 +269,9 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
   expert_mask (L_moe, U) (MoE models): scales each expert's contribution (0 removes it; routing
   unchanged); traced. expert_activity: "dense" (‖E_u(x)‖ of every expert at every token) or
   "routed" (‖g_u(x) E_u(x)‖, 0 where not selected); see moe/block.py.
+  layers: split_layers(model) (computed by the caller, outside its token loop): the layers run
+  unrolled, each from its own parameter buffers (and its own cache buffers when the cache is
+  per-layer) instead of a lax.scan over the stacked state; same operations, same results.
 
   Returns (logits, new_cache, norms, heads, experts): experts (B, L_moe, S', U) float32 expert
   activity when capturing an MoE model, else None.
@@ -249,8 +289,14 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
   kv = None if cache is None else cache.entries
   outs = []
   segments = fam.segments_of(cfg)
-  for seg, moe_start in zip(segments, moe_segments(cfg, segments)):
-    graphdef, stacked = nnx.split(getattr(model, seg.key))  # state leaves (layers, ...)
+  if layers is not None and len(layers) != len(segments):
+    raise ValueError(f"family {cfg.family!r}: layers= has {len(layers)} segments, the model "
+                     f"{len(segments)} (pass decoder.split_layers(model))")
+  for k, (seg, moe_start) in enumerate(zip(segments, moe_segments(cfg, segments))):
+    if layers is None:
+      graphdef, stacked = nnx.split(getattr(model, seg.key))  # state leaves (layers, ...)
+    else:
+      graphdef, stacked = layers[k][0], None
     xs = {"p": stacked, "layer": jnp.arange(seg.start, seg.stop, dtype=jnp.int32),
           "window": windows[seg.start:seg.stop]}
     if head_mask is not None:
@@ -285,7 +331,16 @@ def run(model, ids, positions, valid, *, cache: Cache | None = None,
           out["experts"] = a if capture == "all" else a[:, -1:]
       return (x, kv), out
 
-    (x, kv), ys = jax.lax.scan(jax.checkpoint(body) if remat else body, (x, kv), xs)
+    if layers is None:
+      (x, kv), ys = jax.lax.scan(jax.checkpoint(body) if remat else body, (x, kv), xs)
+    else:  # unrolled: static layer indices, per-layer parameter (and cache) buffers
+      per = []
+      for j, state in enumerate(layers[k][1]):
+        xl = {name: a[j] for name, a in xs.items() if name != "p"}
+        xl["p"], xl["layer"] = state, seg.start + j
+        (x, kv), y = body((x, kv), xl)
+        per.append(y)
+      ys = jax.tree.map(lambda *a: jnp.stack(a), *per)
     outs.append(ys)
   new_cache = None if cache is None else Cache(kv, cache.pos, cache.valid)
   if logits_at == "last":

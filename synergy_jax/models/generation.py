@@ -145,10 +145,11 @@ def select_token(logits, key, greedy: bool, temperature, top_p):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "stop_at_eos",
-                                             "capture_outputs", "pad_id", "expert_activity"))
+                                             "capture_outputs", "pad_id", "expert_activity",
+                                             "per_layer"))
 def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means,
               expert_mask=None, *, cfg, max_new_tokens, greedy, stop_at_eos, capture_outputs,
-              pad_id, expert_activity="dense"):
+              pad_id, expert_activity="dense", per_layer=False):
   b, p = ids.shape
   t_new = max_new_tokens
   L, N, K = cfg.num_layers, cfg.num_heads, cfg.head_dim
@@ -156,10 +157,12 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
   model = Model(cfg, params)  # the module around the traced parameter state
   positions = decoder.positions_from_mask(valid)  # (B, P)
   lens = valid.sum(1).astype(jnp.int32)  # (B,)
-  cache = decoder.empty_cache(cfg, positions, valid, t_new, dtype)
+  cache = decoder.empty_cache(cfg, positions, valid, t_new, dtype, per_layer=per_layer)
   eos = jnp.asarray(cfg.eos_token_ids or (-1,), jnp.int32)
 
-  moe_run = dict(expert_mask=expert_mask, expert_activity=expert_activity)
+  moe_run = dict(expert_mask=expert_mask, expert_activity=expert_activity,
+                 # per-layer buffers, sliced once here, before the token loop (decoder.split_layers)
+                 layers=decoder.split_layers(model) if per_layer else None)
   logits, cache, norms, heads, experts = decoder.run(
       model, ids, positions, valid, cache=cache, slot=0, head_mask=head_mask,
       head_means=head_means, capture="last", capture_outputs=capture_outputs, logits_at="last",
@@ -230,7 +233,8 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
              greedy: bool = True, temperature: float = 1.0, top_p: float = 1.0, rng=None,
              head_mask=None, head_means=None, stop_at_eos: bool = False,
              capture_outputs: bool = False, mesh=None, data_axis: str = "data",
-             expert_mask=None, expert_activity: str = "dense") -> GenerateResult:
+             expert_mask=None, expert_activity: str = "dense",
+             per_layer: bool | None = None) -> GenerateResult:
   """Generates max_new_tokens tokens per prompt with per-head capture.
 
   input_ids (B, S) int with attention_mask (B, S) (either padding side; each row's real tokens
@@ -241,7 +245,12 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
   per-head output vectors. mesh: place the batch sharded over mesh axis `data_axis` (params
   are used as placed, see sharding.shard_model). MoE models: expert_mask (L_moe, U) scales each
   expert's contribution (traced; 0 ablates, routing unchanged) and expert_activity ("dense" or
-  "routed", module docstring) picks what expert_norms measures. Returns a GenerateResult.
+  "routed", module docstring) picks what expert_norms measures. per_layer: run the layers
+  unrolled, each from its own weight and cache buffers (decoder.split_layers; one extra copy of
+  the layer weights during the call), instead of a scan over the stacked layers; the same
+  operations and tokens. None (default): on when JAX's default backend is the CPU, where a
+  scanned step copies every layer's weight and cache slices (docs/perf_capture.md).
+  Returns a GenerateResult.
   """
   cfg = model.config
   if int(max_new_tokens) < 1:
@@ -257,6 +266,8 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
       rng if rng is not None else jax.random.PRNGKey(0))
   check_head_mask(cfg, head_mask, head_means)
   _check_experts(cfg, expert_mask, expert_activity)
+  if per_layer is None:
+    per_layer = jax.default_backend() == "cpu"
   pad = pad_id_of(cfg)
   _, _, lengths = right_align(input_ids, attention_mask, pad)
   longest = int(lengths.max())
@@ -270,7 +281,8 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
       model.params, _place(ids, mesh, data_axis), _place(valid, mesh, data_axis), key,
       jnp.float32(temperature), jnp.float32(top_p), head_mask, head_means, expert_mask, cfg=cfg,
       max_new_tokens=int(max_new_tokens), greedy=bool(greedy), stop_at_eos=bool(stop_at_eos),
-      capture_outputs=bool(capture_outputs), pad_id=pad, expert_activity=expert_activity)
+      capture_outputs=bool(capture_outputs), pad_id=pad, expert_activity=expert_activity,
+      per_layer=bool(per_layer))
   sequences = jnp.concatenate([jnp.asarray(ids[:, width - longest:]), tokens], axis=1)
   return GenerateResult(tokens=tokens, head_norms=norms, sequences=sequences,
                         prompt_lengths=lengths, lengths=length, head_outputs=heads,

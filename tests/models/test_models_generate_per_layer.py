@@ -1,0 +1,115 @@
+"""generate(per_layer=True): the layers unrolled over per-layer weight and cache buffers
+(decoder.split_layers, empty_cache(per_layer=True)) against the scanned stack (per_layer=False),
+for every kind of family block: dense Llama-like, Gemma 2 (sliding window, soft-capping), GPT-2,
+GPT-NeoX, a Qwen2-MoE with dense and MoE segments (expert capture and expert mask) and
+DeepSeek-V2 (latent cache, slot-first entries). Both forms run the same operations in differently
+compiled programs, so tokens must be identical and captured values equal within the tolerance the
+suite uses for other pairs of programs computing the same thing (cached generation against
+uncached scoring, test_models_generate.py: atol = rtol = 1e-5; float32 reassociation across
+layers and steps); interventions, sampling and stop_at_eos included."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import families_torch_refs as F
+import models_torch_refs as D
+import moe_torch_refs as R
+from models_torch_refs import pair_factory
+from synergy_jax import models as M
+from synergy_jax.models import decoder
+
+MOE_CLASSES = {"qwen2_moe": transformers.Qwen2MoeForCausalLM,
+               "deepseek_v2_greedy": transformers.DeepseekV2ForCausalLM}
+NAMES = ("llama", "gemma2", "gpt2", "gpt_neox", "qwen2_moe", "deepseek_v2_greedy")
+
+
+def _build(name):
+  if name in MOE_CLASSES:
+    cfg = R.config(name)
+    cfg.vocab_size = F.VOCAB
+    torch.manual_seed(0)
+    return R.randomize(MOE_CLASSES[name](cfg).eval(), seed=4, std=0.2)
+  if name in D.CONFIGS:
+    return D.build(name)
+  return F.build(name)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+  return pair_factory(_build, tmp_path_factory)
+
+
+def _same(a, b, what):
+  np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens), err_msg=what)
+  np.testing.assert_array_equal(np.asarray(a.lengths), np.asarray(b.lengths), err_msg=what)
+  for field in ("head_norms", "head_outputs", "expert_norms"):
+    x, y = getattr(a, field), getattr(b, field)
+    assert (x is None) == (y is None), (what, field)
+    if x is None:
+      continue
+    x, y = np.asarray(x), np.asarray(y)
+    assert np.isfinite(x).any(), (what, field)  # not all NaN
+    np.testing.assert_array_equal(np.isnan(x), np.isnan(y), err_msg=f"{what} {field}")
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5, equal_nan=True,
+                               err_msg=f"{what} {field}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_per_layer_generation_equals_the_scanned_stack(pair, name):
+  m = pair(name)[1]
+  ids, mask = F.left_pad(F.prompts([4, 9, 6], seed=3))
+  run = lambda per_layer, **kw: M.generate(m, ids, mask, max_new_tokens=8, per_layer=per_layer,
+                                           capture_outputs=True, **kw)
+  base = run(False)
+  _same(base, run(True), f"{name} plain")
+  n_layers, n_heads, _, k = base.head_outputs.shape[1:]
+  rng = np.random.default_rng(1)
+  hm = rng.uniform(0.2, 1.0, size=(n_layers, n_heads)).astype(np.float32)
+  hm[0, 1] = 0.0
+  kw = {"head_mask": hm,
+        "head_means": rng.normal(size=(n_layers, n_heads, k)).astype(np.float32)}
+  if base.expert_norms is not None:
+    em = np.ones(base.expert_norms.shape[1:3], np.float32)
+    em[0, 2], em[-1, 0] = 0.0, 0.5
+    kw["expert_mask"] = em
+  _same(run(False, **kw), run(True, **kw), f"{name} interventions")
+  sample = {"greedy": False, "rng": 7, "temperature": 1.5, "stop_at_eos": True}
+  a, b = run(False, **sample), run(True, **sample)
+  _same(a, b, f"{name} sampling, stop_at_eos")
+
+
+def test_default_is_per_layer_on_cpu(pair, monkeypatch):
+  assert jax.default_backend() == "cpu"
+  m = pair("llama")[1]
+  calls = []
+  real = decoder.split_layers
+  monkeypatch.setattr(decoder, "split_layers", lambda model: calls.append(1) or real(model))
+  ids, mask = F.left_pad(F.prompts([5, 3], seed=11))
+  M.generate(m, ids, mask, max_new_tokens=3)  # a new trace (this max_new_tokens is unused above)
+  assert calls == [1]
+  M.generate(m, ids, mask, max_new_tokens=4, per_layer=False)
+  assert calls == [1]
+
+
+def test_per_layer_cache_needs_static_layers(pair):
+  m = pair("llama")[1]
+  ids = jnp.ones((1, 3), jnp.int32)
+  pos = jnp.arange(3, dtype=jnp.int32)[None]
+  valid = jnp.ones((1, 3), bool)
+  cache = decoder.empty_cache(m.config, pos, valid, 2, jnp.float32, per_layer=True)
+  assert isinstance(cache.entries["k"], tuple) and len(cache.entries["k"]) == m.config.num_layers
+  with pytest.raises(ValueError, match="per-layer cache needs a static layer index"):
+    decoder.run(m, ids, pos, valid, cache=cache)
+  with pytest.raises(ValueError, match="layers= has 2 segments"):
+    decoder.run(m, ids, pos, valid, cache=cache, layers=decoder.split_layers(m) * 2)
+  # with the layers split, the same cache works and matches the stacked cache's logits
+  logits, new, *_ = decoder.run(m, ids, pos, valid, cache=cache, layers=decoder.split_layers(m))
+  stacked = decoder.empty_cache(m.config, pos, valid, 2, jnp.float32)
+  ref, ref_new, *_ = decoder.run(m, ids, pos, valid, cache=stacked)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(ref), rtol=1e-5, atol=1e-6)
+  for i in range(m.config.num_layers):
+    np.testing.assert_allclose(np.asarray(new.entries["k"][i]),
+                               np.asarray(ref_new.entries["k"][i]), rtol=1e-5, atol=1e-6)
