@@ -143,6 +143,14 @@ class Units:
     return (layers, self.size // layers) if self == Units.grid(layers, self.size // layers) \
         else None
 
+  def heads_per_layer(self, owner: str) -> int:
+    """H of a full head grid (grid_shape), else a ValueError naming `owner` (what holds these
+    units: a file, a profile) and what its units are."""
+    grid = self.grid_shape
+    if grid is None:
+      raise ValueError(f"{owner}: its units are {self.describe()}, not the full head grid")
+    return grid[1]
+
   @property
   def depth(self) -> np.ndarray:
     """(U,) normalised depth layer / (L − 1) of each unit (0 for a one-layer model)."""

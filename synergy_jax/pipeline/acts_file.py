@@ -38,10 +38,7 @@ class RecordedActs:
   @property
   def num_heads(self) -> int:
     """Units per layer of a head-grid file (ValueError for any other unit table)."""
-    grid = self.units.grid_shape
-    if grid is None:
-      raise ValueError(f"{self.path}: its units are {self.units.describe()}, not a head grid")
-    return grid[1]
+    return self.units.heads_per_layer(str(self.path))
 
 
 def _integer(data, key: str, path) -> int:

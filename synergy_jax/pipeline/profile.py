@@ -61,11 +61,7 @@ class ProfileResult:
   @property
   def num_heads(self) -> int:
     """Heads per layer, for a profile of the full head grid (ValueError otherwise)."""
-    grid = self.units.grid_shape
-    if grid is None:
-      raise ValueError(f"this profile's units are {self.units.describe()}, not the head grid; "
-                       f"use ProfileResult.units")
-    return grid[1]
+    return self.units.heads_per_layer("this profile (use ProfileResult.units)")
 
 
 def head_score(scores: "analysis.HeadScores", ranking: str) -> np.ndarray:

@@ -26,6 +26,14 @@ def test_experts_routed_then_shared_per_moe_layer():
   np.testing.assert_allclose(t.depth, np.repeat([1 / 3, 1.0], 5))
 
 
+def test_heads_per_layer_only_for_the_full_head_grid():
+  assert U.Units.grid(3, 4).heads_per_layer("run.npz") == 4
+  experts = U.Units.experts(num_layers=4, moe_layers=(1, 3), num_routed=3, num_shared=2)
+  with pytest.raises(ValueError, match=r"run.npz: its units are 10 experts \(4 shared\), not the "
+                     r"full head grid"):
+    experts.heads_per_layer("run.npz")
+
+
 class _Moe:
   moe_layers, num_experts, num_shared_experts = (0, 2), 4, 1
 
