@@ -148,7 +148,7 @@ def measure_bandwidth(nbytes: int, repeats: int = 5) -> dict:
 class JaxSide:
   """synergy_jax generation with capture, one model in one dtype."""
 
-  def __init__(self, directory, dtype, per_layer=None):
+  def __init__(self, directory, dtype, per_layer: bool):
     import jax
     import numpy as np
     from synergy_jax import models as M
@@ -360,6 +360,9 @@ def main(argv):
           "machine; PyTorch's spin-waiting threads slow far more than XLA's under load, so the "
           "ratios overstate the idle case (try --torch_threads=1, or re-measure when idle)",
           flush=True)
+  from synergy_jax.models import generation
+  per_layer = {"auto": generation.per_layer_default(), "on": True,
+               "off": False}[FLAGS.per_layer]
   with tempfile.TemporaryDirectory() as tmp:
     for name in models:
       if name == "stories260k":
@@ -374,7 +377,6 @@ def main(argv):
       with open(os.path.join(directory, "config.json")) as f:
         vocab = json.load(f)["vocab_size"]
       for dtype in dtypes:
-        per_layer = {"auto": None, "on": True, "off": False}[FLAGS.per_layer]
         jx, pt = JaxSide(directory, dtype, per_layer), TorchSide(directory, dtype)
         for batch in batches:
           sweep = None
@@ -387,8 +389,7 @@ def main(argv):
           row = compare(jx, pt, vocab, b, new_tokens, repeats, bw["gb_per_s"])
           row.update(model=name, dtype=dtype, params=jx.params, weight_bytes=jx.weight_bytes,
                      torch_threads=pt.threads, auto_sweep=sweep,
-                     jax_per_layer=FLAGS.per_layer if FLAGS.per_layer != "auto" else
-                     ("on" if jax.default_backend() == "cpu" else "off"))
+                     jax_per_layer="on" if per_layer else "off")
           figures["rows"].append(row)
           print(_line(name, dtype, jx, pt, row), flush=True)
         pt.close()

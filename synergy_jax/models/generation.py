@@ -144,6 +144,13 @@ def select_token(logits, key, greedy: bool, temperature, top_p):
   return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
 
+def per_layer_default() -> bool:
+  """What generate(per_layer=None) uses: per-layer buffers on JAX's CPU backend, where a scanned
+  decoding step copies every layer's weight and cache slices (docs/perf_capture.md); the
+  scanned stack elsewhere."""
+  return jax.default_backend() == "cpu"
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "stop_at_eos",
                                              "capture_outputs", "pad_id", "expert_activity",
                                              "per_layer"))
@@ -267,7 +274,7 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
   check_head_mask(cfg, head_mask, head_means)
   _check_experts(cfg, expert_mask, expert_activity)
   if per_layer is None:
-    per_layer = jax.default_backend() == "cpu"
+    per_layer = per_layer_default()
   pad = pad_id_of(cfg)
   _, _, lengths = right_align(input_ids, attention_mask, pad)
   longest = int(lengths.max())
