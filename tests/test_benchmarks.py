@@ -26,6 +26,20 @@ def test_bench_phiid_toy():
     assert float(r[4]) > 0 and float(r[-2]) < 1e-9, r
 
 
+def test_bench_phiid_surrogates_toy():
+  """The surrogate-null rows: pooled atoms take the spectral path and print the per-surrogate
+  kernel beside it; both agree with one all_pairs call per surrogate."""
+  out = run(["experiments.bench_phiid", "--num_prompts=8", "--num_units=10", "--num_steps=30",
+             "--kinds=gaussian", "--reference_pairs=0", "--repeats=1", "--surrogates=9",
+             "--pool=concat"])
+  (line,) = [l for l in out.splitlines() if "surrogate null" in l]
+  assert "(spectral)" in line
+  diff = float(line.split("null head means ")[1].split(",")[0])
+  assert diff < 1e-10, line
+  (kern,) = [l for l in out.splitlines() if "per-surrogate compiled kernel" in l]
+  assert float(kern.split("max abs diff ")[1]) < 1e-10, kern
+
+
 def test_bench_capture_toy(tmp_path, stories260k_dir):
   figures = tmp_path / "figures.json"
   out = run(["experiments.bench_capture", "--models=stories260k", "--batches=2",

@@ -48,8 +48,12 @@ products one all_pairs call makes — and 16 of the 17 MMI arguments per pair an
 Sharing what can be shared (standardisation, the y-side as a gather, inverse pairs giving the
 transposed grid for free, only sts and rtr formed) halves the work per surrogate but leaves ≥ S/2
 all_pairs-equivalents. FFTs over lags do not help: a surrogate uses one lag per prompt, not all
-lags. Only pooled estimates (pool="concat") would allow it (sums over prompts of cross-products
-at all rotations by one FFT over the prompt or time axis); not implemented.
+lags. (Nor does computing each ordered prompt pair once: a relabelling's P − 1 rotations use every
+ordered pair (p, q ≠ p) once, so one relabelling is already P − 1 prompt-pair sets of atoms.)
+Pooled estimates (pool="concat") do allow it: a surrogate's cross-products are sums over prompts,
+and all rotations of one relabelling are a circular cross-correlation over the prompt axis, made
+at once by a Fourier transform over it (``analysis.nulls_spectral``, the default path for trial
+designs under pool="concat": 100 surrogates at U = 256 in 4.1–4.4 all_pairs calls, float64).
 
 Axis legend: S surrogates, P prompts, U x-side units, M y-side units, L lagged samples (T − τ),
 K tested atoms, A the 17 MMI arguments.
@@ -92,12 +96,17 @@ class NullDesign:
   """Which y each surrogate uses. method: one of ``NULLS``; prompt_map (S, P): surrogate s takes
   y of prompt p from prompt prompt_map[s, p]; shifts (S, P): circular shift of y's lagged-pair
   index ("pair_shift") or series ("circular"), 0 for "trial"; min_shift: smallest shift allowed;
-  paired: rows 2m and 2m + 1 are inverse surrogates (see module docstring)."""
+  paired: rows 2m and 2m + 1 are inverse surrogates (see module docstring); orders (R, P) and
+  rotations (S, 2), trial designs only: row s is rotation k = rotations[s, 1] of relabelling
+  r = rotations[s, 0], whose prompts in relabelled order are orders[r] (π(orders[r][j]) =
+  orders[r][(j + k) mod P]); ``analysis.nulls_spectral`` uses them."""
   method: str
   prompt_map: np.ndarray
   shifts: np.ndarray
   min_shift: int
   paired: bool = False
+  orders: np.ndarray | None = None
+  rotations: np.ndarray | None = None
 
   @property
   def n_surrogates(self) -> int:
@@ -131,18 +140,27 @@ def draw_rotations(n_surrogates: int, n_prompts: int, seed: int) -> np.ndarray:
   """(S, P) prompt maps: the rotations k = 1, P−1, 2, P−2, … of random relabellings of the prompts
   (π(p) = σ⁻¹((σ(p) + k) mod P)); rows 2m and 2m + 1 are inverses of each other (for even P
   the self-inverse rotation P/2 is left out)."""
+  return _rotation_plan(n_surrogates, n_prompts, seed)[0]
+
+
+def _rotation_plan(n_surrogates: int, n_prompts: int, seed: int):
+  """``draw_rotations``'s prompt maps (S, P), the relabelled orders σ⁻¹ (R, P) and each row's
+  (relabelling, k) (S, 2)."""
   if n_prompts < MIN_TRIAL_PROMPTS:
     raise ValueError(f"the trial-shuffling null needs at least {MIN_TRIAL_PROMPTS} prompts, got "
                      f"{n_prompts}; use null='pair_shift' or 'circular' for fewer prompts")
   rng = np.random.default_rng(seed)
   half = (n_prompts - 1) // 2
   ks = [k for j in range(1, half + 1) for k in (j, n_prompts - j)]
-  rows = []
+  rows, orders, plan = [], [], []
   while len(rows) < n_surrogates:
     sigma = rng.permutation(n_prompts)
     inv = np.argsort(sigma)
     rows += [inv[(sigma + k) % n_prompts] for k in ks]
-  return np.stack(rows[:n_surrogates])
+    plan += [(len(orders), k) for k in ks]
+    orders.append(inv)
+  return (np.stack(rows[:n_surrogates]), np.stack(orders),
+          np.asarray(plan[:n_surrogates], np.int64))
 
 
 def _paired_shifts(n_surrogates: int, n_prompts: int, length: int, min_shift: int,
@@ -162,7 +180,8 @@ def draw_design(method: str, n_surrogates: int, n_prompts: int, num_steps: int, 
   ident = np.broadcast_to(np.arange(n_prompts), (n_surrogates, n_prompts)).copy()
   zeros = np.zeros((n_surrogates, n_prompts), np.int64)
   if method == "trial":
-    return NullDesign(method, draw_rotations(n_surrogates, n_prompts, seed), zeros, 0, True)
+    prompt_map, orders, rotations = _rotation_plan(n_surrogates, n_prompts, seed)
+    return NullDesign(method, prompt_map, zeros, 0, True, orders, rotations)
   length = num_steps - tau if method == "pair_shift" else num_steps
   ms = default_min_shift(length, tau) if min_shift is None else int(min_shift)
   if method == "pair_shift":
@@ -391,7 +410,8 @@ class NullMoments:
 
 def null_moments(acts: np.ndarray, observed_pairs: np.ndarray, design: NullDesign, config, *,
                  atoms: Sequence[str] = ("sts", "rtr"), dtype=None, mesh=None,
-                 estimator=None, progress=None, force_slow: bool = False) -> NullMoments:
+                 estimator=None, progress=None, force_slow: bool = False,
+                 spectral: bool | None = None) -> NullMoments:
   """All surrogates of ``design`` reduced to moments (see ``NullMoments``).
 
   Args:
@@ -401,11 +421,23 @@ def null_moments(acts: np.ndarray, observed_pairs: np.ndarray, design: NullDesig
     dtype: compute dtype (default float64 under x64, else float32), as ``phiid.all_pairs``.
     estimator: ``f(acts, acts_y) -> (U, U, 16)`` used instead of ``phiid.all_pairs`` (slow path).
     force_slow: use one ``phiid.all_pairs`` call per surrogate even where the kernel applies.
+    spectral: None (default) uses ``analysis.nulls_spectral`` — all rotations of a relabelling at
+      once — wherever it applies (trial design, pool="concat", the kernel's estimator, spectra
+      within budget); False never; True requires it (an error says why it does not apply).
   """
   from synergy_jax import phiid
+  from synergy_jax.analysis import nulls_spectral
   acts = np.asarray(acts)
   obs = np.asarray(observed_pairs, np.float64)
   dtype = jnp.dtype(dtype) if dtype is not None else jax.dtypes.canonicalize_dtype(jnp.float64)
+  use_spectral = (estimator is None and not force_slow and spectral is not False
+                  and nulls_spectral.applies(design, config, atoms, dtype.itemsize, acts.shape[1]))
+  if spectral and not use_spectral:
+    raise ValueError(nulls_spectral.why_not(design, config, atoms, dtype.itemsize, acts.shape[1],
+                                            estimator is not None or force_slow))
+  if use_spectral:
+    return nulls_spectral.moments(acts, obs, design, tau=config.tau,
+                                  weights=kernel_weights(atoms), dtype=dtype)
   if estimator is None and not force_slow and kernel_applies(config, atoms):
     (s1, s2, cnt, ge), heads = _fast_moments(
         jnp.asarray(acts, dtype), jnp.asarray(obs, dtype), jnp.asarray(design.prompt_map),

@@ -19,12 +19,12 @@ def _ar1(rng, p, phis, t, burn=200):
   return x[..., burn:].astype(np.float32)
 
 
-def _flags(null, t, reps):
+def _flags(null, t, reps, config=None):
   p05, flagged = [], []
   for r in range(reps):
     a = _ar1(np.random.default_rng(r), 30, PHIS, t)
-    res = surrogates.surrogate_test(a, np.asarray(phiid.all_pairs(a)), n_surrogates=100,
-                                    seed=r, null=null)
+    res = surrogates.surrogate_test(a, np.asarray(phiid.all_pairs(a, config=config)),
+                                    n_surrogates=100, seed=r, null=null, config=config)
     assert np.all(np.isfinite(res.head_p))
     p05.append(res.head_p < 0.05)
     flagged.append(res.head_significant)
@@ -39,6 +39,15 @@ def test_trial_null_false_positive_rate_on_independent_ar1(t):
   bound = 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / n)  # nominal plus 2.5 binomial standard errors
   assert np.all(frac <= bound), (frac, bound)
   assert np.all(flagged <= 0.05), flagged  # BH at 5%
+
+
+def test_trial_null_of_pooled_atoms_false_positive_rate():
+  """pool="concat" takes the spectral path (analysis.nulls_spectral); same bound."""
+  reps = 25
+  frac, flagged = _flags("trial", 50, reps, phiid.PhiidConfig(pool="concat"))
+  bound = 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / (reps * len(PHIS)))
+  assert np.all(frac <= bound), (frac, bound)
+  assert np.all(flagged <= 0.05), flagged
 
 
 def test_circular_shift_is_anti_conservative_on_the_same_data():
@@ -56,11 +65,14 @@ def _coupled(rng, p, n, t, k=4, c=0.6, phi=0.6, burn=100):
   return x[..., burn:].astype(np.float32)
 
 
-def test_trial_null_detects_coupled_units():
+@pytest.mark.parametrize("pool", ["mean", "concat"])
+def test_trial_null_detects_coupled_units(pool):
+  cfg = phiid.PhiidConfig(pool=pool)
   hits, false = [], []
   for r in range(3):
     a = _coupled(np.random.default_rng(r), 30, 12, 50)
-    res = surrogates.surrogate_test(a, np.asarray(phiid.all_pairs(a)), n_surrogates=100, seed=r)
+    res = surrogates.surrogate_test(a, np.asarray(phiid.all_pairs(a, config=cfg)),
+                                    n_surrogates=100, seed=r, config=cfg)
     sig = res.head_significant.any(-1)
     hits.append(sig[:4])
     false.append(sig[4:])
