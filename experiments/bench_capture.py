@@ -60,7 +60,8 @@ flags.DEFINE_integer("bandwidth_mib", 512, "Buffer size (MiB) of the read-bandwi
                      "keep it far above the last-level cache.")
 flags.DEFINE_enum("per_layer", "auto", ["auto", "on", "off"],
                   "JAX decoding over per-layer weight and cache buffers (models.generate "
-                  "per_layer=; auto: on for the CPU backend) or over the scanned stack (off).")
+                  "per_layer=; auto: its default, on for the CPU backend while the weight "
+                  "copy fits a quarter of the physical memory) or over the scanned stack (off).")
 flags.DEFINE_string("out", None, "Optional JSON file for the figures (written atomically).")
 FLAGS = flags.FLAGS
 
@@ -148,12 +149,16 @@ def measure_bandwidth(nbytes: int, repeats: int = 5) -> dict:
 class JaxSide:
   """synergy_jax generation with capture, one model in one dtype."""
 
-  def __init__(self, directory, dtype, per_layer: bool):
+  def __init__(self, directory, dtype, per_layer: bool | None):
     import jax
     import numpy as np
     from synergy_jax import models as M
-    self.M, self.jax, self.per_layer = M, jax, per_layer
+    from synergy_jax.models import decoder, generation
+    self.M, self.jax = M, jax
     self.model = M.load(directory, dtype=dtype)
+    # None: generate's own default for this model, resolved once here for the row label
+    self.per_layer = (generation.per_layer_default(decoder.layer_weight_bytes(self.model))
+                      if per_layer is None else bool(per_layer))
     leaves = jax.tree_util.tree_leaves(self.model.params)
     self.params = sum(int(np.prod(x.shape)) for x in leaves)
     self.weight_bytes = sum(int(x.size) * x.dtype.itemsize for x in leaves)
@@ -360,9 +365,7 @@ def main(argv):
           "machine; PyTorch's spin-waiting threads slow far more than XLA's under load, so the "
           "ratios overstate the idle case (try --torch_threads=1, or re-measure when idle)",
           flush=True)
-  from synergy_jax.models import generation
-  per_layer = {"auto": generation.per_layer_default(), "on": True,
-               "off": False}[FLAGS.per_layer]
+  per_layer = {"auto": None, "on": True, "off": False}[FLAGS.per_layer]
   with tempfile.TemporaryDirectory() as tmp:
     for name in models:
       if name == "stories260k":
@@ -389,7 +392,7 @@ def main(argv):
           row = compare(jx, pt, vocab, b, new_tokens, repeats, bw["gb_per_s"])
           row.update(model=name, dtype=dtype, params=jx.params, weight_bytes=jx.weight_bytes,
                      torch_threads=pt.threads, auto_sweep=sweep,
-                     jax_per_layer="on" if per_layer else "off")
+                     jax_per_layer="on" if jx.per_layer else "off")
           figures["rows"].append(row)
           print(_line(name, dtype, jx, pt, row), flush=True)
         pt.close()

@@ -252,6 +252,14 @@ def split_layers(model) -> list:
   return out
 
 
+def layer_weight_bytes(model) -> int:
+  """Bytes of the stacked layer weights of every segment: the extra copy split_layers makes."""
+  cfg = model.config
+  return sum(int(x.size) * x.dtype.itemsize
+             for seg in FAMILIES[cfg.family].segments_of(cfg)
+             for x in jax.tree_util.tree_leaves(nnx.state(getattr(model, seg.key), nnx.Param)))
+
+
 def run(model, ids, positions, valid, *, cache: Cache | None = None,
         slot=0, head_mask=None, head_means=None, capture: str | None = None,
         capture_outputs: bool = False, logits_at: str = "all", remat: bool = False,

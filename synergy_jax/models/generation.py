@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any
 
 import jax
@@ -144,11 +145,28 @@ def select_token(logits, key, greedy: bool, temperature, top_p):
   return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
 
-def per_layer_default() -> bool:
+# per_layer=None copies the layer weights once per generate call; that copy may take at most this
+# share of the machine's physical memory (``per_layer_default``).
+PER_LAYER_MEMORY_SHARE = 0.25
+
+
+def physical_memory_bytes() -> int | None:
+  """The machine's physical memory (None where the OS does not say)."""
+  try:
+    return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def per_layer_default(layer_bytes: int = 0) -> bool:
   """What generate(per_layer=None) uses: per-layer buffers on JAX's CPU backend, where a scanned
-  decoding step copies every layer's weight and cache slices (docs/perf_capture.md); the
-  scanned stack elsewhere."""
-  return jax.default_backend() == "cpu"
+  decoding step copies every layer's weight and cache slices (docs/perf_capture.md), as long as
+  the one extra copy of the layer weights (``layer_bytes``) fits in PER_LAYER_MEMORY_SHARE of
+  the physical memory; the scanned stack elsewhere and for larger models."""
+  if jax.default_backend() != "cpu":
+    return False
+  total = physical_memory_bytes()
+  return total is None or layer_bytes <= PER_LAYER_MEMORY_SHARE * total
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "stop_at_eos",
@@ -256,7 +274,8 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
   unrolled, each from its own weight and cache buffers (decoder.split_layers; one extra copy of
   the layer weights during the call), instead of a scan over the stacked layers; the same
   operations and tokens. None (default): on when JAX's default backend is the CPU, where a
-  scanned step copies every layer's weight and cache slices (docs/perf_capture.md).
+  scanned step copies every layer's weight and cache slices (docs/perf_capture.md), and the
+  extra copy fits in a quarter of the physical memory (``per_layer_default``).
   Returns a GenerateResult.
   """
   cfg = model.config
@@ -274,7 +293,7 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
   check_head_mask(cfg, head_mask, head_means)
   _check_experts(cfg, expert_mask, expert_activity)
   if per_layer is None:
-    per_layer = per_layer_default()
+    per_layer = per_layer_default(decoder.layer_weight_bytes(model))
   pad = pad_id_of(cfg)
   _, _, lengths = right_align(input_ids, attention_mask, pad)
   longest = int(lengths.max())

@@ -79,7 +79,7 @@ def _add(y, b):
 
 def project(spec: str, x, w: nnx.Param, b: nnx.Param | None = None):
   """einsum(spec, x, w) + b, float32 accumulation, in x's dtype."""
-  return _add(ops.einsum(spec, x, w.get_value()), b)
+  return _add(ops.linear(spec, x, w.get_value()), b)
 
 
 # ---------------------------------------------------------------------------------------------

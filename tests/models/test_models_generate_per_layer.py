@@ -19,7 +19,7 @@ import models_torch_refs as D
 import moe_torch_refs as R
 from models_torch_refs import pair_factory
 from synergy_jax import models as M
-from synergy_jax.models import decoder
+from synergy_jax.models import decoder, generation
 
 MOE_CLASSES = {"qwen2_moe": transformers.Qwen2MoeForCausalLM,
                "deepseek_v2_greedy": transformers.DeepseekV2ForCausalLM}
@@ -92,6 +92,26 @@ def test_default_is_per_layer_on_cpu(pair, monkeypatch):
   assert calls == [1]
   M.generate(m, ids, mask, max_new_tokens=4, per_layer=False)
   assert calls == [1]
+
+
+def test_default_is_the_scan_when_the_weight_copy_would_not_fit(pair, monkeypatch):
+  m = pair("llama")[1]
+  need = decoder.layer_weight_bytes(m)
+  stacked = sum(int(np.prod(np.shape(x))) * np.asarray(x).dtype.itemsize
+                for x in jax.tree_util.tree_leaves(m.params["layers"]))
+  assert need == stacked > 0  # the stacked layer weights, what split_layers copies
+  calls = []
+  real = decoder.split_layers
+  monkeypatch.setattr(decoder, "split_layers", lambda model: calls.append(1) or real(model))
+  ids, mask = F.left_pad(F.prompts([4, 6], seed=12))
+  monkeypatch.setattr(generation, "physical_memory_bytes", lambda: 4 * need - 1)
+  assert not generation.per_layer_default(need)
+  M.generate(m, ids, mask, max_new_tokens=5)  # a new trace
+  assert calls == []
+  monkeypatch.setattr(generation, "physical_memory_bytes", lambda: 4 * need)
+  assert generation.per_layer_default(need)
+  monkeypatch.setattr(generation, "physical_memory_bytes", lambda: None)
+  assert generation.per_layer_default(need)  # unknown memory: the CPU default stands
 
 
 def test_per_layer_cache_needs_static_layers(pair):
