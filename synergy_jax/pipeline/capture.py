@@ -135,7 +135,6 @@ def score_activity(model: "models.Model", tokenizer, prompts: Sequence[str], tok
   if tokens.size and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
     bad = int(np.argwhere((tokens < 0) | (tokens >= cfg.vocab_size))[0][0])
     raise ValueError(f"tokens of prompt {bad} fall outside the vocabulary 0..{cfg.vocab_size - 1}")
-  t = tokens.shape[1]
   acts = []
   for start in range(0, len(token_lists), batch_size):
     chunk = token_lists[start:start + batch_size]

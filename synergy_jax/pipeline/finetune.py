@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from synergy_jax import interventions, models, results
+from synergy_jax import interventions, models
 from synergy_jax.analysis import ranking, stats
 from synergy_jax.phiid.config import PhiidConfig
 from synergy_jax.pipeline import profile, specs

@@ -48,7 +48,6 @@ import dataclasses
 import warnings
 from typing import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

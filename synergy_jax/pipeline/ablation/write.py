@@ -48,7 +48,7 @@ named as ``Units.names``), divergence.png, perturbation.png, perturbation_<famil
       **cols, **{k: hs[k] for k in ("score", "synergy", "redundancy", "rank_score", "balance")}})
   results.write_npz(run_dir / "perturbation.npz", correct=result.correct,
                     sigmas=np.asarray(p.sigmas), conditions=np.asarray(p.conditions))
-  fig = plots.divergence_curves(d.fractions, d.synergistic, d.redundant, d.random["curves"],
+  plots.divergence_curves(d.fractions, d.synergistic, d.redundant, d.random["curves"],
                                 title=f"{res.model}: zero ablation, {noun} ranked by "
                                       f"{res.ranking}", units=noun,
                                 save=run_dir / "divergence.png")
