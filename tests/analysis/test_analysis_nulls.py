@@ -100,3 +100,19 @@ def test_designs():
     nulls.draw_design("shuffle", 10, 8, 50)
   with pytest.raises(ValueError, match="n_surrogates"):
     nulls.draw_design("trial", 1, 8, 50)
+
+
+def test_ties_within_rounding_count_as_exceeding():
+  """A surrogate equal to the observed value up to rounding counts as ≥ it (conservative)."""
+  import jax.numpy as jnp
+  for dtype in (jnp.float32,):
+    tol = nulls.tie_tolerance(dtype)
+    assert 0 < tol < 1e-4
+    obs = jnp.full((1, 3, 1), 0.01, dtype)
+    v = obs + jnp.asarray([-0.5 * tol, -2 * tol, 0.0], dtype)[None, :, None]
+    zero = jnp.zeros_like(obs)
+    _, _, cnt, ge = nulls._accumulate((zero, zero, zero, zero), v, obs)  # pylint: disable=protected-access
+    np.testing.assert_array_equal(np.asarray(ge).ravel(), [1, 0, 1])
+    np.testing.assert_array_equal(np.asarray(cnt).ravel(), [1, 1, 1])
+  with jax.enable_x64(True):
+    assert nulls.tie_tolerance(jnp.float64) < 1e-13
