@@ -79,7 +79,8 @@ flags.DEFINE_list("levels", None,
                   "difficulty labels kept.")
 flags.DEFINE_bool("shard", False, "Split the all-pairs ΦID grid over all local devices "
                   "(several GPUs/TPU cores); results are identical to one device.")
-flags.DEFINE_integer("surrogates", 100, "Circular-shift surrogates for the ΦID null (0: none).")
+flags.DEFINE_integer("surrogates", 100, "Surrogates of the ΦID null (--null: trial shuffling by "
+                     "default; 0: no null).")
 flags.DEFINE_integer("n_boot", 1000, "Bootstrap replicates for confidence intervals.")
 flags.DEFINE_float("ci_level", 0.95, "Confidence level of all intervals.")
 flags.DEFINE_bool("verbose_errors", False, "Show the full traceback of a user error (bad flag, "
