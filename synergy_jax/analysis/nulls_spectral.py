@@ -23,8 +23,9 @@ surrogate at all. Only the lagged products change between surrogates, and the at
 exactly as ``nulls._atoms_from_corrs`` does; results equal ``nulls``'s per-surrogate kernel and one
 ``phiid.all_pairs`` call per surrogate to rounding (tests/analysis/test_analysis_nulls_spectral.py).
 
-Memory: six (P/2 + 1, U, U) spectra per relabelling (``spectra_bytes``); ``nulls.null_moments``
-uses this path when they fit ``SPECTRA_BUDGET_BYTES`` and otherwise the per-surrogate kernel.
+Memory: six (P/2 + 1, U, U) spectra per relabelling and six (CHUNK, U, U) sums synthesised from
+them (``spectra_bytes``: 0.14 GiB at U = 256, P = 60, float64); ``nulls.null_moments`` uses this
+path when they fit ``SPECTRA_BUDGET_BYTES`` and otherwise the per-surrogate kernel.
 
 Axis legend: R relabellings, H rotation pairs per relabelling, F frequencies, U units, T samples,
 K atoms.
@@ -45,8 +46,8 @@ _HI = jax.lax.Precision.HIGHEST
 
 
 def spectra_bytes(n_prompts: int, n_units: int, itemsize: int) -> int:
-  """Bytes of one relabelling's six cross-spectra."""
-  return 6 * (n_prompts // 2 + 1) * n_units * n_units * itemsize
+  """Bytes of one relabelling's six cross-spectra and of one chunk's synthesised sums."""
+  return 6 * (n_prompts // 2 + 1 + CHUNK) * n_units * n_units * itemsize
 
 
 def why_not(design: "nulls.NullDesign", config, atoms, itemsize: int, n_units: int,
