@@ -12,7 +12,12 @@ pairs. It reduces its surrogates with the same scan as the single-device kernel
 the (S, U, K) null head statistics are gathered in design order. So the result equals
 ``nulls.null_moments`` of one process holding everything, to rounding, for every design.
 
-Grids per surrogate: the compiled Gaussian MMI kernel (``nulls.fast_grid``) where it applies,
+Pooled atoms (pool="concat") of a trial design take the spectral path
+(``analysis.nulls_spectral.scan_slots``) wherever it applies on one device: the rotation pairs,
+in relabelling order, are split into contiguous blocks; each device makes the spectra of the
+relabellings its block touches and reduces its pairs.
+
+Grids per surrogate otherwise: the compiled Gaussian MMI kernel (``nulls.fast_grid``) where it applies,
 otherwise the estimator itself (``phiid.pairs.all_pairs_core`` of acts against the surrogate
 series, the straightforward computation, trial and circular designs only: pair_shift has no
 raw-series form).
@@ -29,7 +34,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
-from synergy_jax.analysis import nulls
+from synergy_jax.analysis import nulls, nulls_spectral
 from synergy_jax.analysis.ranking import ATOM_INDEX
 from synergy_jax.phiid import pairs
 from synergy_jax.phiid.config import PhiidConfig
@@ -94,6 +99,44 @@ def _sharded_moments(acts, obs, prompt_map, shifts, valid, *, make_grid, mesh, p
                        out_specs=(rep, rep), check_vma=False)(acts, obs, prompt_map, shifts, valid)
 
 
+@functools.partial(jax.jit, static_argnames=("mesh", "tau", "weights", "dtype"))
+def _sharded_spectral(acts, obs, orders, rel, ks, oks, *, mesh, tau, weights, dtype):
+  """``nulls_spectral.scan_slots`` on every device's block of rotation pairs; sums and counts
+  psummed, heads gathered in slot order."""
+  axes = tuple(mesh.axis_names)
+
+  def local(a, o, od, r, k, ok):
+    carry, heads = nulls_spectral.scan_slots(a.astype(dtype), o.astype(dtype), od, r, k, ok,
+                                             tau=tau, weights=weights)
+    carry = tuple(jax.lax.psum(c, axes) for c in carry)
+    return carry, jax.lax.all_gather(heads, axes, axis=0, tiled=True)
+
+  rep, rows = PartitionSpec(), PartitionSpec(axes)
+  return jax.shard_map(local, mesh=mesh, in_specs=(rep, rep, rep, rows, rows, rows),
+                       out_specs=(rep, rep), check_vma=False)(acts, obs, orders, rel, ks, oks)
+
+
+def _spectral_moments(acts, obs, design, config, atoms, mesh, dtype) -> "nulls.NullMoments":
+  """The spectral path (pooled atoms, trial design) with the rotation pairs split over ``mesh``:
+  contiguous blocks in relabelling order, padded with unused pairs to fill the devices."""
+  rel, ks, rows = nulls_spectral.flat_slots(design)
+  spare = -len(rel) % mesh.devices.size
+  rel = np.concatenate([rel, np.repeat(rel[-1:], spare)])
+  ks = np.concatenate([ks, np.ones(spare, ks.dtype)])
+  rows = np.concatenate([rows, -np.ones((spare, 2), rows.dtype)])
+  spec = PartitionSpec(tuple(mesh.axis_names))
+  (s1, s2, cnt, ge), heads = _sharded_spectral(
+      acts, _global(obs, mesh, PartitionSpec()), _global(design.orders, mesh, PartitionSpec()),
+      _global(rel, mesh, spec), _global(ks, mesh, spec), _global(rows >= 0, mesh, spec),
+      mesh=mesh, tau=config.tau, weights=nulls.kernel_weights(atoms), dtype=dtype)
+  local = lambda v: np.asarray(v.addressable_data(0), np.float64)
+  heads = local(heads)
+  null_head = np.full((design.n_surrogates,) + heads.shape[2:], np.nan)
+  used = rows >= 0
+  null_head[rows[used]] = heads[used]
+  return nulls.NullMoments(local(s1), local(s2), local(cnt), local(ge), null_head)
+
+
 def _global(value: np.ndarray, mesh, spec) -> jax.Array:
   """A host array that every process holds in full → a global array laid out as ``spec``."""
   value = np.asarray(value)
@@ -138,6 +181,10 @@ def null_moments(acts, observed_pairs: np.ndarray, design: "nulls.NullDesign", c
   if design.prompt_map.shape[1] != p:
     raise ValueError(f"design has {design.prompt_map.shape[1]} prompts; acts has {p}")
   dtype = jnp.dtype(dtype) if dtype is not None else pairs.default_dtype()
+  if not isinstance(acts, jax.Array):
+    acts = _global(acts, mesh, PartitionSpec())
+  if nulls_spectral.applies(design, config, atoms, dtype.itemsize, n):
+    return _spectral_moments(acts, obs, design, config, atoms, mesh, dtype)
   if nulls.kernel_applies(config, atoms):
     make_grid = _KernelGrid(design.method, config.tau, config.pool, nulls.kernel_weights(atoms))
     paired = design.paired
@@ -153,8 +200,6 @@ def null_moments(acts, observed_pairs: np.ndarray, design: "nulls.NullDesign", c
     make_grid = _EstimatorGrid(design.method, config, idx, tuple(int(SWAP_XY[i]) for i in idx),
                                min(block_size, n), dtype.name)
     paired = False  # the estimator path computes every surrogate, as the slow reference does
-  if not isinstance(acts, jax.Array):
-    acts = _global(acts, mesh, PartitionSpec())
   rows = PartitionSpec(tuple(mesh.axis_names))
   plan = padded_plan(dataclasses.replace(design, paired=paired), mesh.devices.size)
   (s1, s2, cnt, ge), heads = _sharded_moments(

@@ -164,43 +164,90 @@ def _prepare(acts, tau):
   return r, _pooled_stats(r, tau), auto, mask
 
 
-@functools.partial(jax.jit, static_argnames=("tau", "weights"))
-def _relabelling(carry, acts, obs, order, ks, oks, *, tau, weights):
-  """Adds the surrogates of one relabelling (rotation pairs ks (C, G), used sides oks (C, G, 2))
-  to the running moments; returns them and the slots' head means (C, G, 2, U, K)."""
-  p, _, t = acts.shape
-  r, (dp, sp, df, sf), auto, mask = _prepare(acts, tau)
-  count = p * (t - tau)
-  spec = _cross_spectra(*_dft(r[order], p), tau)
+def _freq_weights(ks, p, dtype):
+  """(G, F) weights c_f/P · cos(2πkf/P) and · sin(2πkf/P) of rotations ks (G,)."""
   freq = np.arange(p // 2 + 1)
-  fw = jnp.asarray(np.where((freq == 0) | (2 * freq == p), 1.0, 2.0) / p, acts.dtype)
+  fw = jnp.asarray(np.where((freq == 0) | (2 * freq == p), 1.0, 2.0) / p, dtype)
+  ang = 2 * jnp.pi * ((ks[:, None] * freq[None, :]) % p).astype(dtype) / p
+  return fw * jnp.cos(ang), fw * jnp.sin(ang)
+
+
+def _slot(carry, ca, sb, ok, prep, obs, *, tau, weights):
+  """One rotation pair: atoms from its synthesised sums ca, sb (3, U, U) each; both sides (k and
+  P − k, the transpose) added to the moments where ok (2,); returns the head means (2, U, K)."""
+  r, (dp, sp, df, sf), auto, mask = prep
+  count = r.shape[0] * (r.shape[2] - tau)
 
   def corr(sums, dx, sx, dy, sy):
     return (sums - count * dx[:, None] * dy[None, :]) / (sx[:, None] * sy[None, :] * (count - 1))
 
+  a = corr(ca[0] - sb[0], dp, sp, dp, sp)
+  b = corr(ca[1] - sb[1], df, sf, df, sf)
+  d = corr(ca[2] - sb[2], dp, sp, df, sf)
+  e = corr(jnp.swapaxes(ca[2] + sb[2], 0, 1), df, sf, dp, sp)
+  v = nulls._atoms_from_corrs(a, b, auto[:, None], d, e, auto[None, :], weights)  # pylint: disable=protected-access
+  v = jnp.where(mask, jnp.nan, v)
+  heads = []
+  for side, vk in enumerate((v, jnp.swapaxes(v, 0, 1))):
+    carry = nulls._accumulate(carry, jnp.where(ok[side], vk, jnp.nan), obs)  # pylint: disable=protected-access
+    heads.append(jnp.where(ok[side], nulls.null_head_means(vk, jnp), jnp.nan))
+  return carry, jnp.stack(heads)
+
+
+@functools.partial(jax.jit, static_argnames=("tau", "weights"))
+def _relabelling(carry, acts, obs, order, ks, oks, *, tau, weights):
+  """Adds the surrogates of one relabelling (rotation pairs ks (C, G), used sides oks (C, G, 2))
+  to the running moments; returns them and the slots' head means (C, G, 2, U, K)."""
+  p = acts.shape[0]
+  prep = _prepare(acts, tau)
+  spec = _cross_spectra(*_dft(prep[0][order], p), tau)
+
   def chunk(carry, slots):
     ks, oks = slots
-    ang = 2 * jnp.pi * ((ks[:, None] * freq[None, :]) % p).astype(acts.dtype) / p  # (G, F)
-    ca = jnp.einsum("gf,afuv->gauv", fw * jnp.cos(ang), spec[:3], precision=_HI)
-    sb = jnp.einsum("gf,afuv->gauv", fw * jnp.sin(ang), spec[3:], precision=_HI)
-
-    def rotation(carry, slot):
-      ca_k, sb_k, ok = slot
-      a = corr(ca_k[0] - sb_k[0], dp, sp, dp, sp)
-      b = corr(ca_k[1] - sb_k[1], df, sf, df, sf)
-      d = corr(ca_k[2] - sb_k[2], dp, sp, df, sf)
-      e = corr(jnp.swapaxes(ca_k[2] + sb_k[2], 0, 1), df, sf, dp, sp)
-      v = nulls._atoms_from_corrs(a, b, auto[:, None], d, e, auto[None, :], weights)  # pylint: disable=protected-access
-      v = jnp.where(mask, jnp.nan, v)
-      heads = []
-      for side, vk in enumerate((v, jnp.swapaxes(v, 0, 1))):
-        carry = nulls._accumulate(carry, jnp.where(ok[side], vk, jnp.nan), obs)  # pylint: disable=protected-access
-        heads.append(jnp.where(ok[side], nulls.null_head_means(vk, jnp), jnp.nan))
-      return carry, jnp.stack(heads)
-
-    return jax.lax.scan(rotation, carry, (ca, sb, oks))
+    wc, ws = _freq_weights(ks, p, acts.dtype)
+    ca = jnp.einsum("gf,afuv->gauv", wc, spec[:3], precision=_HI)
+    sb = jnp.einsum("gf,afuv->gauv", ws, spec[3:], precision=_HI)
+    return jax.lax.scan(lambda c, x: _slot(c, *x, prep, obs, tau=tau, weights=weights), carry,
+                        (ca, sb, oks))
 
   return jax.lax.scan(chunk, carry, (ks, oks))
+
+
+def scan_slots(acts, obs, orders, rel, ks, oks, *, tau, weights):
+  """In-graph moments of a flat list of rotation pairs (``flat_slots``; on one device of a mesh,
+  its share): slot h is rotation ks[h] of relabelling rel[h], sides used where oks[h] (2,).
+
+  Slots come sorted by relabelling; its spectra are made when the relabelling changes (a
+  ``lax.cond``), so a block of slots from r relabellings makes r sets. Returns the moments and
+  the slots' head means (H, 2, U, K).
+  """
+  p, n, _ = acts.shape
+  prep = _prepare(acts, tau)
+  spectra = lambda j: _cross_spectra(*_dft(prep[0][orders[j]], p), tau)
+  spec0 = spectra(rel[0])
+
+  def step(state, slot):
+    carry, spec, cur = state
+    j, k, ok = slot
+    spec = jax.lax.cond(j == cur, lambda: spec, lambda: spectra(j))
+    wc, ws = _freq_weights(k[None], p, acts.dtype)
+    ca = jnp.einsum("f,afuv->auv", wc[0], spec[:3], precision=_HI)
+    sb = jnp.einsum("f,afuv->auv", ws[0], spec[3:], precision=_HI)
+    carry, heads = _slot(carry, ca, sb, ok, prep, obs, tau=tau, weights=weights)
+    return (carry, spec, j), heads
+
+  zero = jnp.zeros(obs.shape, obs.dtype)
+  (carry, _, _), heads = jax.lax.scan(step, ((zero, zero, zero, zero), spec0, rel[0]),
+                                      (rel, ks, oks))
+  return carry, heads
+
+
+def flat_slots(design: "nulls.NullDesign"):
+  """The used rotation pairs of a design in relabelling order: rel (H,), ks (H,), rows (H, 2)
+  (the design rows of rotations k and P − k; −1: not in the design)."""
+  slot_k, rows = rotation_slots(design)
+  rel, h = np.nonzero(np.any(rows >= 0, axis=2))
+  return rel, slot_k[rel, h], rows[rel, h]
 
 
 def _chunks(ks, oks):
