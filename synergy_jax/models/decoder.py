@@ -57,6 +57,33 @@ def cache_layout(cfg: ModelConfig) -> dict[str, CacheEntry]:
   return {name: cache_entry(e) for name, e in FAMILIES[cfg.family].cache_layout(cfg).items()}
 
 
+def cache_dtype(cfg: ModelConfig, dtype):
+  """The dtype a decoding cache of a `dtype` model is stored in.
+
+  float32 for a bfloat16/float16 model of a dense-attention family (cache entries k and v, read
+  only by ops.attend) on JAX's CPU backend: XLA:CPU has no lower-precision batched dot, so
+  ops.attend widens its cache operands to float32, and a cache held in the model dtype was
+  widened — read and written again — at every decoding step (bfloat16, batch 64, 21 M Llama:
+  1 340 → 2 246 tok/s with the float32 cache, docs/perf_capture.md). Values written are first
+  rounded to the model dtype (``_to_cache``), so the cache holds the same numbers. Otherwise the
+  model dtype (GPU/TPU, float32 models, latent caches such as MLA's)."""
+  low = jnp.issubdtype(dtype, jnp.floating) and jnp.dtype(dtype).itemsize < 4
+  if low and jax.default_backend() == "cpu" and set(cache_layout(cfg)) == {"k", "v"}:
+    return jnp.float32
+  return dtype
+
+
+def _to_cache(x, dtype):
+  """x cast to the cache dtype; widened values keep x's own rounding (explicitly: XLA may
+  otherwise keep excess precision through a narrow-then-wide conversion pair)."""
+  if jnp.dtype(dtype).itemsize > jnp.dtype(x.dtype).itemsize and jnp.issubdtype(x.dtype,
+                                                                                 jnp.floating):
+    fi = jnp.finfo(x.dtype)
+    return jax.lax.reduce_precision(x.astype(dtype), exponent_bits=fi.nexp,
+                                    mantissa_bits=fi.nmant)
+  return x.astype(dtype)
+
+
 def empty_cache(cfg: ModelConfig, positions, valid, max_new_tokens: int, dtype,
                 per_layer: bool = False) -> Cache:
   """A zero cache for prompts with positions/valid (B, P) plus max_new_tokens future slots;
@@ -162,12 +189,12 @@ class Attend:
                            "layer index (decoder.run(layers=...), not the scanned stack)")
         buf = full[self.layer]
         buf = jax.lax.dynamic_update_slice(
-            buf, x.astype(buf.dtype), tuple(jnp.asarray(i, jnp.int32) for i in at))
+            buf, _to_cache(x, buf.dtype), tuple(jnp.asarray(i, jnp.int32) for i in at))
         new[name] = full[:self.layer] + (buf,) + full[self.layer + 1:]
         layer_entries[name] = buf
       else:
         start = tuple(jnp.asarray(i, jnp.int32) for i in (self.layer,) + at)
-        new[name] = jax.lax.dynamic_update_slice(full, x[None].astype(full.dtype), start)
+        new[name] = jax.lax.dynamic_update_slice(full, _to_cache(x[None], full.dtype), start)
         layer_entries[name] = new[name][self.layer]
     self.new_kv = {**self.entries, **new}
     return layer_entries

@@ -182,7 +182,8 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
   model = Model(cfg, params)  # the module around the traced parameter state
   positions = decoder.positions_from_mask(valid)  # (B, P)
   lens = valid.sum(1).astype(jnp.int32)  # (B,)
-  cache = decoder.empty_cache(cfg, positions, valid, t_new, dtype, per_layer=per_layer)
+  cache = decoder.empty_cache(cfg, positions, valid, t_new, decoder.cache_dtype(cfg, dtype),
+                              per_layer=per_layer)
   eos = jnp.asarray(cfg.eos_token_ids or (-1,), jnp.int32)
 
   moe_run = dict(expert_mask=expert_mask, expert_activity=expert_activity,

@@ -173,6 +173,17 @@ def _widen_on_cpu(*xs):
   return tuple(x.astype(jnp.float32) if jnp.dtype(x.dtype).itemsize < 4 else x for x in xs)
 
 
+def _round_to(x, dtype):
+  """x in `dtype`; where that is narrower, rounded explicitly (``reduce_precision``) so that a
+  later widening (``_widen_on_cpu``) sees exactly the narrow values whatever XLA fuses (XLA may
+  otherwise keep excess precision through a narrow-then-wide conversion pair)."""
+  if jnp.dtype(dtype).itemsize < jnp.dtype(x.dtype).itemsize and jnp.issubdtype(dtype,
+                                                                                 jnp.floating):
+    fi = jnp.finfo(dtype)
+    x = jax.lax.reduce_precision(x, exponent_bits=fi.nexp, mantissa_bits=fi.nmant)
+  return x.astype(dtype)
+
+
 def attend(q, k, v, mask, *, scale: float, softcap: float | None = None,
            heads_first: bool = False):
   """Per-head attention outputs softmax(q kᵀ * scale) v, before any output projection.
@@ -180,15 +191,16 @@ def attend(q, k, v, mask, *, scale: float, softcap: float | None = None,
   q (B, S, N, K); k (B, C, M, K); v (B, C, M, Kv), or with heads_first k (B, M, C, K) and
   v (B, M, C, Kv) (the dense cache's layout: the batched dots' batch axes B, M lead, so XLA
   reads the cache without a transposing copy; lower-precision operands are widened for those
-  dots on CPU, `_widen_on_cpu`); mask (B, S, C) bool -> (B, S, N, Kv) in v's dtype (Kv = K
-  except for multi-head latent attention).
+  dots on CPU, `_widen_on_cpu`; a CPU cache may already be float32, decoder.cache_dtype); mask
+  (B, S, C) bool -> (B, S, N, Kv) in q's dtype, the model's (Kv = K except for multi-head
+  latent attention).
   Scores and softmax in float32; optional tanh soft-capping of the scores (Gemma 2).
   """
   b, s, n, kd = q.shape
   m = k.shape[1] if heads_first else k.shape[2]
   kv = "BMCK" if heads_first else "BCMK"
   qg = q.reshape(b, s, m, n // m, kd)  # query head n = m * G + g
-  dtype = v.dtype
+  dtype = q.dtype
   if heads_first:
     qg, k = _widen_on_cpu(qg, k)
   scores = einsum(f"BSMGK,{kv}->BMGSC", qg, k, out_dtype=jnp.float32) * scale
@@ -196,7 +208,7 @@ def attend(q, k, v, mask, *, scale: float, softcap: float | None = None,
     scores = jnp.tanh(scores / softcap) * softcap
   scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1)
-  probs = probs.astype(dtype)  # rounded to the value dtype (as the dot of that dtype reads it)
+  probs = _round_to(probs, dtype)  # the model dtype's rounding (as a dot of that dtype reads it)
   if heads_first:
     probs, v = _widen_on_cpu(probs, v)
   out = einsum(f"BMGSC,{kv}->BSMGK", probs, v, out_dtype=dtype)

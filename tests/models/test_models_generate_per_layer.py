@@ -133,3 +133,28 @@ def test_per_layer_cache_needs_static_layers(pair):
   for i in range(m.config.num_layers):
     np.testing.assert_allclose(np.asarray(new.entries["k"][i]),
                                np.asarray(ref_new.entries["k"][i]), rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_model_decodes_with_a_float32_cache_on_cpu(pair, monkeypatch):
+  """decoder.cache_dtype: a bfloat16 dense-attention model keeps its K/V cache in float32 on CPU
+  (holding exactly the bfloat16-rounded values), latent caches and float32 models keep theirs;
+  generation agrees with a bfloat16 cache to rounding (same tokens)."""
+  _, m32, directory = pair("llama")
+  m = M.load(directory, dtype="bfloat16")
+  assert decoder.cache_dtype(m.config, jnp.bfloat16) == jnp.float32
+  assert decoder.cache_dtype(m.config, jnp.float32) == jnp.float32
+  mla = pair("deepseek_v2_greedy")[1].config
+  assert decoder.cache_dtype(mla, jnp.bfloat16) == jnp.bfloat16  # read by the latent path too
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 5)), jnp.bfloat16)
+  np.testing.assert_array_equal(np.asarray(decoder._to_cache(x, jnp.float32)),  # pylint: disable=protected-access
+                                np.asarray(x.astype(jnp.float32)))
+  ids, mask = F.left_pad(F.prompts([4, 9, 6], seed=5))
+  for per_layer in (True, False):
+    f32 = M.generate(m, ids, mask, max_new_tokens=8, per_layer=per_layer)
+    with monkeypatch.context() as mp:
+      mp.setattr(decoder, "cache_dtype", lambda cfg, dtype: dtype)
+      b16 = M.generate(m, ids, mask, max_new_tokens=9, per_layer=per_layer)  # a new trace
+    np.testing.assert_array_equal(np.asarray(f32.tokens), np.asarray(b16.tokens)[:, :8])
+    x, y = np.asarray(f32.head_norms), np.asarray(b16.head_norms)[..., :8]
+    assert np.isfinite(x).all()
+    np.testing.assert_allclose(x, y, rtol=1e-2, atol=1e-2)  # bfloat16's 2^-7 rounding
