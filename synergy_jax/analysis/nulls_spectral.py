@@ -181,17 +181,23 @@ def _slot(carry, ca, sb, ok, prep, obs, *, tau, weights):
   def corr(sums, dx, sx, dy, sy):
     return (sums - count * dx[:, None] * dy[None, :]) / (sx[:, None] * sy[None, :] * (count - 1))
 
-  a = corr(ca[0] - sb[0], dp, sp, dp, sp)
-  b = corr(ca[1] - sb[1], df, sf, df, sf)
-  d = corr(ca[2] - sb[2], dp, sp, df, sf)
-  e = corr(jnp.swapaxes(ca[2] + sb[2], 0, 1), df, sf, dp, sp)
-  v = nulls._atoms_from_corrs(a, b, auto[:, None], d, e, auto[None, :], weights)  # pylint: disable=protected-access
-  v = jnp.where(mask, jnp.nan, v)
-  heads = []
-  for side, vk in enumerate((v, jnp.swapaxes(v, 0, 1))):
-    carry = nulls._accumulate(carry, jnp.where(ok[side], vk, jnp.nan), obs)  # pylint: disable=protected-access
-    heads.append(jnp.where(ok[side], nulls.null_head_means(vk, jnp), jnp.nan))
-  return carry, jnp.stack(heads)
+  def used(carry):
+    a = corr(ca[0] - sb[0], dp, sp, dp, sp)
+    b = corr(ca[1] - sb[1], df, sf, df, sf)
+    d = corr(ca[2] - sb[2], dp, sp, df, sf)
+    e = corr(jnp.swapaxes(ca[2] + sb[2], 0, 1), df, sf, dp, sp)
+    v = nulls._atoms_from_corrs(a, b, auto[:, None], d, e, auto[None, :], weights)  # pylint: disable=protected-access
+    v = jnp.where(mask, jnp.nan, v)
+    heads = []
+    for side, vk in enumerate((v, jnp.swapaxes(v, 0, 1))):
+      carry = nulls._accumulate(carry, jnp.where(ok[side], vk, jnp.nan), obs)  # pylint: disable=protected-access
+      heads.append(jnp.where(ok[side], nulls.null_head_means(vk, jnp), jnp.nan))
+    return carry, jnp.stack(heads)
+
+  def unused(carry):  # a padding slot: nothing to add
+    return carry, jnp.full((2,) + obs.shape[1:], jnp.nan, obs.dtype)
+
+  return jax.lax.cond(jnp.any(ok), used, unused, carry)
 
 
 @functools.partial(jax.jit, static_argnames=("tau", "weights"))
@@ -250,10 +256,12 @@ def flat_slots(design: "nulls.NullDesign"):
   return rel, slot_k[rel, h], rows[rel, h]
 
 
-def _chunks(ks, oks):
-  """(H,) slots → (C, G) chunks of at most ``CHUNK`` slots (padding slots unused)."""
-  n_chunks = -(-len(ks) // CHUNK)
-  size = -(-len(ks) // n_chunks)
+def _chunks(ks, oks, full: int):
+  """(H,) slots → (C, G) chunks, the same shape for every relabelling of the design (one
+  compiled program): C · G ≥ ``full`` (the pairs of a whole relabelling) with G ≤ ``CHUNK``;
+  padding slots are unused (their atoms are skipped, ``_slot``)."""
+  n_chunks = -(-full // CHUNK)
+  size = -(-full // n_chunks)
   spare = n_chunks * size - len(ks)
   ks = np.concatenate([ks, np.ones(spare, ks.dtype)]).reshape(n_chunks, size)
   oks = np.concatenate([oks, np.zeros((spare, 2), bool)]).reshape(n_chunks, size, 2)
@@ -275,7 +283,7 @@ def moments(acts, obs, design: "nulls.NullDesign", *, tau: int, weights, dtype):
     used = np.flatnonzero(np.any(rows[rel] >= 0, axis=1))
     if not used.size:
       continue
-    ks, oks = _chunks(slot_k[rel, used], rows[rel, used] >= 0)
+    ks, oks = _chunks(slot_k[rel, used], rows[rel, used] >= 0, rows.shape[1])
     carry, heads = _relabelling(carry, acts, obs, jnp.asarray(design.orders[rel]),
                                 jnp.asarray(ks), jnp.asarray(oks), tau=tau, weights=weights)
     heads = np.asarray(heads, np.float64).reshape((-1,) + heads.shape[2:])[:len(used)]
