@@ -80,13 +80,14 @@ def rotation_slots(design: "nulls.NullDesign"):
   (R, H, 2) the design rows of rotations k and P − k (−1: none), checked against prompt_map."""
   rel, ks = design.rotations[:, 0], design.rotations[:, 1]
   p = design.prompt_map.shape[1]
-  for s in range(design.n_surrogates):  # the plan must be what prompt_map says
-    order = design.orders[rel[s]]
-    expect = np.empty(p, np.int64)
-    expect[order] = order[(np.arange(p) + ks[s]) % p]
-    if not np.array_equal(expect, design.prompt_map[s]):
-      raise ValueError(f"surrogate {s}: prompt_map is not rotation {ks[s]} of relabelling "
-                       f"{rel[s]}; the design's rotations do not describe it")
+  # the plan must be what prompt_map says: prompt orders[r][j] meets orders[r][(j + k) mod P]
+  order = design.orders[rel]  # (S, P)
+  met = np.take_along_axis(order, (np.arange(p)[None] + ks[:, None]) % p, axis=1)
+  wrong = np.flatnonzero(np.any(np.take_along_axis(design.prompt_map, order, axis=1) != met, 1))
+  if wrong.size:
+    s = int(wrong[0])
+    raise ValueError(f"surrogate {s}: prompt_map is not rotation {ks[s]} of relabelling "
+                     f"{rel[s]}; the design's rotations do not describe it")
   n_rel, half = len(design.orders), (p - 1) // 2
   slot_k = np.ones((n_rel, half), np.int64)
   rows = -np.ones((n_rel, half, 2), np.int64)
@@ -272,7 +273,8 @@ def moments(acts, obs, design: "nulls.NullDesign", *, tau: int, weights, dtype):
   """``nulls.NullMoments`` of a trial design under pooled Gaussian MMI (see module docstring).
 
   acts (P, U, T), obs (U, U, K) observed atoms; weights: ``nulls.kernel_weights(atoms)``. One
-  compiled call per relabelling, each over its used rotation pairs only.
+  call of one compiled program per relabelling (every relabelling's chunks take the same shape,
+  ``_chunks``; the pairs a design does not use are skipped).
   """
   slot_k, rows = rotation_slots(design)
   acts, obs = jnp.asarray(acts, dtype), jnp.asarray(obs, dtype)

@@ -74,14 +74,8 @@ def cache_dtype(cfg: ModelConfig, dtype):
 
 
 def _to_cache(x, dtype):
-  """x cast to the cache dtype; widened values keep x's own rounding (explicitly: XLA may
-  otherwise keep excess precision through a narrow-then-wide conversion pair)."""
-  if jnp.dtype(dtype).itemsize > jnp.dtype(x.dtype).itemsize and jnp.issubdtype(x.dtype,
-                                                                                 jnp.floating):
-    fi = jnp.finfo(x.dtype)
-    return jax.lax.reduce_precision(x.astype(dtype), exponent_bits=fi.nexp,
-                                    mantissa_bits=fi.nmant)
-  return x.astype(dtype)
+  """x in the cache dtype, keeping x's own rounding when the cache is wider (``ops.rounded``)."""
+  return ops.rounded(x, x.dtype, dtype)
 
 
 def empty_cache(cfg: ModelConfig, positions, valid, max_new_tokens: int, dtype,

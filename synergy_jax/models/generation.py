@@ -158,7 +158,7 @@ def physical_memory_bytes() -> int | None:
     return None
 
 
-def per_layer_default(layer_bytes: int = 0) -> bool:
+def per_layer_default(layer_bytes: int) -> bool:
   """What generate(per_layer=None) uses: per-layer buffers on JAX's CPU backend, where a scanned
   decoding step copies every layer's weight and cache slices (docs/perf_capture.md), as long as
   the one extra copy of the layer weights (``layer_bytes``) fits in PER_LAYER_MEMORY_SHARE of

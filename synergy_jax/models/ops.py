@@ -173,15 +173,21 @@ def _widen_on_cpu(*xs):
   return tuple(x.astype(jnp.float32) if jnp.dtype(x.dtype).itemsize < 4 else x for x in xs)
 
 
-def _round_to(x, dtype):
-  """x in `dtype`; where that is narrower, rounded explicitly (``reduce_precision``) so that a
-  later widening (``_widen_on_cpu``) sees exactly the narrow values whatever XLA fuses (XLA may
-  otherwise keep excess precision through a narrow-then-wide conversion pair)."""
-  if jnp.dtype(dtype).itemsize < jnp.dtype(x.dtype).itemsize and jnp.issubdtype(dtype,
-                                                                                 jnp.floating):
-    fi = jnp.finfo(dtype)
-    x = jax.lax.reduce_precision(x, exponent_bits=fi.nexp, mantissa_bits=fi.nmant)
-  return x.astype(dtype)
+def rounded(x, precision, out_dtype=None):
+  """x rounded to the floating dtype `precision` and stored in `out_dtype` (default: precision).
+
+  The rounding is explicit (``reduce_precision``) wherever a narrower dtype meets a wider one, so
+  a later widening (``_widen_on_cpu``, a float32 cache of a bfloat16 model) sees exactly the
+  narrow values whatever XLA fuses: it may otherwise keep excess precision through a
+  narrow-then-wide conversion pair."""
+  out_dtype = jnp.dtype(precision if out_dtype is None else out_dtype)
+  narrow = jnp.dtype(precision)
+  if jnp.issubdtype(narrow, jnp.floating) and narrow.itemsize < max(
+      jnp.dtype(x.dtype).itemsize, out_dtype.itemsize):
+    fi = jnp.finfo(narrow)
+    x = jax.lax.reduce_precision(x.astype(jnp.promote_types(x.dtype, out_dtype)),
+                                 exponent_bits=fi.nexp, mantissa_bits=fi.nmant)
+  return x.astype(out_dtype)
 
 
 def attend(q, k, v, mask, *, scale: float, softcap: float | None = None,
@@ -208,7 +214,7 @@ def attend(q, k, v, mask, *, scale: float, softcap: float | None = None,
     scores = jnp.tanh(scores / softcap) * softcap
   scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1)
-  probs = _round_to(probs, dtype)  # the model dtype's rounding (as a dot of that dtype reads it)
+  probs = rounded(probs, dtype)  # the model dtype's rounding (as a dot of that dtype reads it)
   if heads_first:
     probs, v = _widen_on_cpu(probs, v)
   out = einsum(f"BMGSC,{kv}->BSMGK", probs, v, out_dtype=dtype)

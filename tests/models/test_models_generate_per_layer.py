@@ -19,7 +19,7 @@ import models_torch_refs as D
 import moe_torch_refs as R
 from models_torch_refs import pair_factory
 from synergy_jax import models as M
-from synergy_jax.models import decoder, generation
+from synergy_jax.models import decoder, generation, ops
 
 MOE_CLASSES = {"qwen2_moe": transformers.Qwen2MoeForCausalLM,
                "deepseek_v2_greedy": transformers.DeepseekV2ForCausalLM}
@@ -148,6 +148,12 @@ def test_bfloat16_model_decodes_with_a_float32_cache_on_cpu(pair, monkeypatch):
   x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 5)), jnp.bfloat16)
   np.testing.assert_array_equal(np.asarray(decoder._to_cache(x, jnp.float32)),  # pylint: disable=protected-access
                                 np.asarray(x.astype(jnp.float32)))
+  y = jnp.asarray(np.random.default_rng(1).normal(size=(4, 6)), jnp.float32)
+  r = ops.rounded(y, jnp.bfloat16)  # the attention probabilities' rounding
+  assert r.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(r, np.float32), np.asarray(y.astype(jnp.bfloat16),
+                                                                       np.float32))
+  assert ops.rounded(y, jnp.float32).dtype == jnp.float32
   ids, mask = F.left_pad(F.prompts([4, 9, 6], seed=5))
   for per_layer in (True, False):
     f32 = M.generate(m, ids, mask, max_new_tokens=8, per_layer=per_layer)
