@@ -64,7 +64,7 @@ def cache_dtype(cfg: ModelConfig, dtype):
   only by ops.attend) on JAX's CPU backend: XLA:CPU has no lower-precision batched dot, so
   ops.attend widens its cache operands to float32, and a cache held in the model dtype was
   widened — read and written again — at every decoding step (bfloat16, batch 64, 21 M Llama:
-  1 340 → 2 246 tok/s with the float32 cache, docs/perf_capture.md). Values written are first
+  +38–62 % tok/s with the float32 cache, docs/perf_capture.md). Values written are first
   rounded to the model dtype (``_to_cache``), so the cache holds the same numbers. Otherwise the
   model dtype (GPU/TPU, float32 models, latent caches such as MLA's)."""
   low = jnp.issubdtype(dtype, jnp.floating) and jnp.dtype(dtype).itemsize < 4
