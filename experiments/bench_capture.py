@@ -26,6 +26,18 @@ on top, so a fraction near 1 is the best possible, not a bug). `--batches=auto` 
 pick the JAX batch size with the highest throughput among powers of two up to --max_batch
 (a short sweep) and compares at that size.
 
+Ceiling of the ratio: every decode step of either side must at least run the model's weight
+products (every nn.Linear of the PyTorch model, lm head included: q, k, v, o, gate, up, down per
+layer). Each row also times those products alone at the row's batch and dtype (one input row per
+prompt, nothing else: no attention, cache, norms or capture), in JAX (one jitted program, weights
+as (in, out) arrays, all products independent so XLA may run them at once) and in PyTorch
+(`F.linear` on each module's own weight), and prints
+  ceiling = PyTorch's time per decode step / JAX's weight products alone,
+the ratio JAX would reach if its step were nothing but its weight products. A target above the
+ceiling cannot be met by anything outside the matrix-product kernels. (For a mixture-of-experts
+model the fused expert weights are not nn.Linear modules and are left out, so its ceiling is an
+upper bound only.)
+
 The lines printed are self-describing (batch, dtype, tok/s each side, ratio, bandwidth fraction,
 tokens identical, 1-minute load before and after); --out writes them as JSON.
 """
@@ -156,6 +168,7 @@ class JaxSide:
     from synergy_jax.models import decoder, generation
     self.M, self.jax = M, jax
     self.model = M.load(directory, dtype=dtype)
+    self.dtype = dtype
     # None: generate's own default for this model, resolved once here for the row label
     self.per_layer = (generation.per_layer_default(decoder.layer_weight_bytes(self.model))
                       if per_layer is None else bool(per_layer))
@@ -239,6 +252,58 @@ class TorchSide:
       h.remove()
 
 
+def linear_shapes(tm) -> list[tuple[str, int, int]]:
+  """(module name, in features, out features) of every torch.nn.Linear of a transformers model,
+  in module order (the tied lm head included: it is a Linear sharing the embedding's weight)."""
+  import torch
+  return [(name, m.in_features, m.out_features) for name, m in tm.named_modules()
+          if isinstance(m, torch.nn.Linear)]
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  fn()  # warm-up (and, for JAX, compile)
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def weight_dot_seconds(shapes, batch: int, dtype: str, repeats: int = 20) -> dict:
+  """Seconds per decode step of the weight products alone: for each (name, in, out) of `shapes`,
+  x (batch, in) times a weight, in JAX (one jitted program over (in, out) arrays) and PyTorch
+  (F.linear on (out, in) weights, as nn.Linear holds them); median of `repeats` after a warm-up.
+  The weights are random (the time does not depend on their values)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import torch
+  if not shapes:
+    raise ValueError("the model has no nn.Linear modules: nothing to time")
+  rs = np.random.RandomState(0)
+  ins = sorted({i for _, i, _ in shapes})
+  xs = {i: rs.standard_normal((batch, i)).astype(np.float32) for i in ins}
+  ws = [rs.standard_normal((o, i)).astype(np.float32) * 0.02 for _, i, o in shapes]
+  jdt = jnp.dtype(dtype)
+  jx = {i: jnp.asarray(x, jdt) for i, x in xs.items()}
+  jw = [jnp.asarray(w.T, jdt) for w in ws]  # (in, out), contiguous
+  keys = [i for _, i, _ in shapes]
+  products = jax.jit(lambda x, w: [x[k] @ m for k, m in zip(keys, w)])
+  jax_s = _median_seconds(lambda: jax.block_until_ready(products(jx, jw)), repeats)
+  tdt = getattr(torch, dtype)
+  tx = {i: torch.from_numpy(x).to(tdt) for i, x in xs.items()}
+  tw = [torch.from_numpy(w).to(tdt) for w in ws]
+
+  def torch_products():
+    with torch.no_grad():
+      return [torch.nn.functional.linear(tx[k], m) for k, m in zip(keys, tw)]
+  torch_s = _median_seconds(torch_products, repeats)
+  return {"jax_dots_seconds_per_step": jax_s, "torch_dots_seconds_per_step": torch_s,
+          "dot_count": len(shapes),
+          "dot_weight_elements": int(sum(i * o for _, i, o in shapes))}
+
+
 def _timed(fn, *args):
   t0 = time.perf_counter()
   out = fn(*args)
@@ -297,7 +362,10 @@ def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int,
   expert_diff = None if j_experts is None else max_diff(j_experts, t_experts)
   j_rate, t_rate = batch * new_tokens / j_s, batch * new_tokens / t_s
   limit = batch * bandwidth * 1e9 / jx.weight_bytes
-  return {"batch": batch, "new_tokens": new_tokens, "jax_tokens_per_s": j_rate,
+  dots = weight_dot_seconds(linear_shapes(pt.tm), batch, jx.dtype)
+  # the prompt pass is spread over the steps: a slight overestimate of PyTorch's per-step time
+  ceiling = (t_s / new_tokens) / dots["jax_dots_seconds_per_step"]
+  return {**dots, "ratio_ceiling": ceiling, "batch": batch, "new_tokens": new_tokens, "jax_tokens_per_s": j_rate,
           "torch_tokens_per_s": t_rate, "ratio": j_rate / t_rate, "jax_seconds": j_s,
           "torch_seconds": t_s, "jax_compile_seconds": max(first - j_s, 0.0),
           "bandwidth_limit_tokens_per_s": limit, "jax_bandwidth_fraction": j_rate / limit,
@@ -318,6 +386,9 @@ def _line(name, dtype, jx, pt, r):
           f"{r['jax_bandwidth_fraction']:.2f}, PyTorch at {r['torch_bandwidth_fraction']:.2f} | "
           f"tokens identical {'yes' if r['tokens_identical'] else 'no'} "
           f"({r['identical_token_fraction']:.3f}) | max |norm diff| {r['max_head_norm_diff']:.1e} "
+          f"| weight products alone: JAX {1e3 * r['jax_dots_seconds_per_step']:.2f} ms, PyTorch "
+          f"{1e3 * r['torch_dots_seconds_per_step']:.2f} ms per step; ratio ceiling "
+          f"{r['ratio_ceiling']:.2f}x "
           + ("" if r["max_expert_norm_diff"] is None else
              f"| max |expert norm diff| {r['max_expert_norm_diff']:.1e} (PyTorch experts "
              f"{r['torch_experts_implementation']}) ")

@@ -56,6 +56,24 @@ def test_bench_capture_toy(tmp_path, stories260k_dir):
   assert row["jax_tokens_per_s"] > 0 and row["torch_tokens_per_s"] > 0
   assert 0 < row["jax_bandwidth_fraction"] < float("inf")
   assert row["jax_per_layer"] == "on"  # the default on the CPU backend
+  # the weight products alone, timed on both sides, and the ceiling they put on the ratio
+  assert row["dot_count"] == 5 * 7 + 1  # q, k, v, o, gate, up, down per layer + lm head
+  assert row["jax_dots_seconds_per_step"] > 0 and row["torch_dots_seconds_per_step"] > 0
+  assert 0 < row["ratio_ceiling"] < float("inf") and "ratio ceiling" in out
+
+
+def test_linear_shapes_of_stories260k(stories260k_dir):
+  """Every nn.Linear of the Llama, with the sizes its config.json gives (hidden 64, 8 query and
+  4 key/value heads of 8, MLP 172, vocabulary 512, 5 layers, tied lm head)."""
+  import transformers
+  from experiments.bench_capture import linear_shapes
+  tm = transformers.AutoModelForCausalLM.from_pretrained(stories260k_dir)
+  per_layer = [("q_proj", 64, 64), ("k_proj", 64, 32), ("v_proj", 64, 32), ("o_proj", 64, 64),
+               ("gate_proj", 64, 172), ("up_proj", 64, 172), ("down_proj", 172, 64)]
+  got = linear_shapes(tm)
+  assert [(n.rsplit(".", 1)[-1], i, o) for n, i, o in got] == per_layer * 5 + [
+      ("lm_head", 64, 512)]
+  assert got[0][0] == "model.layers.0.self_attn.q_proj"
 
 
 def test_bench_capture_moe_toy(tmp_path):
