@@ -30,7 +30,8 @@ Ceiling of the ratio: every decode step of either side must at least run the mod
 products (every nn.Linear of the PyTorch model, lm head included: q, k, v, o, gate, up, down per
 layer). Each row also times those products alone at the row's batch and dtype (one input row per
 prompt, nothing else: no attention, cache, norms or capture), in JAX (one jitted program, weights
-as (in, out) arrays, all products independent so XLA may run them at once) and in PyTorch
+as (in, out) arrays through `ops.linear` as the model runs them, all products independent so XLA
+may run them at once) and in PyTorch
 (`F.linear` on each module's own weight), and prints
   ceiling = PyTorch's time per decode step / JAX's weight products alone,
 the ratio JAX would reach if its step were nothing but its weight products. A target above the
@@ -272,7 +273,8 @@ def _median_seconds(fn, repeats: int) -> float:
 
 def weight_dot_seconds(shapes, batch: int, dtype: str, repeats: int = 20) -> dict:
   """Seconds per decode step of the weight products alone: for each (name, in, out) of `shapes`,
-  x (batch, in) times a weight, in JAX (one jitted program over (in, out) arrays) and PyTorch
+  x (batch, in) times a weight, in JAX (one jitted program over (in, out) arrays, through
+  `ops.linear` as the model's layers: float32 accumulation, the model's precision) and PyTorch
   (F.linear on (out, in) weights, as nn.Linear holds them); median of `repeats` after a warm-up.
   The weights are random (the time does not depend on their values)."""
   import jax
@@ -289,7 +291,8 @@ def weight_dot_seconds(shapes, batch: int, dtype: str, repeats: int = 20) -> dic
   jx = {i: jnp.asarray(x, jdt) for i, x in xs.items()}
   jw = [jnp.asarray(w.T, jdt) for w in ws]  # (in, out), contiguous
   keys = [i for _, i, _ in shapes]
-  products = jax.jit(lambda x, w: [x[k] @ m for k, m in zip(keys, w)])
+  from synergy_jax.models import ops  # the projection the model's layers run (float32 sums)
+  products = jax.jit(lambda x, w: [ops.linear("XC,CY->XY", x[k], m) for k, m in zip(keys, w)])
   jax_s = _median_seconds(lambda: jax.block_until_ready(products(jx, jw)), repeats)
   tdt = getattr(torch, dtype)
   tx = {i: torch.from_numpy(x).to(tdt) for i, x in xs.items()}
