@@ -35,7 +35,10 @@ may run them at once) and in PyTorch
 (`F.linear` on each module's own weight), and prints
   ceiling = PyTorch's time per decode step / JAX's weight products alone,
 the ratio JAX would reach if its step were nothing but its weight products. A target above the
-ceiling cannot be met by anything outside the matrix-product kernels. (For a mixture-of-experts
+ceiling cannot be met by anything outside the matrix-product kernels. It is an estimate, not a
+bound: the products alone are timed in a separate program, minutes from the generation runs, and
+on a machine whose speed drifts they can come out as slow as JAX's whole step (then the ceiling
+is near the measured ratio; read several rounds). (For a mixture-of-experts
 model the fused expert weights are not nn.Linear modules and are left out, so its ceiling is an
 upper bound only.)
 
