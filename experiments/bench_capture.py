@@ -38,9 +38,8 @@ the ratio JAX would reach if its step were nothing but its weight products. A ta
 ceiling cannot be met by anything outside the matrix-product kernels. It is an estimate, not a
 bound: the products alone are timed in a separate program, minutes from the generation runs, and
 on a machine whose speed drifts they can come out as slow as JAX's whole step (then the ceiling
-is near the measured ratio; read several rounds). (For a mixture-of-experts
-model the fused expert weights are not nn.Linear modules and are left out, so its ceiling is an
-upper bound only.)
+is near the measured ratio; read several rounds). For a mixture-of-experts model the fused
+expert weights are not nn.Linear modules and are left out, so its ceiling is overstated.
 
 The lines printed are self-describing (batch, dtype, tok/s each side, ratio, bandwidth fraction,
 tokens identical, 1-minute load before and after); --out writes them as JSON.
@@ -142,6 +141,17 @@ def _load1():
   return round(os.getloadavg()[0], 2)
 
 
+def _repeat_seconds(fn, repeats: int) -> list[float]:
+  """Wall seconds of `repeats` calls of fn() after one warm-up call (for JAX: the compile)."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return times
+
+
 def measure_bandwidth(nbytes: int, repeats: int = 5) -> dict:
   """Read bandwidth (GB/s, 1e9 bytes) of a sum over an nbytes float32 buffer, best of repeats:
   NumPy (one thread) and jitted JAX (XLA's thread pool); `gb_per_s` is the larger."""
@@ -151,12 +161,7 @@ def measure_bandwidth(nbytes: int, repeats: int = 5) -> dict:
   buf = np.ones(nbytes // 4, np.float32)
   best = {}
   for name, fn, arg in (("numpy", np.sum, buf), ("jax", jax.jit(jnp.sum), jnp.asarray(buf))):
-    jax.block_until_ready(fn(arg))
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      jax.block_until_ready(fn(arg))
-      times.append(time.perf_counter() - t0)
+    times = _repeat_seconds(lambda: jax.block_until_ready(fn(arg)), repeats)
     best[name] = nbytes / min(times) / 1e9
   return {"numpy_gb_per_s": best["numpy"], "jax_gb_per_s": best["jax"],
           "gb_per_s": max(best.values()), "buffer_bytes": nbytes}
@@ -264,16 +269,6 @@ def linear_shapes(tm) -> list[tuple[str, int, int]]:
           if isinstance(m, torch.nn.Linear)]
 
 
-def _median_seconds(fn, repeats: int) -> float:
-  fn()  # warm-up (and, for JAX, compile)
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
-
-
 def weight_dot_seconds(shapes, batch: int, dtype: str, repeats: int = 20) -> dict:
   """Seconds per decode step of the weight products alone: for each (name, in, out) of `shapes`,
   x (batch, in) times a weight, in JAX (one jitted program over (in, out) arrays, through
@@ -296,7 +291,8 @@ def weight_dot_seconds(shapes, batch: int, dtype: str, repeats: int = 20) -> dic
   keys = [i for _, i, _ in shapes]
   from synergy_jax.models import ops  # the projection the model's layers run (float32 sums)
   products = jax.jit(lambda x, w: [ops.linear("XC,CY->XY", x[k], m) for k, m in zip(keys, w)])
-  jax_s = _median_seconds(lambda: jax.block_until_ready(products(jx, jw)), repeats)
+  jax_s = statistics.median(
+      _repeat_seconds(lambda: jax.block_until_ready(products(jx, jw)), repeats))
   tdt = getattr(torch, dtype)
   tx = {i: torch.from_numpy(x).to(tdt) for i, x in xs.items()}
   tw = [torch.from_numpy(w).to(tdt) for w in ws]
@@ -304,7 +300,7 @@ def weight_dot_seconds(shapes, batch: int, dtype: str, repeats: int = 20) -> dic
   def torch_products():
     with torch.no_grad():
       return [torch.nn.functional.linear(tx[k], m) for k, m in zip(keys, tw)]
-  torch_s = _median_seconds(torch_products, repeats)
+  torch_s = statistics.median(_repeat_seconds(torch_products, repeats))
   return {"jax_dots_seconds_per_step": jax_s, "torch_dots_seconds_per_step": torch_s,
           "dot_count": len(shapes),
           "dot_weight_elements": int(sum(i * o for _, i, o in shapes))}
@@ -371,7 +367,8 @@ def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int,
   dots = weight_dot_seconds(linear_shapes(pt.tm), batch, jx.dtype)
   # the prompt pass is spread over the steps: a slight overestimate of PyTorch's per-step time
   ceiling = (t_s / new_tokens) / dots["jax_dots_seconds_per_step"]
-  return {**dots, "ratio_ceiling": ceiling, "batch": batch, "new_tokens": new_tokens, "jax_tokens_per_s": j_rate,
+  return {**dots, "ratio_ceiling": ceiling, "batch": batch, "new_tokens": new_tokens,
+          "jax_tokens_per_s": j_rate,
           "torch_tokens_per_s": t_rate, "ratio": j_rate / t_rate, "jax_seconds": j_s,
           "torch_seconds": t_s, "jax_compile_seconds": max(first - j_s, 0.0),
           "bandwidth_limit_tokens_per_s": limit, "jax_bandwidth_fraction": j_rate / limit,
