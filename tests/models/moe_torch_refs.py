@@ -74,24 +74,30 @@ def np32(t):
   return t.detach().to(torch.float32).cpu().numpy()
 
 
+def npy(t):
+  """The tensor as numpy in its own dtype (a float64 reference stays float64)."""
+  return t.detach().cpu().numpy()
+
+
 @torch.no_grad()
 def every_expert_output(experts, x2d):
-  """(T, E, D) numpy: torch's own expert math (the Experts module) evaluated for every expert at
-  every token, with weight 1 (forcing top_k_index = e)."""
+  """(T, E, D) numpy in x2d's dtype: torch's own expert math (the Experts module) evaluated for
+  every expert at every token, with weight 1 (forcing top_k_index = e)."""
   t = x2d.shape[0]
   outs = []
   for e in range(experts.num_experts):
     idx = torch.full((t, 1), e, dtype=torch.long)
     outs.append(experts(x2d, idx, torch.ones(t, 1, dtype=x2d.dtype)))
-  return np.stack([np32(o) for o in outs], axis=1)
+  return np.stack([npy(o) for o in outs], axis=1)
 
 
 @torch.no_grad()
 def dense_gates(router, x2d):
-  """(T, E) numpy: the torch router's chosen weights scattered into a dense matrix."""
+  """(T, E) numpy in x2d's dtype: the torch router's chosen weights scattered into a dense
+  matrix."""
   _, weights, indices = router(x2d)
-  g = torch.zeros(x2d.shape[0], router.num_experts, dtype=torch.float32)
-  g.scatter_(1, indices, weights.to(torch.float32))
+  g = torch.zeros(x2d.shape[0], router.num_experts, dtype=x2d.dtype)
+  g.scatter_(1, indices, weights.to(x2d.dtype))
   return g.numpy()
 
 
