@@ -40,6 +40,14 @@ bound: the products alone are timed in a separate program, minutes from the gene
 on a machine whose speed drifts they can come out as slow as JAX's whole step (then the ceiling
 is near the measured ratio; read several rounds). For a mixture-of-experts model the fused
 expert weights are not nn.Linear modules and are left out, so its ceiling is overstated.
+A second, lower ceiling adds what attention must read: every decode step reads each key and value
+already in the cache at least once, so with a growing cache a step reads on average
+  kv bytes = batch × (prompt width + (new tokens + 1) / 2) × layers × 2 × kv heads × head dim
+             × cache itemsize
+(what PyTorch's growing cache reads; synergy_jax reads its whole preallocated cache, more), and
+  ceiling with cache = PyTorch's time per step / (JAX's weight products + kv bytes / bandwidth),
+the ratio if JAX's step were its products plus that read at the measured bandwidth, nothing else
+(not printed for caches other than plain keys and values, e.g. MLA's latent one).
 
 The lines printed are self-describing (batch, dtype, tok/s each side, ratio, bandwidth fraction,
 tokens identical, 1-minute load before and after); --out writes them as JSON.
@@ -184,6 +192,8 @@ class JaxSide:
     leaves = jax.tree_util.tree_leaves(self.model.params)
     self.params = sum(int(np.prod(x.shape)) for x in leaves)
     self.weight_bytes = sum(int(x.size) * x.dtype.itemsize for x in leaves)
+    cache = decoder.cache_dtype(self.model.config, jax.numpy.dtype(dtype))
+    self.cache_itemsize = np.dtype(cache).itemsize  # keys and values as the decoder stores them
 
   def run(self, ids, mask, new_tokens):
     """-> tokens (B, T), head norms (B, L, N, T), expert norms (B, L_moe, E, T) or None."""
@@ -306,6 +316,18 @@ def weight_dot_seconds(shapes, batch: int, dtype: str, repeats: int = 20) -> dic
           "dot_weight_elements": int(sum(i * o for _, i, o in shapes))}
 
 
+def kv_read_bytes_per_step(cfg, cache_itemsize: int, batch: int, prompt_width: int,
+                           new_tokens: int) -> float | None:
+  """Bytes of keys and values a decode step must read, averaged over the new tokens (step t
+  attends over prompt_width + t + 1 slots); None for a cache that is not plain keys and values."""
+  from synergy_jax.models import decoder
+  if set(decoder.cache_layout(cfg)) != {"k", "v"}:
+    return None
+  slots = prompt_width + (new_tokens + 1) / 2
+  return (batch * slots * cfg.num_layers * 2 * cfg.num_kv_heads * cfg.head_dim
+          * cache_itemsize)
+
+
 def _timed(fn, *args):
   t0 = time.perf_counter()
   out = fn(*args)
@@ -367,8 +389,13 @@ def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int,
   dots = weight_dot_seconds(linear_shapes(pt.tm), batch, jx.dtype)
   # the prompt pass is spread over the steps: a slight overestimate of PyTorch's per-step time
   ceiling = (t_s / new_tokens) / dots["jax_dots_seconds_per_step"]
-  return {**dots, "ratio_ceiling": ceiling, "batch": batch, "new_tokens": new_tokens,
-          "jax_tokens_per_s": j_rate,
+  kv = kv_read_bytes_per_step(jx.model.config, jx.cache_itemsize, batch, ids.shape[1],
+                              new_tokens)
+  with_cache = (None if kv is None else
+                (t_s / new_tokens) / (dots["jax_dots_seconds_per_step"] + kv / (bandwidth * 1e9)))
+  return {**dots, "ratio_ceiling": ceiling, "kv_read_bytes_per_step": kv,
+          "ratio_ceiling_with_cache": with_cache, "batch": batch,
+          "prompt_width": int(ids.shape[1]), "new_tokens": new_tokens, "jax_tokens_per_s": j_rate,
           "torch_tokens_per_s": t_rate, "ratio": j_rate / t_rate, "jax_seconds": j_s,
           "torch_seconds": t_s, "jax_compile_seconds": max(first - j_s, 0.0),
           "bandwidth_limit_tokens_per_s": limit, "jax_bandwidth_fraction": j_rate / limit,
@@ -391,7 +418,11 @@ def _line(name, dtype, jx, pt, r):
           f"({r['identical_token_fraction']:.3f}) | max |norm diff| {r['max_head_norm_diff']:.1e} "
           f"| weight products alone: JAX {1e3 * r['jax_dots_seconds_per_step']:.2f} ms, PyTorch "
           f"{1e3 * r['torch_dots_seconds_per_step']:.2f} ms per step; ratio ceiling "
-          f"{r['ratio_ceiling']:.2f}x "
+          f"{r['ratio_ceiling']:.2f}x"
+          + ("" if r["ratio_ceiling_with_cache"] is None else
+             f", with the cache read ({r['kv_read_bytes_per_step'] / 1e6:.1f} MB per step at the "
+             f"read bandwidth) {r['ratio_ceiling_with_cache']:.2f}x")
+          + " "
           + ("" if r["max_expert_norm_diff"] is None else
              f"| max |expert norm diff| {r['max_expert_norm_diff']:.1e} (PyTorch experts "
              f"{r['torch_experts_implementation']}) ")

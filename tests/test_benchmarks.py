@@ -60,6 +60,12 @@ def test_bench_capture_toy(tmp_path, stories260k_dir):
   assert row["dot_count"] == 5 * 7 + 1  # q, k, v, o, gate, up, down per layer + lm head
   assert row["jax_dots_seconds_per_step"] > 0 and row["torch_dots_seconds_per_step"] > 0
   assert 0 < row["ratio_ceiling"] < float("inf") and "ratio ceiling" in out
+  # the cache read a step must make: 2 prompts x (width + 4.5 slots on average over 8 new tokens)
+  # x 5 layers x (k, v) x 4 kv heads x head dim 8 x 4 bytes (config.json, by hand)
+  width = row["prompt_width"]
+  assert row["kv_read_bytes_per_step"] == 2 * (width + 4.5) * 5 * 2 * 4 * 8 * 4
+  assert 0 < row["ratio_ceiling_with_cache"] < row["ratio_ceiling"]
+  assert "with the cache read" in out
 
 
 def test_linear_shapes_of_stories260k(stories260k_dir):

@@ -1,8 +1,8 @@
 """MoE feed-forward parity with transformers' sparse MoE blocks (Mixtral, Qwen2-MoE, Qwen3-MoE,
 DeepSeek-V2) in float32: the block output and the expert activity (against torch's own expert
 math) within 4x the float32 rounding torch's block shows against its own float64 run
-(float32_bounds.py; a fixed atol fitted one CPU's summation order and failed on another); expert_mask
-ablation and expert perturbation act only through the chosen expert."""
+(float32_bounds.py; a fixed atol fitted one CPU's summation order and failed on another);
+expert_mask ablation and expert perturbation act only through the chosen expert."""
 import copy
 import dataclasses
 
