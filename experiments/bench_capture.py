@@ -36,9 +36,10 @@ may run them at once) and in PyTorch
   ceiling = PyTorch's time per decode step / JAX's weight products alone,
 the ratio JAX would reach if its step were nothing but its weight products. A target above the
 ceiling cannot be met by anything outside the matrix-product kernels. It is an estimate, not a
-bound: the products alone are timed in a separate program, minutes from the generation runs, and
-on a machine whose speed drifts they can come out as slow as JAX's whole step (then the ceiling
-is near the measured ratio; read several rounds). For a mixture-of-experts model the fused
+bound: the products alone run as a separate program (timed after each pair of generation runs,
+median of 7 calls per side each time, so that both see the same state of the machine), and
+where the step overlaps products or hides them behind other work the products alone can come
+out near JAX's whole step (then the ceiling is near the measured ratio; read several rounds). For a mixture-of-experts model the fused
 expert weights are not nn.Linear modules and are left out, so its ceiling is overstated.
 A second, lower ceiling adds what attention must read: every decode step reads each key and value
 already in the cache at least once, so with a growing cache a step reads on average
@@ -279,41 +280,46 @@ def linear_shapes(tm) -> list[tuple[str, int, int]]:
           if isinstance(m, torch.nn.Linear)]
 
 
-def weight_dot_seconds(shapes, batch: int, dtype: str, repeats: int = 20) -> dict:
-  """Seconds per decode step of the weight products alone: for each (name, in, out) of `shapes`,
-  x (batch, in) times a weight, in JAX (one jitted program over (in, out) arrays, through
-  `ops.linear` as the model's layers: float32 accumulation, the model's precision) and PyTorch
-  (F.linear on (out, in) weights, as nn.Linear holds them); median of `repeats` after a warm-up.
-  The weights are random (the time does not depend on their values)."""
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  import torch
-  if not shapes:
-    raise ValueError("the model has no nn.Linear modules: nothing to time")
-  rs = np.random.RandomState(0)
-  ins = sorted({i for _, i, _ in shapes})
-  xs = {i: rs.standard_normal((batch, i)).astype(np.float32) for i in ins}
-  ws = [rs.standard_normal((o, i)).astype(np.float32) * 0.02 for _, i, o in shapes]
-  jdt = jnp.dtype(dtype)
-  jx = {i: jnp.asarray(x, jdt) for i, x in xs.items()}
-  jw = [jnp.asarray(w.T, jdt) for w in ws]  # (in, out), contiguous
-  keys = [i for _, i, _ in shapes]
-  from synergy_jax.models import ops  # the projection the model's layers run (float32 sums)
-  products = jax.jit(lambda x, w: [ops.linear("XC,CY->XY", x[k], m) for k, m in zip(keys, w)])
-  jax_s = statistics.median(
-      _repeat_seconds(lambda: jax.block_until_ready(products(jx, jw)), repeats))
-  tdt = getattr(torch, dtype)
-  tx = {i: torch.from_numpy(x).to(tdt) for i, x in xs.items()}
-  tw = [torch.from_numpy(w).to(tdt) for w in ws]
+class WeightProducts:
+  """The weight products of one decode step alone, both sides, ready to time: for each
+  (name, in, out) of `shapes`, x (batch, in) times a weight, in JAX (one jitted program over
+  (in, out) arrays, through `ops.linear` as the model's layers: float32 accumulation, the model's
+  precision) and PyTorch (F.linear on (out, in) weights, as nn.Linear holds them). The weights
+  are random (the time does not depend on their values)."""
 
-  def torch_products():
-    with torch.no_grad():
-      return [torch.nn.functional.linear(tx[k], m) for k, m in zip(keys, tw)]
-  torch_s = statistics.median(_repeat_seconds(torch_products, repeats))
-  return {"jax_dots_seconds_per_step": jax_s, "torch_dots_seconds_per_step": torch_s,
-          "dot_count": len(shapes),
-          "dot_weight_elements": int(sum(i * o for _, i, o in shapes))}
+  def __init__(self, shapes, batch: int, dtype: str):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+    if not shapes:
+      raise ValueError("the model has no nn.Linear modules: nothing to time")
+    rs = np.random.RandomState(0)
+    ins = sorted({i for _, i, _ in shapes})
+    xs = {i: rs.standard_normal((batch, i)).astype(np.float32) for i in ins}
+    ws = [rs.standard_normal((o, i)).astype(np.float32) * 0.02 for _, i, o in shapes]
+    jdt = jnp.dtype(dtype)
+    jx = {i: jnp.asarray(x, jdt) for i, x in xs.items()}
+    jw = [jnp.asarray(w.T, jdt) for w in ws]  # (in, out), contiguous
+    keys = [i for _, i, _ in shapes]
+    from synergy_jax.models import ops  # the projection the model's layers run (float32 sums)
+    products = jax.jit(lambda x, w: [ops.linear("XC,CY->XY", x[k], m) for k, m in zip(keys, w)])
+    self.jax_call = lambda: jax.block_until_ready(products(jx, jw))
+    tdt = getattr(torch, dtype)
+    tx = {i: torch.from_numpy(x).to(tdt) for i, x in xs.items()}
+    tw = [torch.from_numpy(w).to(tdt) for w in ws]
+
+    def torch_call():
+      with torch.no_grad():
+        return [torch.nn.functional.linear(tx[k], m) for k, m in zip(keys, tw)]
+    self.torch_call = torch_call
+    self.count = len(shapes)
+    self.weight_elements = int(sum(i * o for _, i, o in shapes))
+
+  def seconds(self, repeats: int) -> tuple[float, float]:
+    """(JAX, PyTorch) median seconds of `repeats` calls each, after a warm-up call."""
+    return (statistics.median(_repeat_seconds(self.jax_call, repeats)),
+            statistics.median(_repeat_seconds(self.torch_call, repeats)))
 
 
 def kv_read_bytes_per_step(cfg, cache_itemsize: int, batch: int, prompt_width: int,
@@ -326,6 +332,9 @@ def kv_read_bytes_per_step(cfg, cache_itemsize: int, batch: int, prompt_width: i
   slots = prompt_width + (new_tokens + 1) / 2
   return (batch * slots * cfg.num_layers * 2 * cfg.num_kv_heads * cfg.head_dim
           * cache_itemsize)
+
+
+PRODUCT_CALLS = 7  # calls per side and repetition when timing the weight products alone
 
 
 def _timed(fn, *args):
@@ -364,12 +373,17 @@ def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int,
   load_before = _load1()
   first, _ = _timed(jx.run, ids, mask, new_tokens)  # compiles
   pt.run(ids, mask, new_tokens)  # warm-up
-  jt, pt_times = [], []
+  products = WeightProducts(linear_shapes(pt.tm), batch, jx.dtype)
+  jt, pt_times, jd, td = [], [], [], []
   for _ in range(repeats):
     s, (j_tokens, j_norms, j_experts) = _timed(jx.run, ids, mask, new_tokens)
     jt.append(s)
     s, (t_tokens, t_norms, t_experts) = _timed(pt.run, ids, mask, new_tokens)
     pt_times.append(s)
+    # the products alone between the generation runs, so that they see the same machine
+    j_d, t_d = products.seconds(PRODUCT_CALLS)
+    jd.append(j_d)
+    td.append(t_d)
   j_s, t_s = statistics.median(jt), statistics.median(pt_times)
   same = j_tokens == t_tokens
   if (j_experts is None) != (t_experts is None):
@@ -386,7 +400,10 @@ def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int,
   expert_diff = None if j_experts is None else max_diff(j_experts, t_experts)
   j_rate, t_rate = batch * new_tokens / j_s, batch * new_tokens / t_s
   limit = batch * bandwidth * 1e9 / jx.weight_bytes
-  dots = weight_dot_seconds(linear_shapes(pt.tm), batch, jx.dtype)
+  dots = {"jax_dots_seconds_per_step": statistics.median(jd),
+          "torch_dots_seconds_per_step": statistics.median(td), "dot_count": products.count,
+          "dot_weight_elements": products.weight_elements, "jax_dots_times": jd,
+          "torch_dots_times": td}
   # the prompt pass is spread over the steps: a slight overestimate of PyTorch's per-step time
   ceiling = (t_s / new_tokens) / dots["jax_dots_seconds_per_step"]
   kv = kv_read_bytes_per_step(jx.model.config, jx.cache_itemsize, batch, ids.shape[1],

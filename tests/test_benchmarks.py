@@ -59,6 +59,8 @@ def test_bench_capture_toy(tmp_path, stories260k_dir):
   # the weight products alone, timed on both sides, and the ceiling they put on the ratio
   assert row["dot_count"] == 5 * 7 + 1  # q, k, v, o, gate, up, down per layer + lm head
   assert row["jax_dots_seconds_per_step"] > 0 and row["torch_dots_seconds_per_step"] > 0
+  # timed once per repetition, between the generation runs
+  assert len(row["jax_dots_times"]) == len(row["torch_dots_times"]) == len(row["jax_times"]) == 1
   assert 0 < row["ratio_ceiling"] < float("inf") and "ratio ceiling" in out
   # the cache read a step must make: 2 prompts x (width + 4.5 slots on average over 8 new tokens)
   # x 5 layers x (k, v) x 4 kv heads x head dim 8 x 4 bytes (config.json, by hand)
