@@ -39,8 +39,9 @@ ceiling cannot be met by anything outside the matrix-product kernels. It is an e
 bound: the products alone run as a separate program (timed after each pair of generation runs,
 median of 7 calls per side each time, so that both see the same state of the machine), and
 where the step overlaps products or hides them behind other work the products alone can come
-out near JAX's whole step (then the ceiling is near the measured ratio; read several rounds). For a mixture-of-experts model the fused
-expert weights are not nn.Linear modules and are left out, so its ceiling is overstated.
+out near JAX's whole step (then the ceiling is near the measured ratio; read several rounds).
+For a mixture-of-experts model the fused expert weights are not nn.Linear modules and are left
+out, so its ceiling is overstated.
 A second, lower ceiling adds what attention must read: every decode step reads each key and value
 already in the cache at least once, so with a growing cache a step reads on average
   kv bytes = batch × (prompt width + (new tokens + 1) / 2) × layers × 2 × kv heads × head dim
