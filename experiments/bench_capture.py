@@ -45,7 +45,7 @@ out, so its ceiling is overstated.
 A second, lower ceiling adds what attention must read: every decode step reads each key and value
 already in the cache at least once, so with a growing cache a step reads on average
   kv bytes = batch × (prompt width + (new tokens + 1) / 2) × layers × 2 × kv heads × head dim
-             × cache itemsize
+             × cache itemsize    (a sliding layer's slots capped at its window)
 (what PyTorch's growing cache reads; synergy_jax reads its whole preallocated cache, more), and
   ceiling with cache = PyTorch's time per step / (JAX's weight products + kv bytes / bandwidth),
 the ratio if JAX's step were its products plus that read at the measured bandwidth, nothing else
@@ -326,13 +326,15 @@ class WeightProducts:
 def kv_read_bytes_per_step(cfg, cache_itemsize: int, batch: int, prompt_width: int,
                            new_tokens: int) -> float | None:
   """Bytes of keys and values a decode step must read, averaged over the new tokens (step t
-  attends over prompt_width + t + 1 slots); None for a cache that is not plain keys and values."""
+  attends over prompt_width + t + 1 slots, at most a sliding layer's window); None for a cache
+  that is not plain keys and values."""
+  import numpy as np
   from synergy_jax.models import decoder
   if set(decoder.cache_layout(cfg)) != {"k", "v"}:
     return None
-  slots = prompt_width + (new_tokens + 1) / 2
-  return (batch * slots * cfg.num_layers * 2 * cfg.num_kv_heads * cfg.head_dim
-          * cache_itemsize)
+  slots = prompt_width + np.arange(1, new_tokens + 1)
+  per_layer = [np.minimum(slots, w).mean() if w else slots.mean() for w in cfg.layer_windows]
+  return float(batch * sum(per_layer) * 2 * cfg.num_kv_heads * cfg.head_dim * cache_itemsize)
 
 
 PRODUCT_CALLS = 7  # calls per side and repetition when timing the weight products alone

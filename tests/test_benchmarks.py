@@ -98,3 +98,15 @@ def test_bench_capture_moe_toy(tmp_path):
   assert row["max_head_norm_diff"] < 1e-4
   assert 0 <= row["max_expert_norm_diff"] < 1e-4
   assert row["jax_tokens_per_s"] > 0 and row["torch_tokens_per_s"] > 0
+
+
+def test_kv_read_bytes_caps_sliding_layers_at_their_window(stories260k_dir):
+  """Prompt width 6, 8 new tokens: step t reads 7 + t slots (mean 10.5) in a full layer, 4 in a
+  layer with window 4; 3 full + 2 sliding layers, 2 rows, (k, v) x 4 kv heads x 8 x 4 bytes."""
+  import dataclasses
+  from experiments.bench_capture import kv_read_bytes_per_step
+  from synergy_jax import models as M
+  cfg = M.load_config(stories260k_dir)
+  assert kv_read_bytes_per_step(cfg, 4, 2, 6, 8) == 2 * 5 * 10.5 * 2 * 4 * 8 * 4
+  slid = dataclasses.replace(cfg, layer_windows=(0, 4, 0, 4, 0))
+  assert kv_read_bytes_per_step(slid, 4, 2, 6, 8) == 2 * (3 * 10.5 + 2 * 4) * 2 * 4 * 8 * 4

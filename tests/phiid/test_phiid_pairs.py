@@ -46,16 +46,16 @@ def test_matches_reference_float64(tau, redundancy):
 
 def pair_condition(acts, tau):
   """(U, U) condition number of each pair's 4 × 4 correlation matrix of (x past, y past,
-  x future, y future), prompts pooled (NumPy, float64)."""
-  p, u, _ = acts.shape
-  kappa = np.ones((u, u))
-  for i in range(u):
-    for j in range(u):
-      if i != j:
-        z = np.concatenate([np.stack([acts[q, i, :-tau], acts[q, j, :-tau], acts[q, i, tau:],
-                                      acts[q, j, tau:]]) for q in range(p)], axis=1)
-        kappa[i, j] = np.linalg.cond(np.corrcoef(z))
-  return kappa
+  x future, y future), prompts pooled (NumPy, float64; the diagonal is 1). Every pair's matrix is
+  a 4 × 4 block of one (2U × 2U) correlation matrix of all units' pasts and futures."""
+  u = acts.shape[1]
+  past = acts[:, :, :-tau].transpose(1, 0, 2).reshape(u, -1)
+  future = acts[:, :, tau:].transpose(1, 0, 2).reshape(u, -1)
+  c = np.corrcoef(np.concatenate([past, future]))  # (2U, 2U)
+  i, j = np.meshgrid(np.arange(u), np.arange(u), indexing="ij")
+  idx = np.stack([i, j, i + u, j + u], axis=-1)  # (U, U, 4): x past, y past, x future, y future
+  kappa = np.linalg.cond(c[idx[..., :, None], idx[..., None, :]])  # (U, U)
+  return np.where(np.eye(u, dtype=bool), 1.0, kappa)
 
 
 @pytest.mark.parametrize("tau", [1, 2])
