@@ -21,3 +21,18 @@ def stories260k_dir():
   if not (STORIES260K / "config.json").exists():
     pytest.skip(f"{STORIES260K} is absent (a fresh clone outside CI has no ../shared/)")
   return STORIES260K
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+  """Drops JAX's compiled programs after each test module. Every XLA:CPU executable keeps its
+  machine code in memory mappings of its own; one pytest process that compiles a few thousand
+  programs reaches the kernel's limit on mappings per process (vm.max_map_count, 65 530 by
+  default) and dies inside XLA's compiler with SIGSEGV (seen 2026-12-04: tests/models alone
+  reached 64 000 mappings after ~270 tests). Programs are rarely shared across modules, so the
+  recompilation this costs is small."""
+  yield
+  import jax
+  jax.clear_caches()
+  import gc
+  gc.collect()
