@@ -96,6 +96,36 @@ def empty_cache(cfg: ModelConfig, positions, valid, max_new_tokens: int, dtype,
                valid=jnp.concatenate([valid, jnp.ones((b, max_new_tokens), bool)], axis=1))
 
 
+def grow_cache(cfg: ModelConfig, cache: Cache, new_slots: int) -> Cache:
+  """`cache` with `new_slots` more future slots at its end: zero entries (stacked or per-layer),
+  positions continuing from the last slot's, valid. The cache must already end in a future slot
+  (one made by empty_cache with max_new_tokens >= 1), so that its last position is a generated
+  token's and the next slot's position is one more.
+
+  generate grows its cache in phases (generation.cache_phase_stops): every decoding step reads
+  every slot of the cache, so a cache that holds only the slots the phase can fill reads fewer.
+  One copy of the cache per growth."""
+  new_slots = int(new_slots)
+  if new_slots < 1:
+    raise ValueError(f"grow_cache: new_slots must be >= 1, got {new_slots}")
+  layout = cache_layout(cfg)
+
+  def pad(a, entry, lead):  # lead: axes before the stored shape ((L, B) stacked, (B,) per layer)
+    width = [(0, 0)] * a.ndim
+    width[lead + entry.slot_axis] = (0, new_slots)
+    return jnp.pad(a, width)
+
+  entries = {}
+  for name, value in cache.entries.items():
+    entry = layout[name]
+    entries[name] = (tuple(pad(a, entry, 1) for a in value) if isinstance(value, tuple)
+                     else pad(value, entry, 2))
+  b = cache.pos.shape[0]
+  pos = cache.pos[:, -1:] + 1 + jnp.arange(new_slots, dtype=cache.pos.dtype)[None]
+  return Cache(entries=entries, pos=jnp.concatenate([cache.pos, pos], axis=1),
+               valid=jnp.concatenate([cache.valid, jnp.ones((b, new_slots), bool)], axis=1))
+
+
 class Attend:
   """Handed to a family's Block call: rotary embedding, the layer's cache and the attention core.
 

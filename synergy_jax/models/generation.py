@@ -19,9 +19,9 @@ not chosen (shared experts: their gate c_u(x), 1 without one). Both after expert
 ablated expert reads 0). None for dense models. See docs/moe.md.
 
 Compilation: prompts are left-padded internally to a bucket width (next power of two >= 8), the
-cache holds bucket + max_new_tokens slots, and temperature, top_p, rng, head and expert masks are
-traced —
-so new prompts of lengths within a bucket and new interventions reuse the compiled program.
+cache grows in phases up to bucket + max_new_tokens slots (``cache_phase_stops``: one compiled
+decoding loop per phase), and temperature, top_p, rng, head and expert masks are traced — so new
+prompts of lengths within a bucket and new interventions reuse the compiled program.
 
 Axis letters: B batch, P prompt block, T new tokens, L layers, H (= N) query heads, K head dim,
 V vocabulary, C cache slots, L_moe MoE layers, U experts per MoE layer (routed + shared).
@@ -130,11 +130,21 @@ def _at(*index):
   return tuple(jnp.asarray(i, jnp.int32) for i in index)
 
 
+def first_argmax(logits):
+  """jnp.argmax(logits, axis=-1) as int32 (the first maximum; the first NaN where a row has one),
+  as two plain reductions: XLA:CPU's variadic (value, index) reduce behind argmax took 0.6 ms
+  per decoding step for (64, 4096) float32 logits, this 0.15 ms (docs/perf_capture.md)."""
+  top = jnp.max(logits, axis=-1, keepdims=True)  # NaN where the row has a NaN
+  hit = (logits == top) | jnp.isnan(logits)
+  v = logits.shape[-1]
+  return jnp.min(jnp.where(hit, jnp.arange(v, dtype=jnp.int32), v), axis=-1).astype(jnp.int32)
+
+
 def select_token(logits, key, greedy: bool, temperature, top_p):
   """Next token (B,) from logits (B, V) float32: argmax, or a sample from the temperature-scaled
   distribution restricted to the smallest set of tokens whose probability reaches top_p."""
   if greedy:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return first_argmax(logits)
   logits = logits / temperature
   order = jnp.argsort(-logits, axis=-1)  # (B, V) most likely first
   sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
@@ -143,6 +153,35 @@ def select_token(logits, key, greedy: bool, temperature, top_p):
   sorted_logits = jnp.where(mass_before < top_p, sorted_logits, ops.MASK_VALUE)
   choice = jax.random.categorical(key, sorted_logits, axis=-1)  # index into `order`
   return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
+
+
+# generate grows its cache in phases (cache_phase_stops): by default one phase per
+# CACHE_PHASE_TOKENS new tokens, at most MAX_CACHE_PHASES (each phase compiles its own copy of
+# the decoding loop).
+CACHE_PHASE_TOKENS = 32
+MAX_CACHE_PHASES = 4
+
+
+def cache_phase_stops(max_new_tokens: int, phases: int | None = None) -> tuple[int, ...]:
+  """The new-token counts at which generate's cache phases end (the last is max_new_tokens).
+
+  A decoding step attends over every slot of the cache it is given, filled or not; a cache
+  sized once for the whole call (prompt block + max_new_tokens slots) makes every step read
+  all of them. Phase j instead holds prompt block + stops[j] slots and is grown
+  (decoder.grow_cache) between phases, so on average a step reads fewer unfilled slots (21 M
+  Llama, batch 64, 100 tokens: +9-14 % tok/s on a 2-core CPU with 4 phases;
+  docs/perf_capture.md). Tokens and captured values are those of a single phase: the extra slots
+  are masked out either way. phases None: ceil(max_new_tokens / CACHE_PHASE_TOKENS), at most
+  MAX_CACHE_PHASES; an int from 1 to max_new_tokens sets it (1: one cache for the whole call,
+  one compiled loop). Stops are floor(max_new_tokens * (j + 1) / phases)."""
+  t_new = int(max_new_tokens)
+  if phases is None:
+    phases = min(MAX_CACHE_PHASES, -(-t_new // CACHE_PHASE_TOKENS))
+  if isinstance(phases, bool) or not isinstance(phases, (int, np.integer)) or not (
+      1 <= phases <= t_new):
+    raise ValueError(f"cache_phases must be an int from 1 to max_new_tokens={t_new}, "
+                     f"got {phases!r}")
+  return tuple(t_new * (j + 1) // int(phases) for j in range(int(phases)))
 
 
 # per_layer=None copies the layer weights once per generate call; that copy may take at most this
@@ -171,10 +210,10 @@ def per_layer_default(layer_bytes: int) -> bool:
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "stop_at_eos",
                                              "capture_outputs", "pad_id", "expert_activity",
-                                             "per_layer"))
+                                             "per_layer", "phase_stops"))
 def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means,
               expert_mask=None, *, cfg, max_new_tokens, greedy, stop_at_eos, capture_outputs,
-              pad_id, expert_activity="dense", per_layer=False):
+              pad_id, expert_activity="dense", per_layer=False, phase_stops=None):
   b, p = ids.shape
   t_new = max_new_tokens
   L, N, K = cfg.num_layers, cfg.num_heads, cfg.head_dim
@@ -182,8 +221,9 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
   model = Model(cfg, params)  # the module around the traced parameter state
   positions = decoder.positions_from_mask(valid)  # (B, P)
   lens = valid.sum(1).astype(jnp.int32)  # (B,)
-  cache = decoder.empty_cache(cfg, positions, valid, t_new, decoder.cache_dtype(cfg, dtype),
-                              per_layer=per_layer)
+  phase_stops = phase_stops or (t_new,)
+  cache = decoder.empty_cache(cfg, positions, valid, phase_stops[0],
+                              decoder.cache_dtype(cfg, dtype), per_layer=per_layer)
   eos = jnp.asarray(cfg.eos_token_ids or (-1,), jnp.int32)
 
   moe_run = dict(expert_mask=expert_mask, expert_activity=expert_activity,
@@ -241,7 +281,11 @@ def _generate(params, ids, valid, key, temperature, top_p, head_mask, head_means
     return (t + 1, cache, tok, tokens, norm_buf, head_buf, expert_buf, length, done)
 
   state = (jnp.int32(1), cache, tok, tokens, norm_buf, head_buf, expert_buf, length, done)
-  state = jax.lax.while_loop(cond, body, state)
+  for j, stop in enumerate(phase_stops):  # token t writes slot p + t - 1 < p + stop
+    if j:
+      state = (state[0], decoder.grow_cache(cfg, state[1], stop - phase_stops[j - 1]),
+               *state[2:])
+    state = jax.lax.while_loop(lambda st, stop=stop: cond(st) & (st[0] < stop), body, state)
   _, _, _, tokens, norm_buf, head_buf, expert_buf, length, _ = state
   if not stop_at_eos:
     length = jnp.full((b,), t_new, jnp.int32)
@@ -260,7 +304,8 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
              head_mask=None, head_means=None, stop_at_eos: bool = False,
              capture_outputs: bool = False, mesh=None, data_axis: str = "data",
              expert_mask=None, expert_activity: str = "dense",
-             per_layer: bool | None = None) -> GenerateResult:
+             per_layer: bool | None = None,
+             cache_phases: int | None = None) -> GenerateResult:
   """Generates max_new_tokens tokens per prompt with per-head capture.
 
   input_ids (B, S) int with attention_mask (B, S) (either padding side; each row's real tokens
@@ -276,7 +321,9 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
   the layer weights during the call), instead of a scan over the stacked layers; the same
   operations and tokens. None (default): on when JAX's default backend is the CPU, where a
   scanned step copies every layer's weight and cache slices (docs/perf_capture.md), and the
-  extra copy fits in a quarter of the physical memory (``per_layer_default``).
+  extra copy fits in a quarter of the physical memory (``per_layer_default``). cache_phases:
+  the number of phases the cache grows in (``cache_phase_stops``; None: one per 32 new tokens,
+  at most 4; 1: one cache of prompt block + max_new_tokens slots throughout).
   Returns a GenerateResult.
   """
   cfg = model.config
@@ -293,6 +340,7 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
       rng if rng is not None else jax.random.PRNGKey(0))
   check_head_mask(cfg, head_mask, head_means)
   _check_experts(cfg, expert_mask, expert_activity)
+  phase_stops = cache_phase_stops(max_new_tokens, cache_phases)
   if per_layer is None:
     per_layer = per_layer_default(decoder.layer_weight_bytes(model))
   pad = pad_id_of(cfg)
@@ -309,7 +357,7 @@ def generate(model: Model, input_ids, attention_mask=None, *, max_new_tokens: in
       jnp.float32(temperature), jnp.float32(top_p), head_mask, head_means, expert_mask, cfg=cfg,
       max_new_tokens=int(max_new_tokens), greedy=bool(greedy), stop_at_eos=bool(stop_at_eos),
       capture_outputs=bool(capture_outputs), pad_id=pad, expert_activity=expert_activity,
-      per_layer=bool(per_layer))
+      per_layer=bool(per_layer), phase_stops=phase_stops)
   sequences = jnp.concatenate([jnp.asarray(ids[:, width - longest:]), tokens], axis=1)
   return GenerateResult(tokens=tokens, head_norms=norms, sequences=sequences,
                         prompt_lengths=lengths, lengths=length, head_outputs=heads,
