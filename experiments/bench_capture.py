@@ -1,7 +1,7 @@
 """Speed of generation with per-head capture: synergy_jax vs transformers (PyTorch, eager).
 
   python -m experiments.bench_capture [--models=stories260k,random20m,random_moe] [--batches=8,64]
-      [--dtypes=float32,bfloat16] [--new_tokens=100] [--repeats=3] [--quick]
+      [--dtypes=float32,bfloat16] [--new_tokens=100] [--repeats=3] [--cache_phases=auto] [--quick]
       [--out=runs/bench_capture.json]
 
 For each model, dtype and batch size, both implementations greedily generate --new_tokens tokens
@@ -46,7 +46,8 @@ A second, lower ceiling adds what attention must read: every decode step reads e
 already in the cache at least once, so with a growing cache a step reads on average
   kv bytes = batch × (prompt width + (new tokens + 1) / 2) × layers × 2 × kv heads × head dim
              × cache itemsize    (a sliding layer's slots capped at its window)
-(what PyTorch's growing cache reads; synergy_jax reads its whole preallocated cache, more), and
+(what PyTorch's growing cache reads; synergy_jax reads somewhat more: each phase's whole cache,
+models.generation.cache_phase_stops), and
   ceiling with cache = PyTorch's time per step / (JAX's weight products + kv bytes / bandwidth),
 the ratio if JAX's step were its products plus that read at the measured bandwidth, nothing else
 (not printed for caches other than plain keys and values, e.g. MLA's latent one).
@@ -87,6 +88,9 @@ flags.DEFINE_enum("per_layer", "auto", ["auto", "on", "off"],
                   "JAX decoding over per-layer weight and cache buffers (models.generate "
                   "per_layer=; auto: its default, on for the CPU backend while the weight "
                   "copy fits a quarter of the physical memory) or over the scanned stack (off).")
+flags.DEFINE_string("cache_phases", "auto",
+                    "Phases JAX's decoding cache grows in (models.generate cache_phases=; auto: "
+                    "its default, one per 32 new tokens, at most 4; 1: one cache throughout).")
 flags.DEFINE_string("out", None, "Optional JSON file for the figures (written atomically).")
 FLAGS = flags.FLAGS
 
@@ -180,7 +184,7 @@ def measure_bandwidth(nbytes: int, repeats: int = 5) -> dict:
 class JaxSide:
   """synergy_jax generation with capture, one model in one dtype."""
 
-  def __init__(self, directory, dtype, per_layer: bool | None):
+  def __init__(self, directory, dtype, per_layer: bool | None, cache_phases: int | None = None):
     import jax
     import numpy as np
     from synergy_jax import models as M
@@ -188,6 +192,7 @@ class JaxSide:
     self.M, self.jax = M, jax
     self.model = M.load(directory, dtype=dtype)
     self.dtype = dtype
+    self.cache_phases = cache_phases  # None: generate's default for the call's new tokens
     # None: generate's own default for this model, resolved once here for the row label
     self.per_layer = (generation.per_layer_default(decoder.layer_weight_bytes(self.model))
                       if per_layer is None else bool(per_layer))
@@ -201,7 +206,8 @@ class JaxSide:
     """-> tokens (B, T), head norms (B, L, N, T), expert norms (B, L_moe, E, T) or None."""
     import numpy as np
     r = self.M.generate(self.model, ids, mask, max_new_tokens=new_tokens,
-                        expert_activity="dense", per_layer=self.per_layer)
+                        expert_activity="dense", per_layer=self.per_layer,
+                        cache_phases=self.cache_phases)
     self.jax.block_until_ready((r.tokens, r.head_norms, r.expert_norms))
     experts = None if r.expert_norms is None else np.asarray(r.expert_norms, np.float32)
     return np.asarray(r.tokens), np.asarray(r.head_norms, np.float32), experts
@@ -323,6 +329,21 @@ class WeightProducts:
             statistics.median(_repeat_seconds(self.torch_call, repeats)))
 
 
+def cache_phases_flag(value: str, new_tokens: int) -> int | None:
+  """--cache_phases as generate's cache_phases: None for "auto", else an int from 1 to
+  new_tokens (ValueError naming the flag)."""
+  from synergy_jax.models import generation
+  if value == "auto":
+    return None
+  try:
+    phases = int(value)
+    generation.cache_phase_stops(new_tokens, phases)
+  except ValueError:
+    raise ValueError(f"--cache_phases={value!r}: expected auto or an int from 1 to "
+                     f"--new_tokens={new_tokens}") from None
+  return phases
+
+
 def kv_read_bytes_per_step(cfg, cache_itemsize: int, batch: int, prompt_width: int,
                            new_tokens: int) -> float | None:
   """Bytes of keys and values a decode step must read, averaged over the new tokens (step t
@@ -429,7 +450,8 @@ def compare(jx: JaxSide, pt: TorchSide, vocab: int, batch: int, new_tokens: int,
 def _line(name, dtype, jx, pt, r):
   return (f"{name} {dtype} batch {r['batch']}: {jx.params / 1e6:.2f}M params, "
           f"{jx.weight_bytes / 1e6:.0f} MB | JAX {r['jax_tokens_per_s']:.0f} tok/s "
-          f"(compile {r['jax_compile_seconds']:.1f}s, per-layer {r.get('jax_per_layer', '?')}) "
+          f"(compile {r['jax_compile_seconds']:.1f}s, per-layer {r.get('jax_per_layer', '?')}, "
+          f"cache phases {r.get('jax_cache_phases', '?')}) "
           f"| PyTorch eager "
           f"{r['torch_tokens_per_s']:.0f} tok/s ({pt.threads} threads) | ratio {r['ratio']:.2f}x "
           f"| bandwidth limit {r['bandwidth_limit_tokens_per_s']:.0f} tok/s: JAX at "
@@ -466,6 +488,10 @@ def _check_flags(batches, dtypes, new_tokens, repeats):
       raise UserError(f"{name}={value} must be >= 1")
   if FLAGS.torch_threads < 0:
     raise UserError(f"--torch_threads={FLAGS.torch_threads} must be >= 0 (0: PyTorch's default)")
+  try:
+    cache_phases_flag(FLAGS.cache_phases, new_tokens)
+  except ValueError as e:
+    raise UserError(str(e)) from None
 
 
 def main(argv):
@@ -491,6 +517,8 @@ def main(argv):
           "ratios overstate the idle case (try --torch_threads=1, or re-measure when idle)",
           flush=True)
   per_layer = {"auto": None, "on": True, "off": False}[FLAGS.per_layer]
+  cache_phases = cache_phases_flag(FLAGS.cache_phases, new_tokens)  # checked in _check_flags
+  from synergy_jax.models import generation
   with tempfile.TemporaryDirectory() as tmp:
     for name in models:
       if name == "stories260k":
@@ -505,7 +533,7 @@ def main(argv):
       with open(os.path.join(directory, "config.json")) as f:
         vocab = json.load(f)["vocab_size"]
       for dtype in dtypes:
-        jx, pt = JaxSide(directory, dtype, per_layer), TorchSide(directory, dtype)
+        jx, pt = JaxSide(directory, dtype, per_layer, cache_phases), TorchSide(directory, dtype)
         for batch in batches:
           sweep = None
           if batch == "auto":
@@ -517,7 +545,9 @@ def main(argv):
           row = compare(jx, pt, vocab, b, new_tokens, repeats, bw["gb_per_s"])
           row.update(model=name, dtype=dtype, params=jx.params, weight_bytes=jx.weight_bytes,
                      torch_threads=pt.threads, auto_sweep=sweep,
-                     jax_per_layer="on" if jx.per_layer else "off")
+                     jax_per_layer="on" if jx.per_layer else "off",
+                     jax_cache_phases=len(generation.cache_phase_stops(new_tokens,
+                                                                       jx.cache_phases)))
           figures["rows"].append(row)
           print(_line(name, dtype, jx, pt, row), flush=True)
         pt.close()

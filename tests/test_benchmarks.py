@@ -56,6 +56,7 @@ def test_bench_capture_toy(tmp_path, stories260k_dir):
   assert row["jax_tokens_per_s"] > 0 and row["torch_tokens_per_s"] > 0
   assert 0 < row["jax_bandwidth_fraction"] < float("inf")
   assert row["jax_per_layer"] == "on"  # the default on the CPU backend
+  assert row["jax_cache_phases"] == 1  # generate's default for 8 new tokens
   # the weight products alone, timed on both sides, and the ceiling they put on the ratio
   assert row["dot_count"] == 5 * 7 + 1  # q, k, v, o, gate, up, down per layer + lm head
   assert row["jax_dots_seconds_per_step"] > 0 and row["torch_dots_seconds_per_step"] > 0
@@ -90,10 +91,11 @@ def test_bench_capture_moe_toy(tmp_path):
   figures = tmp_path / "figures.json"
   out = run(["experiments.bench_capture", "--models=random_moe", "--batches=2",
              "--dtypes=float32", "--new_tokens=6", "--repeats=1", "--bandwidth_mib=64",
-             "--per_layer=off", f"--out={figures}"])
-  assert "expert norm diff" in out
+             "--per_layer=off", "--cache_phases=3", f"--out={figures}"])
+  assert "expert norm diff" in out and "cache phases 3" in out
   (row,) = json.loads(figures.read_text())["rows"]
   assert (row["model"], row["batch"], row["jax_per_layer"]) == ("random_moe", 2, "off")
+  assert row["jax_cache_phases"] == 3
   assert row["tokens_identical"]
   assert row["max_head_norm_diff"] < 1e-4
   assert 0 <= row["max_expert_norm_diff"] < 1e-4
@@ -110,3 +112,13 @@ def test_kv_read_bytes_caps_sliding_layers_at_their_window(stories260k_dir):
   assert kv_read_bytes_per_step(cfg, 4, 2, 6, 8) == 2 * 5 * 10.5 * 2 * 4 * 8 * 4
   slid = dataclasses.replace(cfg, layer_windows=(0, 4, 0, 4, 0))
   assert kv_read_bytes_per_step(slid, 4, 2, 6, 8) == 2 * (3 * 10.5 + 2 * 4) * 2 * 4 * 8 * 4
+
+
+def test_bench_capture_names_a_bad_cache_phases():
+  """A user error: one line naming the flag, no traceback, before any model is built."""
+  proc = subprocess.run([sys.executable, "-m", "experiments.bench_capture", "--new_tokens=8",
+                         "--cache_phases=9"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode != 0
+  assert "--cache_phases='9': expected auto or an int from 1 to --new_tokens=8" in proc.stderr
+  assert "Traceback" not in proc.stderr
