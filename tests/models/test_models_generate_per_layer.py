@@ -57,16 +57,11 @@ def _same(a, b, what):
                                err_msg=f"{what} {field}")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_per_layer_generation_equals_the_scanned_stack(pair, name):
-  m = pair(name)[1]
-  ids, mask = F.left_pad(F.prompts([4, 9, 6], seed=3))
-  run = lambda per_layer, **kw: M.generate(m, ids, mask, max_new_tokens=8, per_layer=per_layer,
-                                           capture_outputs=True, **kw)
-  base = run(False)
-  _same(base, run(True), f"{name} plain")
+def interventions(base, seed=1):
+  """generate keywords for a random head mask (one head off), mean ablation and, for MoE models,
+  an expert mask (one expert off, one halved), shaped after the GenerateResult `base`."""
   n_layers, n_heads, _, k = base.head_outputs.shape[1:]
-  rng = np.random.default_rng(1)
+  rng = np.random.default_rng(seed)
   hm = rng.uniform(0.2, 1.0, size=(n_layers, n_heads)).astype(np.float32)
   hm[0, 1] = 0.0
   kw = {"head_mask": hm,
@@ -75,6 +70,18 @@ def test_per_layer_generation_equals_the_scanned_stack(pair, name):
     em = np.ones(base.expert_norms.shape[1:3], np.float32)
     em[0, 2], em[-1, 0] = 0.0, 0.5
     kw["expert_mask"] = em
+  return kw
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_per_layer_generation_equals_the_scanned_stack(pair, name):
+  m = pair(name)[1]
+  ids, mask = F.left_pad(F.prompts([4, 9, 6], seed=3))
+  run = lambda per_layer, **kw: M.generate(m, ids, mask, max_new_tokens=8, per_layer=per_layer,
+                                           capture_outputs=True, **kw)
+  base = run(False)
+  _same(base, run(True), f"{name} plain")
+  kw = interventions(base)
   _same(run(False, **kw), run(True, **kw), f"{name} interventions")
   sample = {"greedy": False, "rng": 7, "temperature": 1.5, "stop_at_eos": True}
   a, b = run(False, **sample), run(True, **sample)

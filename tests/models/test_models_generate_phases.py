@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import families_torch_refs as F
-from test_models_generate_per_layer import _build, _same, NAMES
+from test_models_generate_per_layer import _build, _same, interventions, NAMES
 from models_torch_refs import pair_factory
 from synergy_jax import models as M
 from synergy_jax.models import decoder, generation
@@ -100,16 +100,7 @@ def test_phased_generation_equals_one_phase(pair, name):
   base = run(1)
   assert np.asarray(base.tokens).std() > 0  # not a constant output
   _same(base, run(3), f"{name} 3 phases")
-  rng = np.random.default_rng(1)
-  n_layers, n_heads, _, k = base.head_outputs.shape[1:]
-  hm = rng.uniform(0.2, 1.0, size=(n_layers, n_heads)).astype(np.float32)
-  hm[0, 1] = 0.0
-  kw = {"head_mask": hm, "head_means": rng.normal(size=(n_layers, n_heads, k)).astype(np.float32),
-        "greedy": False, "rng": 7, "temperature": 1.5, "stop_at_eos": True}
-  if base.expert_norms is not None:
-    em = np.ones(base.expert_norms.shape[1:3], np.float32)
-    em[0, 2], em[-1, 0] = 0.0, 0.5
-    kw["expert_mask"] = em
+  kw = {**interventions(base), "greedy": False, "rng": 7, "temperature": 1.5, "stop_at_eos": True}
   _same(run(1, **kw), run(3, **kw), f"{name} interventions, sampling, stop_at_eos")
 
 
