@@ -41,9 +41,10 @@ Speed, and why "100 surrogates in ≤ 5 × one all_pairs call" is out of reach f
 ``all_pairs(acts, acts_y=...)``. Re-measured 2026-12-02 18:51 UTC on the same machine under load
 (1-minute load 4.7–5.7, indicative only; ``bench_phiid --kinds=gaussian --num_units=256
 --surrogates=100 --reference_pairs=0``, float64): 21.1 s = 39 all_pairs calls of 0.54 s, the
-straightforward 100 calls 53.7 s; sums equal to 6e-15, counts identical. Again 2026-12-04 20:31 UTC
-on an idle 2-core AVX-512 AMD EPYC (same command, load 0.5 at the start): one call 0.087 s, 100
-surrogates 4.06 s = 46.9 calls, the straightforward 100 calls 12.4 s; sums equal to 6e-15.
+straightforward 100 calls 53.7 s; sums equal to 6e-15, counts identical. Twice on 2026-12-04 on a
+2-core AVX-512 AMD EPYC (same command): 20:31 UTC (1-minute load 0.5 at the start, decaying from a
+benchmark) one call 0.087 s, 100 surrogates 4.06 s = 46.9 calls, the straightforward 100 calls
+12.4 s; 21:04 UTC (load 0.02) 0.096 s, 3.97 s = 41.4 calls, 11.9 s; sums equal to 6e-15 in both.
 The floor is arithmetic: under pool="mean" each atom is a mean
 of per-prompt nonlinear functions of that prompt's correlations, so every surrogate needs fresh
 cross-correlations of all P prompts, i.e. P (2N × 2N) products of length T − τ — the same
