@@ -57,6 +57,13 @@ def _same(a, b, what):
                                err_msg=f"{what} {field}")
 
 
+def generator(m):
+  """generate(**kw) on three left-padded prompts (lengths 4, 9, 6), 8 new tokens, with head
+  outputs captured: the call the equality tests compare under two settings."""
+  ids, mask = F.left_pad(F.prompts([4, 9, 6], seed=3))
+  return lambda **kw: M.generate(m, ids, mask, max_new_tokens=8, capture_outputs=True, **kw)
+
+
 def interventions(base, seed=1):
   """generate keywords for a random head mask (one head off), mean ablation and, for MoE models,
   an expert mask (one expert off, one halved), shaped after the GenerateResult `base`."""
@@ -75,10 +82,8 @@ def interventions(base, seed=1):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_per_layer_generation_equals_the_scanned_stack(pair, name):
-  m = pair(name)[1]
-  ids, mask = F.left_pad(F.prompts([4, 9, 6], seed=3))
-  run = lambda per_layer, **kw: M.generate(m, ids, mask, max_new_tokens=8, per_layer=per_layer,
-                                           capture_outputs=True, **kw)
+  generate = generator(pair(name)[1])
+  run = lambda per_layer, **kw: generate(per_layer=per_layer, **kw)
   base = run(False)
   _same(base, run(True), f"{name} plain")
   kw = interventions(base)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import families_torch_refs as F
-from test_models_generate_per_layer import _build, _same, interventions, NAMES
+from test_models_generate_per_layer import _build, _same, generator, interventions, NAMES
 from models_torch_refs import pair_factory
 from synergy_jax import models as M
 from synergy_jax.models import decoder, generation
@@ -93,10 +93,8 @@ def test_phased_call_grows_the_cache_between_loops(pair, monkeypatch):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_phased_generation_equals_one_phase(pair, name):
-  m = pair(name)[1]
-  ids, mask = F.left_pad(F.prompts([4, 9, 6], seed=3))
-  run = lambda phases, **kw: M.generate(m, ids, mask, max_new_tokens=8, cache_phases=phases,
-                                        capture_outputs=True, **kw)
+  generate = generator(pair(name)[1])
+  run = lambda phases, **kw: generate(cache_phases=phases, **kw)
   base = run(1)
   assert np.asarray(base.tokens).std() > 0  # not a constant output
   _same(base, run(3), f"{name} 3 phases")
